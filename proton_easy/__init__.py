@@ -1,0 +1,54 @@
+"""proton_easy: AMQP 1.0 messaging with Qpid Proton, as easy as requests made HTTP.
+
+>>> import proton_easy as pe
+>>> pe.send("amqp://admin:admin@localhost:5672/examples", {"sequence": 1})   # doctest: +SKIP
+>>> [m.body for m in pe.receive("amqp://admin:admin@localhost:5672/examples")]  # doctest: +SKIP
+[{'sequence': 1}]
+"""
+
+from ._api import consume, receive, send, send_many
+from ._client import Client
+from ._errors import (
+    AMQPError,
+    AuthenticationError,
+    ConnectError,
+    ConnectionLost,
+    DeliveryError,
+    LinkError,
+    NotFound,
+    Rejected,
+    Released,
+    Timeout,
+    TLSError,
+    TransactionError,
+    Unauthorized,
+)
+from ._message import Message
+from ._options import DEFAULT_TIMEOUT
+from ._tls import TLS
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AMQPError",
+    "AuthenticationError",
+    "Client",
+    "ConnectError",
+    "ConnectionLost",
+    "DEFAULT_TIMEOUT",
+    "DeliveryError",
+    "LinkError",
+    "Message",
+    "NotFound",
+    "Rejected",
+    "Released",
+    "TLS",
+    "TLSError",
+    "Timeout",
+    "TransactionError",
+    "Unauthorized",
+    "consume",
+    "receive",
+    "send",
+    "send_many",
+]

@@ -1,0 +1,62 @@
+"""One-line helpers: each opens a Client, does one job, closes it (requests' ``api.py`` model).
+
+Every helper takes the connection options of :class:`~proton_easy.Client` as keywords: ``user``,
+``password``, ``tls``, ``reconnect``, ``heartbeat``, ``timeout``, ``allowed_mechs``, ``urls``,
+``container_id``. The URL's path names the address: ``amqp://host:5672/orders``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator, List, Optional
+
+from ._client import Client
+from ._message import Message
+
+
+def send(url: Optional[str], message: Any, *, at_most_once: bool = False,
+         durable: bool = False, **options: Any) -> None:
+    """Send one message and wait until the broker accepted it.
+
+    >>> import proton_easy as pe
+    >>> pe.send("amqp://localhost:5672/examples", {"sequence": 1})   # doctest: +SKIP
+    """
+    with Client(url, **options) as client:
+        client.send(None, message, at_most_once=at_most_once, durable=durable)
+
+
+def send_many(url: Optional[str], messages: Iterable[Any], *, at_most_once: bool = False,
+              durable: bool = False, **options: Any) -> int:
+    """Send many messages, pipelined; return the number accepted (re-sent after a reconnect).
+
+    >>> pe.send_many("amqp://localhost:5672/examples", range(100))   # doctest: +SKIP
+    100
+    """
+    with Client(url, **options) as client:
+        return client.send_many(None, messages, at_most_once=at_most_once, durable=durable)
+
+
+def receive(url: Optional[str], count: int = 1, *, timeout: Optional[float] = None,
+            selector: Optional[str] = None, at_most_once: bool = False,
+            **options: Any) -> List[Message]:
+    """Receive up to ``count`` messages within ``timeout`` seconds; maybe fewer, maybe none.
+
+    >>> pe.receive("amqp://localhost:5672/examples", count=10, timeout=5)   # doctest: +SKIP
+    [Message(body={'sequence': 1}), ...]
+    """
+    with Client(url, **options) as client:
+        return client.receive(None, count, timeout=timeout, selector=selector,
+                              at_most_once=at_most_once)
+
+
+def consume(url: Optional[str], *, idle_timeout: Optional[float] = -1,
+            selector: Optional[str] = None, at_most_once: bool = False,
+            **options: Any) -> Iterator[Message]:
+    """Iterate over messages; each is accepted after the loop body finished with it, and put back
+    on the queue if the body raised. Stops after ``idle_timeout`` seconds without a message.
+
+    >>> for msg in pe.consume("amqp://localhost:5672/examples", idle_timeout=5):  # doctest: +SKIP
+    ...     print(msg.body)
+    """
+    with Client(url, **options) as client:
+        yield from client.consume(None, idle_timeout=idle_timeout, selector=selector,
+                                  at_most_once=at_most_once)

@@ -1,0 +1,163 @@
+"""One AMQP connection and the jobs running on it: opening, failover, reconnect, failure."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any, Optional, Set
+
+from proton.handlers import MessagingHandler
+
+from ._errors import (
+    AMQPError,
+    AuthenticationError,
+    ConnectError,
+    ConnectionLost,
+    TLSError,
+    connection_error,
+    transport_error,
+)
+from ._options import Backoff, ConnectionOptions
+
+if TYPE_CHECKING:
+    from .handlers import Job
+
+log = logging.getLogger("proton_easy")
+
+
+class Connection(MessagingHandler):
+    """Owns one proton connection and tells its jobs when it opens, drops, returns or fails.
+
+    Reconnecting is proton's (links re-attach by themselves); what proton does not do, this
+    does: a fresh, bounded backoff for each outage, no retry after a TLS or login failure,
+    typed errors, and telling each job so that a sender can re-send what was in doubt.
+    """
+
+    def __init__(self, options: ConnectionOptions) -> None:
+        super().__init__(prefetch=0, auto_accept=False, auto_settle=False)
+        self.options = options
+        self.jobs: Set[Job] = set()
+        self.proton: Any = None
+        self.opened = Future()
+        self.closed = Future()
+        self.ever_opened = False
+        self.up = False
+        self.failed: Optional[AMQPError] = None
+        self._last_error: Optional[ConnectError] = None
+        self._backoff: Optional[Backoff] = None
+        self.offered_capabilities: tuple = ()
+
+    # -- driving ----------------------------------------------------------------------------
+    def open(self, container: Any) -> Any:
+        """Start connecting (on the loop thread); returns the proton connection."""
+        kwargs = self.options.connect_kwargs()
+        self._backoff = kwargs["reconnect"]
+        self._backoff.on_give_up = self._gave_up
+        self.proton = container.connect(handler=self, **kwargs)
+        return self.proton
+
+    def add(self, job: Job) -> None:
+        """Register a job to hear about drops, returns and failure."""
+        if self.failed is not None:
+            raise self.failed
+        self.jobs.add(job)
+
+    def discard(self, job: Job) -> None:
+        """Forget a finished job."""
+        self.jobs.discard(job)
+
+    def close(self) -> None:
+        """Close gracefully; ``closed`` resolves when the broker answered or the link is gone."""
+        if self._backoff is not None:
+            self._backoff.stopped = True
+        if self.proton is not None and not self.closed.done():
+            if self.up:
+                self.proton.close()
+            else:
+                self.proton.close()
+                self._resolve(self.closed, None)
+        else:
+            self._resolve(self.closed, None)
+
+    # -- proton events ----------------------------------------------------------------------
+    def on_connection_opened(self, event: Any) -> None:
+        caps = event.connection.remote_offered_capabilities or ()
+        self.offered_capabilities = tuple(str(c) for c in caps)
+        reopened = self.ever_opened
+        self.ever_opened = True
+        self.up = True
+        if self._backoff is not None:
+            self._backoff.connected = True
+        if reopened:
+            log.info("reconnected to %s", event.connection.hostname)
+            for job in list(self.jobs):
+                job._guard(job._reconnected)
+        self._resolve(self.opened, self)
+
+    def on_transport_error(self, event: Any) -> None:
+        cond = event.transport.condition
+        err = transport_error(cond, self.options.display_url)
+        if isinstance(err, (TLSError, AuthenticationError)) and self._backoff is not None:
+            self._backoff.stopped = True  # a retry cannot mend these
+        specific = (TLSError, AuthenticationError)
+        if isinstance(err, specific) or not isinstance(self._last_error, specific):
+            self._last_error = err
+        log.debug("transport error: %s", err)
+
+    def on_connection_error(self, event: Any) -> None:
+        err = connection_error(event.connection.remote_condition, self.options.display_url)
+        self._fail(err)
+
+    def on_disconnected(self, event: Any) -> None:
+        if not self.up:
+            return  # proton reports a drop twice
+        self.up = False
+        if self.closed.done() or (self._backoff is not None and self._backoff.stopped):
+            return
+        log.warning("connection to %s lost; reconnecting", self.options.display_url)
+        for job in list(self.jobs):
+            job._guard(job._dropped)
+
+    def on_connection_closed(self, event: Any) -> None:
+        self.up = False
+        self._resolve(self.closed, None)
+
+    def on_link_error(self, event: Any) -> None:  # links always have their own handler
+        pass
+
+    # -- failure ----------------------------------------------------------------------------
+    def _gave_up(self) -> None:
+        if self.ever_opened and not isinstance(self._last_error, (TLSError,
+                                                                  AuthenticationError)):
+            in_doubt = sum(job.in_doubt for job in self.jobs)
+            err: AMQPError = ConnectionLost(
+                f"connection to {self.options.display_url} lost and not recovered "
+                f"({in_doubt} deliveries in doubt)", in_doubt=in_doubt)
+        else:
+            err = self._last_error or ConnectError(
+                f"cannot connect to {self.options.display_url}")
+        self._fail(err)
+
+    def _fail(self, err: AMQPError) -> None:
+        if self.failed is not None:
+            return
+        self.failed = err
+        self.up = False
+        if self._backoff is not None:
+            self._backoff.stopped = True
+        for job in list(self.jobs):
+            job._guard(job._fail, err)
+        self.jobs.clear()
+        self._resolve(self.opened, err)
+        if self.proton is not None:
+            self.proton.close()
+        self._resolve(self.closed, None)
+
+    @staticmethod
+    def _resolve(fut: Future, value: Any) -> None:
+        if fut.done():
+            return
+        if isinstance(value, BaseException):
+            fut.set_exception(value)
+        else:
+            fut.set_result(value)

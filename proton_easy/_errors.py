@@ -1,0 +1,169 @@
+"""The exception tree of proton_easy, and the one place where proton's conditions become it.
+
+Every error the library raises on purpose is an :class:`AMQPError`; arguments that are wrong before
+any I/O raise the builtin ``ValueError`` or ``TypeError`` instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+__all__ = [
+    "AMQPError",
+    "ConnectError",
+    "AuthenticationError",
+    "TLSError",
+    "ConnectionLost",
+    "Timeout",
+    "LinkError",
+    "NotFound",
+    "Unauthorized",
+    "DeliveryError",
+    "Rejected",
+    "Released",
+    "TransactionError",
+]
+
+
+class AMQPError(Exception):
+    """Base class of every error proton_easy raises on purpose.
+
+    ``condition`` is the AMQP error condition name (``"amqp:not-found"``) when the peer sent one,
+    ``description`` its text.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        condition: Optional[str] = None,
+        description: Optional[str] = None,
+    ) -> None:
+        super().__init__(message)
+        self.condition = condition
+        self.description = description
+
+
+class ConnectError(AMQPError):
+    """The connection could not be established: refused, DNS failure, no route, timed out."""
+
+
+class AuthenticationError(ConnectError):
+    """SASL authentication or login was refused by the broker."""
+
+
+class TLSError(ConnectError):
+    """The TLS handshake or certificate verification failed, or the TLS set-up is unusable."""
+
+
+class ConnectionLost(AMQPError):
+    """An established connection dropped and was not recovered.
+
+    ``in_doubt`` counts the deliveries whose outcome is unknown (sent but not confirmed).
+    """
+
+    def __init__(self, message: str, *, in_doubt: int = 0, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.in_doubt = in_doubt
+
+
+class Timeout(AMQPError, TimeoutError):
+    """A blocking call did not complete within its timeout (also a builtin ``TimeoutError``)."""
+
+
+class LinkError(AMQPError):
+    """The broker refused or closed a sender or receiver link (bad address, selector, ...)."""
+
+
+class NotFound(LinkError):
+    """The address does not exist and the broker will not create it."""
+
+
+class Unauthorized(LinkError):
+    """The user may not send to or receive from this address."""
+
+
+class DeliveryError(AMQPError):
+    """A sent message was not accepted by the broker."""
+
+
+class Rejected(DeliveryError):
+    """The broker rejected the message (its condition says why)."""
+
+
+class Released(DeliveryError):
+    """The broker released or modified the message without accepting it."""
+
+
+class TransactionError(AMQPError):
+    """A transaction could not be declared or discharged: none of its batch happened."""
+
+
+_LINK_ERRORS = {
+    "amqp:not-found": NotFound,
+    "amqp:unauthorized-access": Unauthorized,
+    "amqp:resource-deleted": NotFound,
+}
+
+
+def _condition_parts(condition: Any) -> tuple[Optional[str], Optional[str]]:
+    if condition is None:
+        return None, None
+    name = getattr(condition, "name", None)
+    description = getattr(condition, "description", None)
+    return (str(name) if name is not None else None,
+            str(description) if description is not None else None)
+
+
+def _text(what: str, name: Optional[str], description: Optional[str]) -> str:
+    from ._options import redact
+
+    parts = [what]
+    if name:
+        parts.append(f"[{name}]")
+    if description:
+        parts.append(redact(description))
+    return ": ".join([parts[0], " ".join(parts[1:])]) if len(parts) > 1 else parts[0]
+
+
+def link_error(condition: Any, address: Optional[str]) -> LinkError:
+    """Translate a link's remote close condition into a :class:`LinkError` subclass."""
+    name, description = _condition_parts(condition)
+    cls = _LINK_ERRORS.get(name or "", LinkError)
+    what = f"link to {address!r} refused" if address else "link refused"
+    return cls(_text(what, name, description), condition=name, description=description)
+
+
+def transport_error(condition: Any, url: str) -> ConnectError:
+    """Translate a transport (socket, SASL or TLS) failure into a :class:`ConnectError`."""
+    name, description = _condition_parts(condition)
+    text = (description or "").lower()
+    cls: type[ConnectError] = ConnectError
+    if "ssl" in text or "tls" in text or "certificate" in text:
+        cls = TLSError
+    elif name in ("amqp:unauthorized-access",) or "sasl" in text or "authentication" in text:
+        cls = AuthenticationError
+    return cls(_text(f"cannot connect to {url}", name, description),
+               condition=name, description=description)
+
+
+def connection_error(condition: Any, url: str) -> AMQPError:
+    """Translate a connection closed by the broker into an error."""
+    name, description = _condition_parts(condition)
+    if name == "amqp:unauthorized-access":
+        return AuthenticationError(_text(f"login refused by {url}", name, description),
+                                   condition=name, description=description)
+    return ConnectionLost(_text(f"connection to {url} closed by the broker", name, description),
+                          condition=name, description=description)
+
+
+def delivery_error(state: Any, condition: Any) -> DeliveryError:
+    """Translate a non-accepted outcome of a sent message into a :class:`DeliveryError`."""
+    from proton import Delivery
+
+    name, description = _condition_parts(condition)
+    if state == Delivery.REJECTED:
+        return Rejected(_text("message rejected", name, description),
+                        condition=name, description=description)
+    what = "message modified" if state == Delivery.MODIFIED else "message released"
+    return Released(_text(what, name, description), condition=name, description=description)

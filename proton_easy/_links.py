@@ -1,0 +1,81 @@
+"""Link options: routing capabilities, selectors and settlement modes, merged into one attach."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from typing import Any, List, Optional
+
+from proton import Data, Described, Link, symbol
+from proton.reactor import LinkOption
+
+from ._options import split_address
+
+_SELECTOR_DESCRIPTOR = symbol("apache.org:selector-filter:string")
+_link_ids = itertools.count(1)
+_PROCESS_ID = uuid.uuid4().hex[:8]
+
+
+def link_name(kind: str, address: Optional[str]) -> str:
+    """A link name unique in this process (proton's default clashes on a second link)."""
+    return f"pe-{kind}-{address or 'dynamic'}-{_PROCESS_ID}-{next(_link_ids)}"
+
+
+def _put_capabilities(data: Data, caps: List[str]) -> None:
+    data.put_array(False, Data.SYMBOL)
+    data.enter()
+    for cap in caps:
+        data.put_symbol(symbol(cap))
+    data.exit()
+
+
+class LinkSetup(LinkOption):
+    """Everything our links say at attach time, applied in one go.
+
+    ``kind`` is ``"queue"`` or ``"topic"`` (told to the broker through the terminus
+    capabilities), ``selector`` a JMS selector expression, ``at_most_once`` pre-settles.
+    Merging everything into one option avoids proton's two-``Filter`` malformed attach.
+    """
+
+    def __init__(
+        self,
+        kind: Optional[str],
+        *,
+        selector: Optional[str] = None,
+        at_most_once: bool = False,
+        durable: bool = False,
+    ) -> None:
+        self.kind = kind
+        self.selector = selector
+        self.at_most_once = at_most_once
+        self.durable = durable
+
+    def apply(self, link: Link) -> None:
+        """Called by proton while the link is created."""
+        terminus = link.source if link.is_receiver else link.target
+        if self.kind:
+            _put_capabilities(terminus.capabilities, [self.kind])
+        if self.selector is not None:
+            link.source.filter.put_dict({symbol("selector"): Described(_SELECTOR_DESCRIPTOR,
+                                                                        self.selector)})
+        if self.at_most_once:
+            link.snd_settle_mode = Link.SND_SETTLED
+        else:
+            link.snd_settle_mode = Link.SND_UNSETTLED
+            link.rcv_settle_mode = Link.RCV_FIRST
+
+
+def resolve(address: Optional[str]) -> tuple[Optional[str], Optional[str]]:
+    """(node name, kind) for an address; None stays None (anonymous relay / dynamic)."""
+    if address is None:
+        return None, None
+    return split_address(address)
+
+
+def describe(link: Any) -> str:
+    """The address of a link, for error texts."""
+    try:
+        term = link.target if link.is_sender else link.source
+        return term.address or "?"
+    except Exception:  # noqa: BLE001
+        return "?"
