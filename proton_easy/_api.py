@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Iterator, List, Optional
 
-from ._client import Client
+from ._client import Client, pre_encode
 from ._message import Message
 
 
@@ -20,8 +20,9 @@ def send(url: Optional[str], message: Any, *, at_most_once: bool = False,
     >>> import proton_easy as pe
     >>> pe.send("amqp://localhost:5672/examples", {"sequence": 1})   # doctest: +SKIP
     """
+    payload = pre_encode(message, durable)  # a TypeError before any I/O
     with Client(url, **options) as client:
-        client.send(None, message, at_most_once=at_most_once, durable=durable)
+        client.send(None, payload, at_most_once=at_most_once)
 
 
 def send_many(url: Optional[str], messages: Iterable[Any], *, at_most_once: bool = False,
@@ -31,6 +32,8 @@ def send_many(url: Optional[str], messages: Iterable[Any], *, at_most_once: bool
     >>> pe.send_many("amqp://localhost:5672/examples", range(100))   # doctest: +SKIP
     100
     """
+    if isinstance(messages, (list, tuple)):
+        messages = [pre_encode(m, durable) for m in messages]  # TypeErrors before any I/O
     with Client(url, **options) as client:
         return client.send_many(None, messages, at_most_once=at_most_once, durable=durable)
 

@@ -172,7 +172,7 @@ class Client:
         """
         address = self._address(address)
         if isinstance(messages, (list, tuple)):
-            messages = [_pre_encode(m, durable) for m in messages]
+            messages = [pre_encode(m, durable) for m in messages]
         job = Sender(messages=messages, address=address, at_most_once=at_most_once,
                      durable=durable)
         return self.run(job, timeout, progress=lambda: job.confirmed)
@@ -243,7 +243,10 @@ class Client:
         self._loop.stop()
 
 
-def _pre_encode(item: Any, durable: bool) -> Encoded:
+def pre_encode(item: Any, durable: bool = False) -> Encoded:
+    """Encode a body or message now (TypeError if it cannot be); encoded input passes through."""
+    if type(item) is Encoded:
+        return item
     if durable and not isinstance(item, Message):
         item = Message(item, durable=True)
     return encode(item)

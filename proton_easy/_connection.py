@@ -42,6 +42,7 @@ class Connection(MessagingHandler):
         self.closed = Future()
         self.ever_opened = False
         self.up = False
+        self.drops = 0
         self.failed: Optional[AMQPError] = None
         self._last_error: Optional[ConnectError] = None
         self._backoff: Optional[Backoff] = None
@@ -112,6 +113,7 @@ class Connection(MessagingHandler):
         if not self.up:
             return  # proton reports a drop twice
         self.up = False
+        self.drops += 1
         if self.closed.done() or (self._backoff is not None and self._backoff.stopped):
             return
         log.warning("connection to %s lost; reconnecting", self.options.display_url)

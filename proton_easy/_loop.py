@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import threading
 import uuid
 from concurrent.futures import Future
@@ -72,6 +73,7 @@ class Loop:
         self.container.selectable(self._injector)
         self._started = threading.Event()
         self._stopped = False
+        self._lock = threading.Lock()  # guards the injector's pipe against closing mid-write
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -83,14 +85,15 @@ class Loop:
     def call(self, fn: Callable[[], Any]) -> Future:
         """Run ``fn()`` on the loop thread; the returned Future holds its result or error."""
         fut: Future = Future()
-        if self._stopped:
-            fut.set_exception(RuntimeError("the client is closed"))
-            return fut
-        if self.in_loop:
+        if self.in_loop and not self._stopped:
             self._invoke(fn, fut)
             return fut
-        self._calls.append((fn, fut))
-        self._injector.trigger(ApplicationEvent(_WAKEUP))
+        with self._lock:
+            if self._stopped:
+                fut.set_exception(RuntimeError("the client is closed"))
+                return fut
+            self._calls.append((fn, fut))
+            self._injector.trigger(ApplicationEvent(_WAKEUP))
         return fut
 
     def _invoke(self, fn: Callable[[], Any], fut: Optional[Future]) -> None:
@@ -116,7 +119,13 @@ class Loop:
         except BaseException:  # noqa: BLE001 - a loop must never die silently
             log.exception("proton_easy loop thread crashed")
         finally:
-            self._stopped = True
+            with self._lock:
+                self._stopped = True
+                for fd in self._injector.pipe:  # proton never closes the injector's pipe
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
             while self._calls:
                 _, fut = self._calls.popleft()
                 if fut is not None and not fut.done():
@@ -129,11 +138,10 @@ class Loop:
                 self._injector.close()
                 self.container.stop()
 
-            self._calls.append((_shutdown, None))
-            try:
-                self._injector.trigger(ApplicationEvent(_WAKEUP))
-            except Exception:  # noqa: BLE001 - injector already closed
-                pass
+            with self._lock:
+                if not self._stopped:
+                    self._calls.append((_shutdown, None))
+                    self._injector.trigger(ApplicationEvent(_WAKEUP))
             if not self.in_loop:
                 self._thread.join(timeout)
         self._stopped = True

@@ -436,6 +436,7 @@ class Receiver(Job):
         if self.dedupe and isinstance(msg.id, int) and not isinstance(msg.id, bool):
             if msg.id <= self._highest_id:
                 self._settle(dlv, Delivery.ACCEPTED)
+                self._top_up()
                 return
             self._highest_id = msg.id
         self.deliver(msg, dlv)

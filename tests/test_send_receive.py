@@ -1,0 +1,320 @@
+"""Reliable send and receive against a real Artemis: helpers, Client, handler classes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime
+from typing import Any, List
+
+import pytest
+from proton.reactor import Container
+
+import proton_easy as pe
+from proton_easy.handlers import Receiver, Sender
+
+from .seed_peers import SeedRecv, SeedSend, run
+
+
+def url_for(amqp_url: str, address: str) -> str:
+    return f"{amqp_url}/{address}"
+
+
+# -- interop with the seed's hand-written handlers ---------------------------------------------
+def test_seed_sender_feeds_pe_receive(amqp_url: str, amqp_address: str) -> None:
+    run(SeedSend(url_for(amqp_url, "queue://" + amqp_address), 50))
+    got = pe.receive(url_for(amqp_url, amqp_address), count=50, timeout=10)
+    assert [m.body for m in got] == [{"sequence": n} for n in range(1, 51)]
+    assert [m.id for m in got] == list(range(1, 51))
+
+
+def test_send_many_feeds_seed_receiver(amqp_url: str, amqp_address: str) -> None:
+    bodies = [{"sequence": n, "text": f"message {n}"} for n in range(1, 201)]
+    assert pe.send_many(url_for(amqp_url, amqp_address), bodies) == 200
+    recv = run(SeedRecv(url_for(amqp_url, "queue://" + amqp_address), 200))
+    assert recv.bodies == bodies
+
+
+def test_seed_at_most_once_both_ways(amqp_url: str, amqp_address: str) -> None:
+    run(SeedSend(url_for(amqp_url, "queue://" + amqp_address), 20, at_most_once=True))
+    got = pe.receive(url_for(amqp_url, amqp_address), count=20, timeout=10, at_most_once=True)
+    assert [m.body["sequence"] for m in got] == list(range(1, 21))
+    pe.send_many(url_for(amqp_url, amqp_address), range(20), at_most_once=True)
+    recv = run(SeedRecv(url_for(amqp_url, "queue://" + amqp_address), 20, at_most_once=True))
+    assert recv.bodies == list(range(20))
+
+
+# -- the one-line helpers --------------------------------------------------------------------
+def test_new_address_keeps_messages_sent_before_any_receiver(amqp_url: str,
+                                                               amqp_address: str) -> None:
+    # Artemis's default for a new address is MULTICAST (which drops these): the queue
+    # capability on our link must make it a queue.
+    pe.send(url_for(amqp_url, amqp_address), "kept")
+    time.sleep(0.2)
+    assert [m.body for m in pe.receive(url_for(amqp_url, amqp_address), timeout=5)] == ["kept"]
+
+
+def test_plain_python_values_round_trip(amqp_url: str, amqp_address: str) -> None:
+    bodies: List[Any] = ["text", b"\x00\x01binary", {"a": [1, 2.5, None, True]}, [1, "two"],
+                         42, 2.5, None, {"nested": {"bin": b"xy"}}]
+    url = url_for(amqp_url, amqp_address)
+    assert pe.send_many(url, bodies) == len(bodies)
+    got = pe.receive(url, count=len(bodies), timeout=10)
+    assert [m.body for m in got] == bodies
+    assert type(got[1].body) is bytes
+    assert type(got[-1].body["nested"]["bin"]) is bytes
+
+
+def test_message_fields_and_properties(amqp_url: str, amqp_address: str) -> None:
+    msg = pe.Message("hi", properties={"colour": "green", "n": 3, "raw": b"b"}, id="m-1",
+                     correlation_id=b"c-1", subject="greeting", durable=True,
+                     content_type="text/plain", reply_to="replies")
+    pe.send(url_for(amqp_url, amqp_address), msg)
+    (got,) = pe.receive(url_for(amqp_url, amqp_address), timeout=5)
+    assert got.body == "hi"
+    assert got.properties == {"colour": "green", "n": 3, "raw": b"b"}
+    assert (got.id, got.correlation_id, got.subject) == ("m-1", b"c-1", "greeting")
+    assert type(got.correlation_id) is bytes
+    assert got.durable is True
+    assert got.content_type == "text/plain"
+    assert got.reply_to == "replies"
+
+
+def test_receive_takes_only_what_was_asked(amqp_url: str, amqp_address: str) -> None:
+    url = url_for(amqp_url, amqp_address)
+    pe.send_many(url, range(10))
+    assert [m.body for m in pe.receive(url, count=3, timeout=5)] == [0, 1, 2]
+    assert [m.body for m in pe.receive(url, count=100, timeout=2)] == list(range(3, 10))
+
+
+def test_receive_returns_empty_list_at_timeout(amqp_url: str, amqp_address: str) -> None:
+    start = time.monotonic()
+    assert pe.receive(url_for(amqp_url, amqp_address), count=5, timeout=1) == []
+    assert 0.9 <= time.monotonic() - start < 5
+
+
+def test_selector_filters_on_application_properties(amqp_url: str, amqp_address: str) -> None:
+    url = url_for(amqp_url, amqp_address)
+    colours = ["green", "red", "green", "blue", "green"]
+    pe.send_many(url, [pe.Message(i, properties={"colour": c}) for i, c in enumerate(colours)])
+    green = pe.receive(url, count=10, timeout=2, selector="colour = 'green'")
+    assert [m.body for m in green] == [0, 2, 4]
+    rest = pe.receive(url, count=10, timeout=2)
+    assert [m.body for m in rest] == [1, 3]
+
+
+def test_seed_selector_receiver_against_pe_send(amqp_url: str, amqp_address: str) -> None:
+    url = url_for(amqp_url, amqp_address)
+    pe.send_many(url, [pe.Message(c, properties={"colour": c}) for c in ["red", "green"] * 3])
+    recv = run(SeedRecv(url_for(amqp_url, "queue://" + amqp_address), 3,
+                        selector="colour = 'green'"))
+    assert recv.bodies == ["green"] * 3
+
+
+def test_invalid_selector_raises_link_error(amqp_url: str, amqp_address: str) -> None:
+    with pytest.raises(pe.LinkError) as info:
+        pe.receive(url_for(amqp_url, amqp_address), timeout=5, selector="colour = = 'x")
+    assert info.value.condition is not None
+
+
+def test_at_most_once_send_and_receive(amqp_url: str, amqp_address: str) -> None:
+    url = url_for(amqp_url, amqp_address)
+    assert pe.send_many(url, range(100), at_most_once=True) == 100
+    pe.send(url, "last", at_most_once=True)
+    got = pe.receive(url, count=101, timeout=10, at_most_once=True)
+    assert [m.body for m in got] == [*range(100), "last"]
+
+
+def test_consume_settles_after_the_loop_body(amqp_url: str, amqp_address: str) -> None:
+    url = url_for(amqp_url, amqp_address)
+    pe.send_many(url, ["a", "b", "c"])
+    seen = []
+    with pytest.raises(RuntimeError):
+        for msg in pe.consume(url, idle_timeout=3):
+            seen.append(msg.body)
+            if msg.body == "b":
+                raise RuntimeError("handler failed on b")
+    assert seen == ["a", "b"]
+    # "a" was settled; "b" (whose body raised) and "c" are still there, b redelivered.
+    again = [(m.body, m.redelivered) for m in pe.consume(url, idle_timeout=2)]
+    assert sorted(b for b, _ in again) == ["b", "c"]
+    assert dict(again)["b"] is True
+    assert pe.receive(url, timeout=1) == []
+
+
+def test_consume_stops_after_idle_timeout(amqp_url: str, amqp_address: str) -> None:
+    url = url_for(amqp_url, amqp_address)
+    pe.send_many(url, range(25))
+    start = time.monotonic()
+    assert [m.body for m in pe.consume(url, idle_timeout=1)] == list(range(25))
+    assert time.monotonic() - start < 10
+
+
+def test_durable_flag_on_plain_bodies(amqp_url: str, amqp_address: str) -> None:
+    pe.send(url_for(amqp_url, amqp_address), "d", durable=True)
+    (got,) = pe.receive(url_for(amqp_url, amqp_address), timeout=5)
+    assert got.durable is True
+
+
+# -- Client -----------------------------------------------------------------------------------
+def test_client_is_shared_between_threads(amqp_url: str, amqp_address: str) -> None:
+    errors: List[BaseException] = []
+    with pe.Client(amqp_url) as client:
+        def worker(k: int) -> None:
+            try:
+                for i in range(25):
+                    client.send(amqp_address, {"thread": k, "i": i})
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors
+        got = client.receive(amqp_address, count=200, timeout=10)
+    assert len(got) == 200
+    for k in range(8):  # order is kept per sending thread
+        assert [m.body["i"] for m in got if m.body["thread"] == k] == list(range(25))
+
+
+def test_client_answers_heartbeats_while_caller_is_busy(amqp_url: str,
+                                                          amqp_address: str) -> None:
+    with pe.Client(amqp_url, heartbeat=1) as client:
+        time.sleep(4)  # the caller is busy; the loop thread keeps the connection alive
+        client.send(amqp_address, "still here")
+        assert client._conn.drops == 0
+        assert [m.body for m in client.receive(amqp_address, timeout=5)] == ["still here"]
+
+
+def test_client_uses_url_path_as_default_address(amqp_url: str, amqp_address: str) -> None:
+    with pe.Client(url_for(amqp_url, amqp_address)) as client:
+        client.send(None, 1)
+        assert [m.body for m in client.receive()] == [1]
+    with pe.Client(amqp_url) as client, pytest.raises(ValueError):
+        client.send(None, 1)
+
+
+def test_topic_address_reaches_every_subscriber(amqp_url: str, amqp_address: str) -> None:
+    topic = "topic://" + amqp_address
+    with pe.Client(amqp_url) as client:
+        results: List[List[Any]] = [[], []]
+
+        def listen(k: int) -> None:
+            results[k] = [m.body for m in client.receive(topic, count=3, timeout=10)]
+
+        threads = [threading.Thread(target=listen, args=(k,)) for k in range(2)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)  # let both subscriptions attach
+        client.send_many(topic, ["x", "y", "z"])
+        for t in threads:
+            t.join(15)
+    assert results == [["x", "y", "z"], ["x", "y", "z"]]
+
+
+# -- handler classes, standalone exactly like the seed ----------------------------------------
+def test_sender_and_receiver_handlers_run_standalone(amqp_url: str, amqp_address: str) -> None:
+    class Send(Sender):
+        def make_message(self, n: int) -> Any:
+            return pe.Message({"sequence": n}, id=n, properties={"even": n % 2 == 0})
+
+        def on_all_accepted(self) -> None:
+            self.all_confirmed = True
+
+    class Recv(Receiver):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.bodies: List[Any] = []
+
+        def on_received(self, msg: pe.Message) -> None:
+            self.bodies.append(msg.body["sequence"])
+
+    send = Send(url_for(amqp_url, amqp_address), messages=30)
+    Container(send).run()
+    assert send.all_confirmed and send.confirmed == 30 and send.error is None
+    recv = Recv(url_for(amqp_url, amqp_address), count=15, selector="even = true")
+    Container(recv).run()
+    assert recv.bodies == list(range(2, 31, 2))
+
+
+def test_receiver_handler_drops_duplicates_by_sequential_id(amqp_url: str,
+                                                            amqp_address: str) -> None:
+    url = url_for(amqp_url, amqp_address)
+    pe.send_many(url, [pe.Message(n, id=n) for n in [1, 2, 2, 3, 1, 4]])
+    recv = Receiver(url, count=4, dedupe=True, timeout=3)
+    Container(recv).run()
+    assert [m.body for m in recv.messages] == [1, 2, 3, 4]
+
+
+def test_receiver_hook_error_puts_message_back(amqp_url: str, amqp_address: str) -> None:
+    url = url_for(amqp_url, amqp_address)
+    pe.send(url, "poison")
+
+    class Recv(Receiver):
+        def on_received(self, msg: pe.Message) -> None:
+            raise ValueError("cannot handle " + msg.body)
+
+    with pytest.raises(ValueError, match="cannot handle poison"):
+        Container(Recv(url, count=1)).run()
+    (again,) = pe.receive(url, timeout=5)
+    assert again.body == "poison" and again.redelivered
+
+
+# -- bad input ---------------------------------------------------------------------------------
+def test_unencodable_body_is_a_type_error_before_any_io() -> None:
+    # Port 1 has no broker: a TypeError (not ConnectError) proves nothing was attempted.
+    with pytest.raises(TypeError, match="datetime"):
+        pe.send("amqp://127.0.0.1:1/q", datetime.now())
+    with pytest.raises(TypeError):
+        pe.send_many("amqp://127.0.0.1:1/q", [1, object()])
+
+
+@pytest.mark.parametrize("url", ["http://localhost/q", "amqp://host:notaport/q", "amqp://:5672",
+                                 "amqp://host:70000/q"])
+def test_malformed_url_is_a_value_error(url: str) -> None:
+    with pytest.raises(ValueError):
+        pe.send(url, "x")
+
+
+def test_unreachable_broker_is_a_connect_error_within_the_timeout() -> None:
+    start = time.monotonic()
+    with pytest.raises(pe.ConnectError):
+        pe.send("amqp://127.0.0.1:1/q", "x", timeout=5)
+    assert time.monotonic() - start < 5
+
+
+def test_unknown_host_is_a_connect_error() -> None:
+    with pytest.raises(pe.ConnectError):
+        pe.receive("amqp://no-such-host.invalid:5672/q", timeout=5)
+
+
+def test_wrong_password_is_an_authentication_error(amqp_url: str) -> None:
+    bad = amqp_url.replace("://", "://", 1)
+    user = bad.split("://", 1)[1].split(":", 1)[0]
+    host = bad.split("@", 1)[1]
+    start = time.monotonic()
+    with pytest.raises(pe.AuthenticationError) as info:
+        pe.send(f"amqp://{user}:wrong-s3cret@{host}/q", "x", timeout=10)
+    assert time.monotonic() - start < 10
+    assert "wrong-s3cret" not in str(info.value)
+
+
+def test_no_threads_or_sockets_left_behind(amqp_url: str, amqp_address: str) -> None:
+    import os
+
+    url = url_for(amqp_url, amqp_address)
+    pe.send(url, "warm-up")
+    pe.receive(url, timeout=2)
+    threads, fds = threading.active_count(), len(os.listdir("/proc/self/fd"))
+    received = 0
+    for i in range(1000):  # 950 one-line sends, 50 one-line receives
+        if i % 20 == 19:
+            received += len(pe.receive(url, count=19, timeout=5))
+        else:
+            pe.send(url, i)
+    assert received == 950
+    time.sleep(0.5)
+    assert threading.active_count() == threads
+    assert len(os.listdir("/proc/self/fd")) <= fds + 2
