@@ -120,7 +120,8 @@ class Client:
                     return fut.result(min(1.0, limit))
                 except FutureTimeout:
                     now, value = time.monotonic(), progress()
-                    if value != last or not self._conn.up:
+                    reconnecting = not self._conn.up and self._conn.failed is None
+                    if value != last or reconnecting:
                         last, since = value, now
                     elif now - since >= limit:
                         raise
@@ -270,6 +271,15 @@ class _Consumer(Receiver):
 
     def on_finished(self) -> None:
         self.queue.put((_END, None))
+
+    def _dropped(self) -> None:
+        # Unsettled messages not yet handed out come again after the reconnect: drop them here
+        # rather than hand out copies whose settlement can no longer reach the broker.
+        try:
+            while True:
+                self.queue.get_nowait()
+        except queue.Empty:
+            pass
 
     def _top_up(self) -> None:
         recv = self.receiver

@@ -81,7 +81,7 @@ class Message:
         parts = [f"body={self.body!r}"]
         for name in ("properties", *_FIELDS):
             value = getattr(self, name)
-            if value not in (None, {}, False) and not (name == "priority" and value == 4):
+            if value not in (None, {}, False):
                 parts.append(f"{name}={value!r}")
         return f"Message({', '.join(parts)})"
 
@@ -122,7 +122,7 @@ class Message:
         msg.subject = pm.subject
         msg.durable = pm.durable
         msg.ttl = pm.ttl or None
-        msg.priority = pm.priority
+        msg.priority = None if pm.priority == 4 else pm.priority  # 4 is AMQP's default
         ctype = pm.content_type
         msg.content_type = None if ctype in (None, "None", "") else str(ctype)
         msg.address = pm.address

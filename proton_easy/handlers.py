@@ -94,6 +94,9 @@ class Job(MessagingHandler):
         self._conn = conn
         self.connection = conn.proton
         self._future = future
+        if conn.failed is not None:
+            self._fail(conn.failed)
+            return
         conn.add(self)
         self._guard(self.open_links)
 
@@ -268,7 +271,8 @@ class Sender(Job):
 
     @property
     def in_doubt(self) -> int:
-        return len(self._unsettled)
+        # sent at least once, outcome unknown (the resend queue holds only such messages)
+        return len(self._unsettled) + len(self._resend)
 
     def open_links(self) -> None:
         name, kind = _links.resolve(self.address)
