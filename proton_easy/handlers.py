@@ -324,7 +324,7 @@ class Sender(_Lean, Job):
     def on_link_flow(self, event: Any) -> None:
         link = event.link
         if link.is_sender and link.credit:
-            self._pump(link)
+            self._guard(self._pump, link)  # make_message and the iterable are user code
 
     def on_delivery(self, event: Any) -> None:
         dlv = event.delivery
@@ -338,7 +338,7 @@ class Sender(_Lean, Job):
             self._refused(dlv)
         if dlv.settled:
             dlv.settle()
-        self._check_done()
+        self._guard(self._check_done)  # on_all_accepted is user code
 
     def _pump(self, sender: Any) -> None:
         while sender.credit and not self.done:

@@ -318,3 +318,30 @@ def test_no_threads_or_sockets_left_behind(amqp_url: str, amqp_address: str) -> 
     time.sleep(0.5)
     assert threading.active_count() == threads
     assert len(os.listdir("/proc/self/fd")) <= fds + 2
+
+
+def test_sender_hook_error_fails_the_job_cleanly(amqp_url: str, amqp_address: str) -> None:
+    class Send(Sender):
+        def make_message(self, n: int) -> Any:
+            if n == 3:
+                raise KeyError("no message 3")
+            return n
+
+    send = Send(url_for(amqp_url, amqp_address), messages=5)
+    with pytest.raises(KeyError):
+        Container(send).run()
+    assert [m.body for m in pe.receive(url_for(amqp_url, amqp_address), count=5, timeout=2)] \
+        == [1, 2]
+
+
+def test_send_many_with_a_failing_iterable_raises_its_error(amqp_url: str,
+                                                             amqp_address: str) -> None:
+    def bodies() -> Any:
+        yield 1
+        yield 2
+        raise RuntimeError("source broke")
+
+    with pytest.raises(RuntimeError, match="source broke"):
+        pe.send_many(url_for(amqp_url, amqp_address), bodies())
+    with pytest.raises(TypeError):
+        pe.send_many(url_for(amqp_url, amqp_address), iter([1, object()]))
