@@ -1,0 +1,46 @@
+"""A real ActiveMQ Artemis for tests, demos and benchmarks, and the pytest plugin's parts.
+
+``ArtemisBroker`` runs Artemis 2.40.0 from the distribution (downloaded once with Maven
+into ``~/.cache/proton_easy``; Java 17+ needed) or, where a Docker engine answers, from
+the official image through testcontainers.
+
+Example::
+
+    from proton_easy.testing import ArtemisBroker
+
+    with ArtemisBroker(queues=["orders"]) as broker:
+        run_my_code(broker.url)          # amqp://admin:<password>@127.0.0.1:<port>
+        broker.kill()
+        broker.restart()                 # same port, durable messages kept
+
+The pytest plugin (``proton_easy.testing.plugin``, loaded automatically) provides the
+fixtures ``artemis``, ``amqp_url``, ``amqp_address`` and ``artemis_factory``.
+"""
+
+from __future__ import annotations
+
+from ._broker import STARTUPS, ArtemisBroker, ExternalBroker, StartupRecord, resolve_mode
+from ._distribution import ARTEMIS_VERSION, artemis_home, cache_dir, java_executable
+from ._docker import DOCKER_IMAGE, DockerConfig, docker_available, docker_container_config
+from ._errors import BrokerStartError, BrokerUnavailable
+from ._local import QUICK_START_JAVA_OPTIONS, free_port
+
+__all__ = [
+    "ARTEMIS_VERSION",
+    "DOCKER_IMAGE",
+    "QUICK_START_JAVA_OPTIONS",
+    "STARTUPS",
+    "ArtemisBroker",
+    "BrokerStartError",
+    "BrokerUnavailable",
+    "DockerConfig",
+    "ExternalBroker",
+    "StartupRecord",
+    "artemis_home",
+    "cache_dir",
+    "docker_available",
+    "docker_container_config",
+    "free_port",
+    "java_executable",
+    "resolve_mode",
+]

@@ -1,0 +1,166 @@
+"""Command line: ``python -m proton_easy.testing fetch|broker|run``.
+
+- ``fetch``: download and unpack Artemis into the cache if needed; print its folder.
+- ``broker``: run a local Artemis in the foreground, print its URL and credentials;
+  Ctrl-C stops it.
+- ``run -- CMD ...``: start a broker, run CMD with ``PROTON_EASY_URL`` and
+  ``PROTON_EASY_TEST_URL`` set to its URL, stop the broker, exit with CMD's status.
+
+Example::
+
+    python -m proton_easy.testing broker --port 5672 --user admin --password admin
+    python -m proton_easy.testing run -- python examples/demo.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import List, Optional
+
+from ._broker import ArtemisBroker
+from ._distribution import ARTEMIS_VERSION, artemis_home
+from ._errors import BrokerStartError
+from ._local import QUICK_START_JAVA_OPTIONS
+
+
+def _queues(text: str) -> List[str]:
+    return [q for q in (part.strip() for part in text.split(",")) if q]
+
+
+def _broker_args(
+    parser: argparse.ArgumentParser, port: Optional[int], password: str, quick: bool
+) -> None:
+    parser.add_argument(
+        "--mode", choices=("auto", "local", "docker"), default="local",
+        help="where to run Artemis (default: local)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=port,
+        help=f"AMQP port; 0 for a free one (default: {port or 'a free one'})",
+    )
+    parser.add_argument("--user", default="admin", help="login (default: admin)")
+    parser.add_argument("--password", default=None, help=f"password (default: {password})")
+    parser.add_argument(
+        "--queues", type=_queues, default=[], help="comma-separated anycast queues to create"
+    )
+    parser.add_argument("--timeout", type=float, default=60.0, help="startup timeout, seconds")
+    default = " ".join(QUICK_START_JAVA_OPTIONS) if quick else "none"
+    parser.add_argument(
+        "--java-option", dest="java_options", action="append", default=None, metavar="OPT",
+        help=f"a JVM option for the broker, repeatable; write --java-option=-XX:... "
+        f"(default: {default})",
+    )
+    parser.set_defaults(default_java_options=QUICK_START_JAVA_OPTIONS if quick else ())
+
+
+def _make_broker(args: argparse.Namespace, default_password: Optional[str]) -> ArtemisBroker:
+    return ArtemisBroker(
+        mode=args.mode, user=args.user,
+        password=args.password if args.password is not None else default_password,
+        port=args.port or None, queues=args.queues, startup_timeout=args.timeout,
+        java_options=(
+            args.java_options if args.java_options is not None else args.default_java_options
+        ),
+    )
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    print(artemis_home())
+    return 0
+
+
+def _cmd_broker(args: argparse.Namespace) -> int:
+    broker = _make_broker(args, default_password="admin")
+    stop_requested = False
+
+    def on_term(signum: int, frame: object) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    began = time.monotonic()
+    broker.start()
+    print(f"Artemis {ARTEMIS_VERSION} ({broker.mode}) ready in {time.monotonic() - began:.1f} s")
+    print(f"  URL:      {broker.url}")
+    print(f"  host:     {broker.host}")
+    print(f"  port:     {broker.port}")
+    print(f"  user:     {broker.user}")
+    print(f"  password: {broker.password}")
+    if broker.log_path:
+        print(f"  log:      {broker.log_path}")
+    print("Press Ctrl-C to stop.", flush=True)
+    try:
+        while not stop_requested:
+            if not broker.running:
+                print("Artemis stopped by itself:\n" + broker.log_tail(30), file=sys.stderr)
+                broker.stop()
+                return 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    print("stopping Artemis...", flush=True)
+    broker.stop()
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        print("run: give a command after --", file=sys.stderr)
+        return 2
+    with _make_broker(args, default_password=None) as broker:
+        print(f"Artemis {ARTEMIS_VERSION} ({broker.mode}) ready at "
+              f"{broker.host}:{broker.port} in {broker.startup_seconds:.1f} s", flush=True)
+        env = dict(os.environ, PROTON_EASY_URL=broker.url, PROTON_EASY_TEST_URL=broker.url)
+        try:
+            return subprocess.call(command, env=env)
+        except KeyboardInterrupt:
+            return 130
+        finally:
+            print("stopping Artemis...", flush=True)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of ``python -m proton_easy.testing``; returns the exit status.
+
+    Example::
+
+        main(["fetch"])
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m proton_easy.testing",
+        description=f"Fetch and run ActiveMQ Artemis {ARTEMIS_VERSION} for proton_easy.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p_fetch = sub.add_parser("fetch", help="download and unpack Artemis into the cache")
+    p_fetch.set_defaults(func=_cmd_fetch)
+    p_broker = sub.add_parser("broker", help="run Artemis in the foreground (Ctrl-C stops)")
+    _broker_args(p_broker, port=5672, password="admin", quick=False)
+    p_broker.set_defaults(func=_cmd_broker)
+    p_run = sub.add_parser("run", help="run a command against a fresh broker")
+    _broker_args(p_run, port=None, password="a random one", quick=True)
+    p_run.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
+    p_run.set_defaults(func=_cmd_run)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except BrokerStartError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

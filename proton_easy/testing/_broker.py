@@ -1,0 +1,372 @@
+"""ArtemisBroker: a real ActiveMQ Artemis behind one small API, and ExternalBroker."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, List, Optional, Sequence, Union
+from urllib.parse import quote, unquote, urlsplit
+
+from ._distribution import ARTEMIS_VERSION
+from ._docker import DockerBackend, docker_available
+from ._local import LocalBackend
+
+log = logging.getLogger("proton_easy.testing")
+
+MODES = ("auto", "local", "docker")
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+
+
+def resolve_mode(mode: Optional[str] = None) -> str:
+    """Turn ``mode`` into ``"local"`` or ``"docker"``.
+
+    An explicit ``"local"`` or ``"docker"`` wins. ``None`` or ``"auto"`` takes
+    ``$PROTON_EASY_BROKER`` when set, else ``"docker"`` when a Docker engine answers,
+    else ``"local"``.
+
+    Example::
+
+        resolve_mode("local")   # 'local'
+        resolve_mode()          # 'docker' on a machine with Docker running
+    """
+    if mode not in (None, *MODES):
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    if mode in (None, "auto"):
+        forced = os.environ.get("PROTON_EASY_BROKER", "").strip().lower()
+        if forced and forced != "auto":
+            if forced not in ("local", "docker"):
+                raise ValueError(
+                    f"PROTON_EASY_BROKER must be 'local', 'docker' or 'auto', not {forced!r}"
+                )
+            return forced
+        return "docker" if docker_available() else "local"
+    assert mode is not None
+    return mode
+
+
+@dataclass(frozen=True)
+class StartupRecord:
+    """How long one broker took to become ready (kept for the pytest summary)."""
+
+    mode: str
+    port: int
+    seconds: float
+    create_seconds: Optional[float]
+    restart: bool = False
+
+
+#: Every start and restart of this process, in order (the pytest plugin prints them).
+STARTUPS: List[StartupRecord] = []
+
+
+class ArtemisBroker:
+    """A real ActiveMQ Artemis 2.40.0 for tests and demos, local or in Docker.
+
+    The local path creates an instance in a temporary folder (``artemis create``), puts the
+    AMQP acceptor and the core acceptor on free ports of 127.0.0.1, and runs
+    ``artemis run`` as a child process; it is ready when the log says ``AMQ221007``.
+    Login is required (``user``/``password``; a random password by default). Addresses
+    are auto-created with Artemis's default routing type (MULTICAST); the AMQP acceptor
+    maps ``queue://NAME`` to anycast and ``topic://NAME`` to multicast, and ``queues``
+    pre-creates anycast queues. Messages are persisted (mapped journal, no fsync: durable
+    messages survive :meth:`kill`, not a power cut).
+
+    Example::
+
+        with ArtemisBroker(queues=["orders"]) as broker:
+            print(broker.url)                    # amqp://admin:...@127.0.0.1:40123
+            print(broker.address_url("orders"))  # ...:40123/orders
+            broker.kill()                        # SIGKILL, data kept
+            broker.restart()                     # same port, same data
+    """
+
+    def __init__(
+        self,
+        *,
+        mode: Optional[str] = None,
+        user: str = "admin",
+        password: Optional[str] = None,
+        port: Optional[int] = None,
+        queues: Sequence[str] = (),
+        host: str = "127.0.0.1",
+        startup_timeout: float = 60.0,
+        stop_timeout: float = 30.0,
+        java_memory: str = "512M",
+        java_options: Sequence[str] = (),
+        instance_dir: Union[str, os.PathLike[str], None] = None,
+    ) -> None:
+        """Describe a broker; nothing starts before :meth:`start`.
+
+        Args:
+            mode: ``"local"``, ``"docker"`` or ``"auto"``/``None`` (see :func:`resolve_mode`).
+            user: the login to create.
+            password: its password; random when ``None``. Never shown by ``repr``.
+            port: the AMQP port; a free one when ``None``.
+            queues: anycast queues to create up front (names of letters, digits, ``._-``).
+            host: the local address to listen on (local mode).
+            startup_timeout: seconds to wait for ``AMQ221007`` on each start or restart.
+            stop_timeout: seconds a graceful stop may take before SIGKILL.
+            java_memory: the broker's heap (``-Xms``/``-Xmx``).
+            java_options: extra JVM options for the broker, e.g.
+                :data:`QUICK_START_JAVA_OPTIONS` (what the pytest fixtures use).
+            instance_dir: keep the instance in this folder (kept after :meth:`stop`) instead
+                of a temporary one (removed by :meth:`stop`).
+
+        Example::
+
+            broker = ArtemisBroker(mode="local", user="app", password="pw", queues=["jobs"])
+        """
+        if not user or any(ch.isspace() for ch in user):
+            raise ValueError("user must be non-empty and contain no whitespace")
+        if password is not None and (not password or any(ch.isspace() for ch in password)):
+            raise ValueError("password must be non-empty and contain no whitespace")
+        for name in queues:
+            if not isinstance(name, str) or not _QUEUE_NAME.match(name):
+                raise ValueError(
+                    f"queue name {name!r}: use letters, digits, '_', '.', '-' (not first)"
+                )
+        if startup_timeout <= 0:
+            raise ValueError("startup_timeout must be positive")
+        self.mode = resolve_mode(mode)
+        self.startup_timeout = float(startup_timeout)
+        self._password = password if password is not None else secrets.token_hex(12)
+        self._lock = threading.RLock()
+        self.startup_seconds: Optional[float] = None
+        self._backend: Any
+        if self.mode == "docker":
+            self._backend = DockerBackend(
+                user=user, password=self._password, port=port, queues=queues,
+                java_memory=java_memory, java_options=java_options, stop_timeout=stop_timeout,
+            )
+        else:
+            self._backend = LocalBackend(
+                user=user, password=self._password, host=host, port=port, queues=queues,
+                java_memory=java_memory, java_options=java_options,
+                instance_dir=os.fspath(instance_dir) if instance_dir is not None else None,
+                stop_timeout=stop_timeout,
+            )
+
+    # -- connection details ------------------------------------------------------------
+    @property
+    def user(self) -> str:
+        """The login name."""
+        return self._backend.user
+
+    @property
+    def password(self) -> str:
+        """The login password."""
+        return self._password
+
+    @property
+    def host(self) -> str:
+        """The address clients connect to (``127.0.0.1`` locally)."""
+        return self._backend.host
+
+    @property
+    def port(self) -> int:
+        """The AMQP port (known once started)."""
+        if self._backend.port is None:
+            raise RuntimeError("the broker has no port yet: call start() first")
+        return int(self._backend.port)
+
+    @property
+    def core_port(self) -> Optional[int]:
+        """The CORE/OpenWire acceptor's port, for the ``artemis`` command line tools (local)."""
+        return self._backend.core_port
+
+    @property
+    def url(self) -> str:
+        """``amqp://user:password@host:port``, credentials URL-quoted, no path.
+
+        Example::
+
+            BlockingConnection(broker.url)
+        """
+        return (
+            f"amqp://{quote(self.user, safe='')}:{quote(self._password, safe='')}"
+            f"@{self.host}:{self.port}"
+        )
+
+    def address_url(self, name: str) -> str:
+        """Return :attr:`url` + ``"/"`` + ``name``.
+
+        Example::
+
+            pe.send(broker.address_url("orders"), {"id": 1})
+        """
+        return f"{self.url}/{name}"
+
+    @property
+    def running(self) -> bool:
+        """Whether the broker process (or container) is alive."""
+        return self._backend.running
+
+    @property
+    def pid(self) -> Optional[int]:
+        """The local broker's process id while it runs (``None`` in Docker)."""
+        return self._backend.pid
+
+    @property
+    def instance_dir(self) -> Optional[Path]:
+        """The local instance folder (``etc/broker.xml``, ``data/``, ``log/``)."""
+        return self._backend.instance_dir
+
+    @property
+    def log_path(self) -> Optional[Path]:
+        """The local broker's console log file (``None`` in Docker)."""
+        return self._backend.log_path
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self) -> ArtemisBroker:
+        """Start the broker and wait until it is ready; return ``self``. No-op when running.
+
+        Raises :class:`BrokerStartError` (with the log tail) when it does not get ready in
+        ``startup_timeout`` seconds or exits, and :class:`BrokerUnavailable` when Java,
+        Maven or Docker is missing.
+
+        Example::
+
+            broker = ArtemisBroker().start()
+        """
+        with self._lock:
+            if self._backend.running:
+                return self
+            began = time.monotonic()
+            self._backend.start(self.startup_timeout)
+            self._record(time.monotonic() - began, restart=False)
+            return self
+
+    def stop(self) -> None:
+        """Stop gracefully (SIGTERM, then SIGKILL after ``stop_timeout``) and clean up.
+
+        A temporary instance folder is removed; a later :meth:`start` begins afresh.
+        Safe to call twice, and called at interpreter exit for brokers left running.
+
+        Example::
+
+            broker.stop()
+        """
+        with self._lock:
+            self._backend.stop()
+
+    def kill(self) -> None:
+        """Kill the broker abruptly (SIGKILL; container kill in Docker). Data is kept.
+
+        Example::
+
+            broker.kill(); broker.restart()
+        """
+        with self._lock:
+            self._backend.kill()
+
+    def restart(self) -> None:
+        """Start again on the same ports with the same data, after :meth:`kill` or while
+        running (then it stops gracefully first). Waits until ready.
+
+        Example::
+
+            broker.restart()
+        """
+        with self._lock:
+            began = time.monotonic()
+            self._backend.restart(self.startup_timeout)
+            self._record(time.monotonic() - began, restart=True)
+
+    def log_tail(self, n: int = 50) -> str:
+        """Return the last ``n`` lines of the broker's log (console output).
+
+        Example::
+
+            print(broker.log_tail(20))
+        """
+        return self._backend.log_tail(n)
+
+    def _record(self, seconds: float, restart: bool) -> None:
+        create = None if restart else self._backend.create_seconds
+        self.startup_seconds = seconds
+        STARTUPS.append(StartupRecord(self.mode, self.port, seconds, create, restart))
+        log.info(
+            "Artemis %s (%s) %s on port %s in %.1f s",
+            ARTEMIS_VERSION, self.mode, "restarted" if restart else "ready", self.port, seconds,
+        )
+
+    def __enter__(self) -> ArtemisBroker:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        port = self._backend.port
+        where = f"{self.host}:{port}" if port else "not started"
+        return (
+            f"ArtemisBroker(mode={self.mode!r}, user={self.user!r}, at={where!r}, "
+            f"running={self.running})"
+        )
+
+
+class ExternalBroker:
+    """A broker that runs elsewhere, described by its URL (``PROTON_EASY_TEST_URL``).
+
+    It has the connection attributes of :class:`ArtemisBroker`; ``start``/``stop`` do
+    nothing and ``kill``/``restart`` raise, since this process does not own the broker.
+
+    Example::
+
+        broker = ExternalBroker("amqp://admin:admin@broker.example:5672")
+        broker.address_url("orders")   # 'amqp://admin:admin@broker.example:5672/orders'
+    """
+
+    mode = "external"
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
+            raise ValueError(f"not an amqp:// or amqps:// URL: {_redact(url)}")
+        self.scheme = parts.scheme
+        self.host: str = parts.hostname
+        self.port: int = parts.port or (5671 if parts.scheme == "amqps" else 5672)
+        self.user: Optional[str] = unquote(parts.username) if parts.username else None
+        self.password: Optional[str] = unquote(parts.password) if parts.password else None
+        netloc = parts.netloc.rsplit("@", 1)[-1]
+        creds = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+        self.url = f"{parts.scheme}://{creds}{netloc}"
+        self.running = True
+        self.core_port: Optional[int] = None
+
+    def address_url(self, name: str) -> str:
+        """Return :attr:`url` + ``"/"`` + ``name``."""
+        return f"{self.url}/{name}"
+
+    def start(self) -> ExternalBroker:
+        """Do nothing (the broker is not ours); return ``self``."""
+        return self
+
+    def stop(self) -> None:
+        """Do nothing (the broker is not ours)."""
+
+    def kill(self) -> None:
+        """Refuse: an external broker cannot be killed from here."""
+        raise RuntimeError("an external broker (PROTON_EASY_TEST_URL) cannot be killed")
+
+    def restart(self) -> None:
+        """Refuse: an external broker cannot be restarted from here."""
+        raise RuntimeError("an external broker (PROTON_EASY_TEST_URL) cannot be restarted")
+
+    def log_tail(self, n: int = 50) -> str:
+        """Return ``""``: the log of an external broker is not visible."""
+        return ""
+
+    def __repr__(self) -> str:
+        return f"ExternalBroker({_redact(self.url)!r})"
+
+
+def _redact(url: str) -> str:
+    """Hide the password of a URL: ``amqp://u:***@h:p``."""
+    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)

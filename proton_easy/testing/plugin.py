@@ -1,0 +1,168 @@
+"""pytest plugin: a real Artemis broker as fixtures (loaded through the ``pytest11`` entry point).
+
+Fixtures:
+
+- ``artemis`` (session): a started :class:`~proton_easy.testing.ArtemisBroker`, shared by
+  the session (JVM options :data:`~proton_easy.testing.QUICK_START_JAVA_OPTIONS`); or,
+  when ``PROTON_EASY_TEST_URL`` is set, an :class:`~proton_easy.testing.ExternalBroker`
+  for that URL (nothing is started).
+- ``amqp_url`` (session): the broker's URL with credentials and no path.
+- ``amqp_address`` (function): a queue name unique to the test,
+  ``test-<test name>-<8 hex>``.
+- ``artemis_factory`` (function): ``artemis_factory(**kwargs)`` starts another
+  ``ArtemisBroker(**kwargs)`` (for kill/restart tests); all are stopped at teardown.
+
+A broker that cannot start makes the fixture raise: tests error, they are never skipped.
+With ``PROTON_EASY_NO_SKIP=1`` any skipped test fails the run (CI uses it, so a
+silently skipped integration test cannot pass unnoticed).
+
+Example::
+
+    def test_roundtrip(amqp_url, amqp_address):
+        send_and_receive(f"{amqp_url}/{amqp_address}")
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from typing import Any, Callable, Iterator, List, Union
+
+import pytest
+
+from ._broker import STARTUPS, ArtemisBroker, ExternalBroker, _redact
+from ._distribution import ARTEMIS_VERSION
+from ._local import QUICK_START_JAVA_OPTIONS
+
+BrokerLike = Union[ArtemisBroker, ExternalBroker]
+
+
+def _no_skip() -> bool:
+    return os.environ.get("PROTON_EASY_NO_SKIP", "").strip().lower() in ("1", "true", "yes")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "broker: needs a real Artemis broker")
+
+
+@pytest.fixture(scope="session")
+def artemis() -> Iterator[BrokerLike]:
+    """The session's broker: started once, stopped at the end of the session.
+
+    Example::
+
+        def test_it(artemis):
+            connect(artemis.url)
+    """
+    url = os.environ.get("PROTON_EASY_TEST_URL")
+    if url:
+        yield ExternalBroker(url)
+        return
+    broker = ArtemisBroker(java_options=QUICK_START_JAVA_OPTIONS)
+    broker.start()  # raises BrokerStartError with the log tail: the tests error, not skip
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def amqp_url(artemis: BrokerLike) -> str:
+    """``amqp://user:password@host:port`` of the session's broker (no path).
+
+    Example::
+
+        def test_it(amqp_url):
+            BlockingConnection(amqp_url)
+    """
+    return artemis.url
+
+
+@pytest.fixture
+def amqp_address(request: pytest.FixtureRequest) -> str:
+    """A queue name unique to this test: ``test-<sanitised test name>-<8 hex digits>``.
+
+    Example::
+
+        def test_it(amqp_url, amqp_address):
+            send(f"{amqp_url}/queue://{amqp_address}", "hi")
+    """
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name).strip("-._")[:60]
+    return f"test-{name or 'x'}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def artemis_factory() -> Iterator[Callable[..., ArtemisBroker]]:
+    """Start extra brokers: ``artemis_factory(**ArtemisBroker kwargs)`` returns a started one.
+
+    ``java_options`` defaults to :data:`~proton_easy.testing.QUICK_START_JAVA_OPTIONS`.
+    Every broker it started is stopped (and its temporary folder removed) at teardown.
+
+    Example::
+
+        def test_crash(artemis_factory):
+            broker = artemis_factory(queues=["jobs"])
+            broker.kill()
+            broker.restart()
+    """
+    started: List[ArtemisBroker] = []
+
+    def factory(**kwargs: Any) -> ArtemisBroker:
+        kwargs.setdefault("java_options", QUICK_START_JAVA_OPTIONS)
+        broker = ArtemisBroker(**kwargs)
+        started.append(broker)
+        broker.start()
+        return broker
+
+    try:
+        yield factory
+    finally:
+        for broker in reversed(started):
+            broker.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """Under ``PROTON_EASY_NO_SKIP=1``, report a skipped test as failed."""
+    outcome = yield
+    if not _no_skip():
+        return
+    report = outcome.get_result()
+    if report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped, and PROTON_EASY_NO_SKIP=1 makes skips fail: {reason}"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under ``PROTON_EASY_NO_SKIP=1``, fail the run if anything (e.g. a module) was skipped."""
+    if not _no_skip() or exitstatus != 0:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter is not None else []
+    if skipped:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Print how long each broker of the session took to start, and the skip policy verdict."""
+    if STARTUPS:
+        terminalreporter.section("proton_easy: Artemis startup times")
+        for rec in STARTUPS:
+            what = "restart" if rec.restart else "start"
+            create = ""
+            if rec.create_seconds is not None:
+                create = f" (of which artemis create {rec.create_seconds:.1f} s)"
+            terminalreporter.write_line(
+                f"Artemis {ARTEMIS_VERSION} {rec.mode} {what} on port {rec.port}: "
+                f"ready in {rec.seconds:.1f} s{create}"
+            )
+    url = os.environ.get("PROTON_EASY_TEST_URL")
+    if url:
+        terminalreporter.write_line(f"proton_easy: tests used the broker at {_redact(url)}")
+    if _no_skip() and terminalreporter.stats.get("skipped"):
+        terminalreporter.write_line(
+            "proton_easy: PROTON_EASY_NO_SKIP=1 and something was skipped: the run fails",
+            red=True,
+        )

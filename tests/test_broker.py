@@ -1,0 +1,402 @@
+"""proton_easy.testing: the Artemis broker, its Docker description, and the pytest plugin."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import sys
+import time
+from typing import List
+
+import pytest
+from proton import Message
+from proton.utils import BlockingConnection
+
+from proton_easy import testing
+from proton_easy.testing import (
+    ARTEMIS_VERSION,
+    ArtemisBroker,
+    BrokerStartError,
+    BrokerUnavailable,
+    ExternalBroker,
+    docker_container_config,
+)
+from proton_easy.testing import _broker as broker_module
+from proton_easy.testing import _docker as docker_module
+
+pytest_plugins = ["pytester"]
+
+# for pytest runs inside a test: no cache, and no warning about proton_easy being imported
+_INNER_ARGS = ("-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning")
+
+
+def _send(url: str, address: str, bodies: List[object], durable: bool = True) -> None:
+    conn = BlockingConnection(url, timeout=20)
+    try:
+        sender = conn.create_sender(address)
+        for body in bodies:
+            sender.send(Message(body=body, durable=durable))  # waits for the broker's accept
+    finally:
+        conn.close()
+
+
+def _receive(url: str, address: str, count: int, timeout: float = 10) -> List[object]:
+    conn = BlockingConnection(url, timeout=20)
+    got: List[object] = []
+    try:
+        receiver = conn.create_receiver(address)
+        for _ in range(count):
+            msg = receiver.receive(timeout=timeout)
+            receiver.accept()
+            got.append(msg.body)
+    finally:
+        conn.close()
+    return got
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((host, port)) == 0
+
+
+# -- against the session's broker -------------------------------------------------------------
+def test_raw_proton_send_then_receive_through_queue_prefix(artemis, amqp_url, amqp_address):
+    # Sent before any receiver exists: queue:// makes the new address anycast, so it waits.
+    _send(amqp_url, f"queue://{amqp_address}", ["one", {"two": 2}])
+    assert _receive(amqp_url, f"queue://{amqp_address}", 2) == ["one", {"two": 2}]
+    assert amqp_url == artemis.url
+    if isinstance(artemis, ArtemisBroker):
+        sys.stderr.write(f"\nsession broker ready in {artemis.startup_seconds:.1f} s\n")
+
+
+def test_amqp_url_and_address_fixtures(artemis, amqp_url, amqp_address, request):
+    assert re.fullmatch(r"amqps?://[^/]+:\d+", amqp_url)
+    assert amqp_url.endswith(f"{artemis.host}:{artemis.port}")
+    assert artemis.address_url(amqp_address) == f"{amqp_url}/{amqp_address}"
+    assert re.fullmatch(r"test-test_amqp_url_and_address_fixtures-[0-9a-f]{8}", amqp_address)
+
+
+def test_wrong_password_is_refused(artemis):
+    if not isinstance(artemis, ArtemisBroker):
+        pytest.xfail("only checked on a broker this session started")
+    with pytest.raises(Exception, match="unauthorized|Authentication"):
+        BlockingConnection(
+            f"amqp://{artemis.user}:wrong@{artemis.host}:{artemis.port}", timeout=10
+        )
+
+
+def test_repr_never_shows_the_password(artemis):
+    if artemis.password:
+        assert artemis.password not in repr(artemis)
+    broker = ArtemisBroker(mode="local", password="very-secret-pw")
+    assert "very-secret-pw" not in repr(broker)
+    config = docker_container_config(user="u", password="very-secret-pw")
+    assert "very-secret-pw" not in repr(config)
+
+
+# -- brokers of their own -----------------------------------------------------------------------
+def test_durable_messages_survive_kill_and_restart(artemis_factory):
+    broker = artemis_factory(queues=["orders"])  # local, or Docker where it runs
+    local = broker.mode == "local"
+    port, pid = broker.port, broker.pid
+    sys.stderr.write(f"\nown broker ready in {broker.startup_seconds:.1f} s\n")
+
+    # a pre-created anycast queue keeps messages sent to its bare name
+    _send(broker.url, "orders", ["o1", "o2"])
+    _send(broker.url, "queue://crash", [1, 2, 3])
+    broker.kill()
+    assert not broker.running
+    assert not _port_open(broker.host, port)
+    if local:
+        with pytest.raises(OSError):
+            os.kill(pid, 0)
+
+    broker.restart()
+    assert broker.port == port and (broker.pid != pid or not local)
+    assert _receive(broker.url, "queue://crash", 3) == [1, 2, 3]
+    assert _receive(broker.url, "orders", 2) == ["o1", "o2"]
+
+    # restart while running: a graceful stop, then the same port and data
+    _send(broker.url, "queue://graceful", ["kept"])
+    broker.restart()
+    assert broker.port == port
+    assert _receive(broker.url, "queue://graceful", 1) == ["kept"]
+    assert "AMQ221007" in broker.log_tail(200)
+
+    instance = broker.instance_dir
+    broker.stop()
+    assert not broker.running and not _port_open(broker.host, port)
+    if local:
+        assert instance is not None and not instance.exists()
+
+
+def test_startup_error_carries_the_log_tail(tmp_path):
+    broker = ArtemisBroker(mode="local", java_options=["-XX:+NoSuchJvmOptionForProtonEasy"])
+    with pytest.raises(BrokerStartError) as info:
+        broker.start()
+    message = str(info.value)
+    assert "NoSuchJvmOptionForProtonEasy" in message and "before it was ready" in message
+    assert "NoSuchJvmOptionForProtonEasy" in info.value.log_tail
+    assert not broker.running
+    broker.stop()
+
+
+def test_startup_timeout_kills_the_broker():
+    broker = ArtemisBroker(mode="local", startup_timeout=0.5)
+    with pytest.raises(BrokerStartError, match="not ready .* within 0.5 s"):
+        broker.start()
+    assert not broker.running
+    broker.stop()
+
+
+def test_busy_fixed_port_is_reported_before_starting_java():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        began = time.monotonic()
+        with pytest.raises(BrokerStartError, match=f"port 127.0.0.1:{port} is already in use"):
+            ArtemisBroker(mode="local", port=port).start()
+        assert time.monotonic() - began < 2
+
+
+# -- errors and configuration without a broker --------------------------------------------------
+def test_artemis_home_pointing_nowhere_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("ARTEMIS_HOME", str(tmp_path / "nothing-here"))
+    broker = ArtemisBroker(mode="local")
+    with pytest.raises(BrokerUnavailable, match="ARTEMIS_HOME=.*nothing-here.*no bin/artemis"):
+        broker.start()
+    assert isinstance(BrokerUnavailable("x"), RuntimeError)
+
+
+def test_missing_java_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-jdk"))
+    monkeypatch.setattr("proton_easy.testing._distribution._java_checked", None)
+    with pytest.raises(BrokerUnavailable, match="Java 17 or newer: install"):
+        ArtemisBroker(mode="local").start()
+
+
+def test_missing_maven_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.delenv("ARTEMIS_HOME", raising=False)
+    monkeypatch.setenv("PROTON_EASY_CACHE_DIR", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
+    with pytest.raises(BrokerUnavailable, match="Install Maven"):
+        testing.artemis_home()
+
+
+def test_docker_container_config_needs_no_engine():
+    cfg = docker_container_config(user="app", password="pw", queues=["orders", "jobs"])
+    assert cfg.image == f"apache/activemq-artemis:{ARTEMIS_VERSION}"
+    assert cfg.env["ARTEMIS_USER"] == "app" and cfg.env["ARTEMIS_PASSWORD"] == "pw"
+    assert cfg.env["ANONYMOUS_LOGIN"] == "false"
+    extra = cfg.env["EXTRA_ARGS"].split()
+    assert extra[extra.index("--queues") + 1] == "orders,jobs"
+    assert "--no-web" in extra and "--java-memory" in extra
+    assert "anycastPrefix=queue://" in cfg.env["JAVA_ARGS_APPEND"]
+    assert "multicastPrefix=topic://" in cfg.env["JAVA_ARGS_APPEND"]
+    assert cfg.amqp_port == 5672 and 5672 in cfg.ports
+    assert cfg.ready_log_line == "AMQ221007"
+
+
+def test_docker_mode_without_engine_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(docker_module, "docker_available", lambda refresh=False: False)
+    broker = ArtemisBroker(mode="docker")
+    with pytest.raises(BrokerUnavailable, match="Docker engine|testcontainers"):
+        broker.start()
+
+
+def test_docker_backend_waits_for_the_ready_line_each_start(monkeypatch):
+    """The container flow with a stand-in for testcontainers (no engine needed)."""
+
+    class Wrapped:
+        def __init__(self, owner):
+            self.owner, self.status = owner, "running"
+
+        def reload(self):
+            pass
+
+        def kill(self):
+            self.status = "exited"
+
+        def stop(self, timeout=10):
+            self.status = "exited"
+
+        def start(self):
+            self.status = "running"
+            self.owner.logs += "AMQ221007: Server is now active\n"
+
+    class FakeContainer:
+        made: List[FakeContainer] = []
+
+        def __init__(self, image):
+            self.image, self.env, self.ports, self.logs = image, {}, {}, ""
+            self.wrapped = Wrapped(self)
+            FakeContainer.made.append(self)
+
+        def with_env(self, key, value):
+            self.env[key] = value
+            return self
+
+        def with_bind_ports(self, container, host):
+            self.ports[container] = host
+            return self
+
+        def start(self):
+            self.wrapped.start()
+            return self
+
+        def get_container_host_ip(self):
+            return "localhost"
+
+        def get_wrapped_container(self):
+            return self.wrapped
+
+        def get_logs(self):
+            return self.logs.encode(), b""
+
+        def stop(self):
+            self.wrapped.status = "removed"
+
+    fake_module = type(sys)("testcontainers.core.container")
+    fake_module.DockerContainer = FakeContainer
+    monkeypatch.setitem(sys.modules, "testcontainers.core.container", fake_module)
+    monkeypatch.setattr(docker_module, "docker_available", lambda refresh=False: True)
+    monkeypatch.setattr(broker_module, "STARTUPS", [])  # keep the fake out of the summary
+
+    broker = ArtemisBroker(mode="docker", user="app", password="pw", queues=["q"])
+    broker.start()
+    (container,) = FakeContainer.made
+    assert container.image == docker_module.DOCKER_IMAGE
+    assert container.env == docker_container_config(user="app", password="pw", queues=["q"]).env
+    assert container.ports == {5672: broker.port}
+    assert broker.url == f"amqp://app:pw@127.0.0.1:{broker.port}"
+    broker.kill()
+    assert not broker.running
+    broker.restart()
+    assert broker.running and container.logs.count("AMQ221007") == 2
+    broker.stop()
+    assert container.wrapped.status == "removed"
+
+
+def test_mode_selection(monkeypatch):
+    monkeypatch.setattr(broker_module, "docker_available", lambda refresh=False: False)
+    monkeypatch.delenv("PROTON_EASY_BROKER", raising=False)
+    assert testing.resolve_mode() == "local"
+    assert testing.resolve_mode("docker") == "docker"
+    monkeypatch.setattr(broker_module, "docker_available", lambda refresh=False: True)
+    assert testing.resolve_mode("auto") == "docker"
+    monkeypatch.setenv("PROTON_EASY_BROKER", "local")
+    assert testing.resolve_mode() == "local"
+    assert testing.resolve_mode("docker") == "docker"  # an explicit choice wins
+    monkeypatch.setenv("PROTON_EASY_BROKER", "kubernetes")
+    with pytest.raises(ValueError, match="PROTON_EASY_BROKER"):
+        testing.resolve_mode()
+    with pytest.raises(ValueError):
+        testing.resolve_mode("vm")
+
+
+def test_bad_arguments_fail_before_any_io():
+    with pytest.raises(ValueError, match="queue name"):
+        ArtemisBroker(mode="local", queues=["a,b"])
+    with pytest.raises(ValueError, match="password"):
+        ArtemisBroker(mode="local", password="has space")
+    with pytest.raises(RuntimeError, match="start"):
+        ArtemisBroker(mode="local").url  # noqa: B018
+
+
+def test_external_broker_from_url():
+    ext = ExternalBroker("amqp://us%40er:p%3Ass@broker.example:5673/ignored")
+    assert (ext.host, ext.port, ext.user, ext.password) == (
+        "broker.example", 5673, "us@er", "p:ss",
+    )
+    assert ext.url == "amqp://us%40er:p%3Ass@broker.example:5673"
+    assert ext.address_url("q") == ext.url + "/q"
+    assert "p%3Ass" not in repr(ext)
+    assert ExternalBroker("amqps://h").port == 5671
+    with pytest.raises(RuntimeError):
+        ext.kill()
+
+
+# -- the plugin, in a pytest of its own ---------------------------------------------------------
+def test_plugin_uses_an_external_broker_from_the_environment(pytester, monkeypatch):
+    monkeypatch.setenv("PROTON_EASY_TEST_URL", "amqp://u:p@example.invalid:5999")
+    pytester.makepyfile(
+        """
+        def test_fixtures(artemis, amqp_url, amqp_address):
+            assert artemis.mode == "external"
+            assert (artemis.host, artemis.port, artemis.user) == ("example.invalid", 5999, "u")
+            assert amqp_url == "amqp://u:p@example.invalid:5999"
+            assert amqp_address.startswith("test-test_fixtures-")
+        """
+    )
+    result = pytester.runpytest_inprocess(*_INNER_ARGS)
+    result.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize("no_skip", ["", "1"])
+def test_skips_fail_the_run_under_proton_easy_no_skip(pytester, monkeypatch, no_skip):
+    monkeypatch.setenv("PROTON_EASY_NO_SKIP", no_skip)
+    pytester.makepyfile(
+        test_a="""
+        import pytest
+
+        def test_skipped():
+            pytest.skip("no broker here")
+
+        @pytest.mark.xfail(reason="known")
+        def test_xfail():
+            assert False
+
+        def test_ok():
+            pass
+        """,
+        test_b="""
+        import pytest
+        pytest.skip("whole module", allow_module_level=True)
+        """,
+    )
+    result = pytester.runpytest_inprocess(*_INNER_ARGS)
+    if no_skip:
+        result.assert_outcomes(passed=1, failed=1, xfailed=1, skipped=1)
+        assert result.ret == pytest.ExitCode.TESTS_FAILED
+        result.stdout.fnmatch_lines(["*PROTON_EASY_NO_SKIP=1 makes skips fail*no broker here*"])
+    else:
+        result.assert_outcomes(passed=1, skipped=2, xfailed=1)
+        assert result.ret == pytest.ExitCode.OK
+
+
+def test_a_skipped_module_alone_fails_the_run_under_no_skip(pytester, monkeypatch):
+    monkeypatch.setenv("PROTON_EASY_NO_SKIP", "1")
+    pytester.makepyfile(
+        test_a="def test_ok():\n    pass\n",
+        test_b="import pytest\npytest.skip('whole module', allow_module_level=True)\n",
+    )
+    result = pytester.runpytest_inprocess(*_INNER_ARGS)
+    result.assert_outcomes(passed=1, skipped=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*PROTON_EASY_NO_SKIP=1 and something was skipped*"])
+
+
+def test_cli_run_passes_the_url_to_the_command(tmp_path):
+    script = tmp_path / "show.py"
+    script.write_text(
+        "import os\n"
+        "from proton import Message\n"
+        "from proton.utils import BlockingConnection\n"
+        "url = os.environ['PROTON_EASY_URL']\n"
+        "c = BlockingConnection(url, timeout=20)\n"
+        "c.create_sender('queue://cli').send(Message(body='via cli'))\n"
+        "r = c.create_receiver('queue://cli')\n"
+        "print('GOT', r.receive(timeout=10).body)\n"
+        "r.accept(); c.close()\n"
+    )
+    import subprocess
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "proton_easy.testing", "run", "--", sys.executable, str(script)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout
+    assert "GOT via cli" in proc.stdout and "ready at 127.0.0.1:" in proc.stdout
