@@ -62,12 +62,15 @@ def _port_open(host: str, port: int) -> bool:
 
 
 # -- against the session's broker -------------------------------------------------------------
-def test_raw_proton_send_then_receive_through_queue_prefix(artemis, amqp_url, amqp_address):
+def test_raw_proton_send_then_receive_through_queue_prefix(
+    artemis, amqp_url, amqp_address, record_property
+):
     # Sent before any receiver exists: queue:// makes the new address anycast, so it waits.
     _send(amqp_url, f"queue://{amqp_address}", ["one", {"two": 2}])
     assert _receive(amqp_url, f"queue://{amqp_address}", 2) == ["one", {"two": 2}]
     assert amqp_url == artemis.url
     if isinstance(artemis, ArtemisBroker):
+        record_property("artemis_startup_seconds", artemis.startup_seconds)
         sys.stderr.write(f"\nsession broker ready in {artemis.startup_seconds:.1f} s\n")
 
 

@@ -52,7 +52,13 @@ def resolve_mode(mode: Optional[str] = None) -> str:
 
 @dataclass(frozen=True)
 class StartupRecord:
-    """How long one broker took to become ready (kept for the pytest summary)."""
+    """How long one broker took to become ready (kept for the pytest summary).
+
+    Example::
+
+        for rec in STARTUPS:
+            print(rec.mode, rec.port, f"{rec.seconds:.1f} s")
+    """
 
     mode: str
     port: int

@@ -175,7 +175,8 @@ class DockerBackend:
         return (out or b"").decode("utf-8", "replace") + (err or b"").decode("utf-8", "replace")
 
     def log_tail(self, n: int) -> str:
-        lines = self._logs().splitlines()
+        # some versions of the image's entry script echo the `artemis create` arguments
+        lines = self._logs().replace(self._password, "***").splitlines()
         return "\n".join(lines[-n:]) if n > 0 else ""
 
     def start(self, timeout: float) -> None:

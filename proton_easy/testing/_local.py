@@ -244,13 +244,13 @@ class LocalBackend:
                 self._launch(timeout)
                 return
             except _PortRace:
-                if self._fixed_port or attempt == 2:
+                if attempt == 2:
                     raise BrokerStartError(
                         f"Artemis could not bind its ports ({self.port}, {self.core_port})",
                         self.log_tail(40),
                     ) from None
                 log.info("a port was taken before Artemis bound it; retrying on new ports")
-                self._choose_ports(keep_amqp=False)
+                self._choose_ports(keep_amqp=self._fixed_port)
 
     def _create(self, home: Path) -> None:
         if self.instance_dir is None:
