@@ -139,9 +139,9 @@ def transport_error(condition: Any, url: str) -> ConnectError:
     name, description = _condition_parts(condition)
     text = (description or "").lower()
     cls: type[ConnectError] = ConnectError
-    if "ssl" in text or "tls" in text or "certificate" in text:
+    if text.startswith("ssl failure") or "certificate" in text or "handshake" in text:
         cls = TLSError
-    elif name in ("amqp:unauthorized-access",) or "sasl" in text or "authentication" in text:
+    elif name == "amqp:unauthorized-access" or "authentication failed" in text:
         cls = AuthenticationError
     return cls(_text(f"cannot connect to {url}", name, description),
                condition=name, description=description)

@@ -345,3 +345,59 @@ def test_send_many_with_a_failing_iterable_raises_its_error(amqp_url: str,
         pe.send_many(url_for(amqp_url, amqp_address), bodies())
     with pytest.raises(TypeError):
         pe.send_many(url_for(amqp_url, amqp_address), iter([1, object()]))
+
+
+# -- a broker that goes away -------------------------------------------------------------------
+def test_broker_killed_and_restarted_during_send_many(artemis_factory: Any) -> None:
+    broker = artemis_factory()
+    url = broker.address_url("restart-q")
+    total = 5000
+    halfway = threading.Event()
+
+    def bodies() -> Any:
+        for i in range(total):
+            if i == total // 2:
+                halfway.set()
+            yield pe.Message(i, durable=True)
+
+    def crash() -> None:
+        halfway.wait(60)
+        broker.kill()
+        time.sleep(1)
+        broker.restart()
+
+    crasher = threading.Thread(target=crash)
+    crasher.start()
+    assert pe.send_many(url, bodies(), timeout=60) == total
+    crasher.join(60)
+    assert broker.running
+    got = pe.receive(url, count=2 * total, timeout=10)
+    assert {m.body for m in got} == set(range(total))  # duplicates allowed, losses not
+
+
+def test_consumer_reattaches_after_a_broker_restart(artemis_factory: Any) -> None:
+    broker = artemis_factory()
+    url = broker.address_url("reattach-q")
+    pe.send_many(url, (pe.Message(i, durable=True) for i in range(200)))
+    seen: List[int] = []
+    for msg in pe.consume(url, idle_timeout=30):
+        seen.append(msg.body)
+        if len(seen) == 50:
+            broker.kill()
+            broker.restart()
+        if len(set(seen)) == 200:
+            break
+    assert set(seen) == set(range(200))
+
+
+def test_connection_lost_when_the_broker_does_not_return(artemis_factory: Any) -> None:
+    broker = artemis_factory()
+    with pe.Client(broker.url, reconnect=2) as client:
+        client.send("gone-q", "x")
+        broker.kill()
+        start = time.monotonic()
+        with pytest.raises(pe.ConnectionLost):
+            client.send_many("gone-q", range(100), timeout=30)
+        assert time.monotonic() - start < 10
+        with pytest.raises(pe.ConnectionLost):  # and it stays failed, promptly
+            client.send("gone-q", "y")

@@ -193,6 +193,10 @@ def test_transport_errors_map_to_classes() -> None:
     assert isinstance(auth, pe.AuthenticationError)
     refused = _errors.transport_error(cond("proton.pythonio", "Connection refused"), "amqp://h")
     assert type(refused) is pe.ConnectError
+    dropped = _errors.transport_error(cond("amqp:connection:framing-error",
+                                           "Expected SASL protocol header: no protocol header "
+                                           "found (connection aborted)"), "amqp://h")
+    assert type(dropped) is pe.ConnectError
 
 
 def test_link_errors_map_to_classes() -> None:
