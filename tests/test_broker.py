@@ -82,8 +82,8 @@ def test_amqp_url_and_address_fixtures(artemis, amqp_url, amqp_address, request)
 
 
 def test_wrong_password_is_refused(artemis):
-    if not isinstance(artemis, ArtemisBroker):
-        pytest.xfail("only checked on a broker this session started")
+    if not artemis.user:
+        pytest.xfail("the external broker's URL has no credentials")
     with pytest.raises(Exception, match="unauthorized|Authentication"):
         BlockingConnection(
             f"amqp://{artemis.user}:wrong@{artemis.host}:{artemis.port}", timeout=10

@@ -347,7 +347,12 @@ class ExternalBroker:
         self.core_port: Optional[int] = None
 
     def address_url(self, name: str) -> str:
-        """Return :attr:`url` + ``"/"`` + ``name``."""
+        """Return :attr:`url` + ``"/"`` + ``name``.
+
+        Example::
+
+            ExternalBroker("amqp://h:5672").address_url("q")   # 'amqp://h:5672/q'
+        """
         return f"{self.url}/{name}"
 
     def start(self) -> ExternalBroker:
