@@ -6,7 +6,7 @@
 [{'sequence': 1}]
 """
 
-from ._api import consume, receive, send, send_many
+from ._api import consume, receive, request, send, send_many, serve
 from ._client import Client
 from ._errors import (
     AMQPError,
@@ -49,6 +49,8 @@ __all__ = [
     "Unauthorized",
     "consume",
     "receive",
+    "request",
     "send",
     "send_many",
+    "serve",
 ]

@@ -7,7 +7,7 @@ Every helper takes the connection options of :class:`~proton_easy.Client` as key
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, List, Optional
+from typing import Any, Callable, Iterable, Iterator, List, Optional
 
 from ._client import Client, pre_encode
 from ._message import Message
@@ -63,3 +63,31 @@ def consume(url: Optional[str], *, idle_timeout: Optional[float] = -1,
     with Client(url, **options) as client:
         yield from client.consume(None, idle_timeout=idle_timeout, selector=selector,
                                   at_most_once=at_most_once)
+
+
+def request(url: Optional[str], message: Any, *, timeout: Optional[float] = None,
+            **options: Any) -> Message:
+    """Send a request to the URL's address and return the reply (a :class:`Message`).
+
+    The reply comes to a dynamic queue the broker names, matched by a fresh correlation id.
+    Raises :class:`~proton_easy.Timeout` (a ``TimeoutError``) when none comes within ``timeout``
+    seconds (default: the connection ``timeout``, 10).
+
+    >>> pe.request("amqp://localhost:5672/service", "hello", timeout=5).body  # doctest: +SKIP
+    'HELLO'
+    """
+    with Client(url, **options) as client:
+        return client.request(None, message, timeout=timeout)
+
+
+def serve(url: Optional[str], handler: Callable[[Message], Any], count: Optional[int] = None,
+          timeout: Optional[float] = None, **options: Any) -> int:
+    """Answer requests on the URL's address with ``handler(msg)`` (returns a body or a
+    :class:`Message`); return the number handled after ``count`` requests or ``timeout`` idle
+    seconds. A handler that raises gets that request rejected; serving goes on. Ctrl-C stops it
+    cleanly (``KeyboardInterrupt`` propagates once the link is closed).
+
+    >>> pe.serve("amqp://localhost:5672/service", lambda msg: msg.body.upper())  # doctest: +SKIP
+    """
+    with Client(url, **options) as client:
+        return client.serve(None, handler, count=count, timeout=timeout)

@@ -8,7 +8,7 @@ import threading
 import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from proton import Delivery
 
@@ -17,6 +17,9 @@ from ._errors import AMQPError, ConnectError, Timeout
 from ._loop import Loop
 from ._message import Encoded, Message, encode
 from ._options import ConnectionOptions
+from ._request_reply import RequestChannel
+from ._request_reply import request as _request
+from ._request_reply import serve as _serve
 from ._tls import TLS
 from .handlers import Job, Receiver, Sender
 
@@ -65,6 +68,7 @@ class Client:
         self.timeout = self.options.timeout
         self._closed = False
         self._lock = threading.Lock()
+        self._requests: Optional[RequestChannel] = None
         self._loop = Loop(f"proton-easy {self.options.display_url}")
         self._conn = Connection(self.options)
         try:
@@ -224,6 +228,61 @@ class Client:
         return _consume(self, _Consumer(address=address, selector=selector,
                                         at_most_once=at_most_once, window=window), idle)
 
+    def request(
+        self,
+        address: Optional[str],
+        message: Any,
+        *,
+        timeout: Optional[float] = None,
+    ) -> Message:
+        """Send a request and return its reply (a :class:`~proton_easy.Message`).
+
+        The reply comes to this client's one dynamic reply queue and is matched by a fresh
+        correlation id, so any number of threads may call this at once. Raises
+        :class:`~proton_easy.Timeout` when no reply comes within ``timeout`` seconds (default: the
+        client's); a reply that comes later is dropped. A request the server rejected (its
+        handler raised) gets no reply: that is a Timeout too.
+
+        >>> client.request("service", {"op": "sum", "args": [1, 2]}).body  # doctest: +SKIP
+        3
+        """
+        address = self._address(address)
+        if self._closed:
+            raise RuntimeError("the client is closed")
+        return _request(self, address, message, timeout)
+
+    def serve(
+        self,
+        address: Optional[str],
+        handler: Callable[[Message], Any],
+        count: Optional[int] = None,
+        timeout: Optional[float] = None,
+    ) -> int:
+        """Answer requests on ``address``: ``handler(msg)`` returns the reply's body (or a
+        :class:`~proton_easy.Message`), sent to the request's ``reply_to`` with its
+        ``correlation_id``. The handler runs in the calling thread. A handler that raises gets
+        that request rejected (dead-lettered; the requester gets no reply) and serving goes on.
+        Returns the number of requests handled after ``count`` of them, or after ``timeout``
+        seconds without one (both None: until Ctrl-C, which puts the request in hand back,
+        closes the link and propagates ``KeyboardInterrupt``).
+
+        >>> client.serve("service", lambda msg: msg.body.upper(), count=10)  # doctest: +SKIP
+        10
+        """
+        address = self._address(address)
+        if self._closed:
+            raise RuntimeError("the client is closed")
+        return _serve(self, address, handler, count, timeout)
+
+    def _request_channel(self) -> RequestChannel:
+        """The job owning this client's reply queue, started on first use (and after a failure)."""
+        with self._lock:
+            channel = self._requests
+            if channel is None or channel.done:
+                channel = self._requests = RequestChannel()
+                self._loop.call(lambda: channel.start(self._loop.container, self._conn))
+            return channel
+
     # -- closing ----------------------------------------------------------------------------
     def close(self) -> None:
         """Close the connection gracefully and stop the loop thread (idempotent)."""
@@ -231,7 +290,10 @@ class Client:
             if self._closed:
                 return
             self._closed = True
+            channel = self._requests
         try:
+            if channel is not None:  # threads waiting for replies learn why none will come
+                self._loop.call(channel.finish)
             self._loop.call(self._conn.close).result(self.timeout)
             self._conn.closed.result(self.timeout)
         except (FutureTimeout, RuntimeError, AMQPError):

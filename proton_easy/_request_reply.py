@@ -1,0 +1,150 @@
+"""Request/reply for the blocking layer: ``Client.request`` and ``Client.serve``.
+
+Both drive the handler classes of :mod:`proton_easy.handlers`: requests go through one
+long-lived :class:`~proton_easy.handlers.Requester` per client (one dynamic reply queue, replies
+matched to waiting threads by correlation id); ``serve`` runs a
+:class:`~proton_easy.handlers.Responder` whose handler is called in the serving thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
+
+from ._errors import AMQPError, Timeout
+from ._message import Message
+from .handlers import Requester, Responder, _check_seconds
+
+if TYPE_CHECKING:
+    from ._client import Client
+
+log = logging.getLogger("proton_easy")
+
+_END = object()
+_SLICE = 0.25  # the serving thread waits in slices this long, so Ctrl-C gets through
+
+
+class RequestChannel(Requester):
+    """The client's one reply receiver: threads add requests and wait on their own Future.
+
+    Runs until the client closes. A thread that stops waiting (timeout, Ctrl-C) makes the
+    channel forget its request, so a late reply is dropped and never reaches another caller.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(None, None, timeout=None, window=None)
+        self._waiters: Dict[Any, Future] = {}
+
+    def submit(self, msg: Message, address: str, waiter: Future) -> None:
+        """Send one request whose reply resolves ``waiter`` (on the loop thread)."""
+        if self.done:
+            waiter.set_exception(self.error or AMQPError("the client's reply receiver is closed"))
+            return
+        self._waiters[msg.correlation_id] = waiter
+        self._submit(msg, address)
+
+    def cancel(self, corr: Any) -> None:
+        """Forget a request whose caller gave up (on the loop thread)."""
+        self._waiters.pop(corr, None)
+        self._forget(corr)
+
+    def on_reply(self, request: Message, reply: Message) -> None:
+        waiter = self._waiters.pop(request.correlation_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(reply)
+
+    def on_request_failed(self, request: Message, error: BaseException) -> None:
+        waiter = self._waiters.pop(request.correlation_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(error)
+
+    def on_finished(self) -> None:
+        error = self.error or AMQPError("the client was closed while waiting for a reply")
+        waiters, self._waiters = self._waiters, {}
+        for waiter in waiters.values():
+            if not waiter.done():
+                waiter.set_exception(error)
+
+
+def request(client: Client, address: str, message: Any, timeout: Optional[float]) -> Message:
+    """Send ``message`` to ``address`` and wait up to ``timeout`` seconds for its reply."""
+    limit = client.timeout if timeout is None else timeout
+    _check_seconds("timeout", limit)
+    channel = client._request_channel()
+    msg = channel._prepare(message)  # a private copy with a fresh correlation id
+    corr = msg.correlation_id
+    waiter: Future = Future()
+    client._loop.call(lambda: channel.submit(msg, address, waiter))
+    try:
+        return waiter.result(limit)
+    except FutureTimeout:
+        if waiter.done() and not waiter.cancelled() and waiter.exception() is not None:
+            raise waiter.exception() from None  # type: ignore[misc]
+        client._loop.call(lambda: channel.cancel(corr))
+        raise Timeout(f"no reply from {address!r} within {limit:g} s") from None
+    except BaseException:
+        if not waiter.done():  # interrupted (Ctrl-C): the reply, if any, will be dropped
+            client._loop.call(lambda: channel.cancel(corr))
+        raise
+
+
+class _Server(Responder):
+    """A responder that hands each request to the serving thread and replies when told."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.queue: queue.Queue = queue.Queue()
+
+    def handle(self, msg: Message, dlv: Any) -> None:
+        self.queue.put((msg, dlv))
+
+    def on_finished(self) -> None:
+        while True:  # requests taken ahead but not handled go back to the queue
+            try:
+                msg, dlv = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if msg is not _END:
+                self.release(dlv)
+        self.queue.put((_END, None))
+
+
+def serve(client: Client, address: str, handler: Callable[[Message], Any],
+          count: Optional[int], timeout: Optional[float]) -> int:
+    """Answer requests on ``address`` with ``handler`` in the calling thread; see Client.serve."""
+    if not callable(handler):
+        raise TypeError(f"handler must be callable, not {type(handler).__name__}")
+    job = _Server(handler=handler, address=address, count=count, timeout=timeout)
+    loop = client._loop
+    done: Future = Future()
+    loop.call(lambda: job.start(loop.container, client._conn, done))
+    in_hand: Any = None
+    try:
+        while True:
+            try:
+                msg, dlv = job.queue.get(timeout=_SLICE)
+            except queue.Empty:
+                continue
+            if msg is _END:
+                break
+            in_hand = dlv
+            try:
+                result, error = job.respond(msg), None
+            except Exception as exc:  # noqa: BLE001 - rejected by the loop, serving goes on
+                result, error = None, exc
+            loop.call(lambda m=msg, d=dlv, r=result, e=error: job.complete(m, d, r, e))
+            in_hand = None
+        return done.result(client.timeout)
+    except BaseException:
+        # Ctrl-C (or any error here): the request in hand goes back, the links close.
+        if in_hand is not None:
+            loop.call(lambda d=in_hand: job.release(d))
+        loop.call(job.finish)
+        try:
+            done.result(client.timeout)
+        except (FutureTimeout, AMQPError, RuntimeError):
+            log.debug("responder did not close cleanly", exc_info=True)
+        raise
