@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable, Iterator, List, Optional
 
 from ._client import Client, pre_encode
-from ._message import Message
+from ._message import Message, encode
+from .handlers import as_message
 
 
 def send(url: Optional[str], message: Any, *, at_most_once: bool = False,
@@ -76,6 +77,7 @@ def request(url: Optional[str], message: Any, *, timeout: Optional[float] = None
     >>> pe.request("amqp://localhost:5672/service", "hello", timeout=5).body  # doctest: +SKIP
     'HELLO'
     """
+    encode(as_message(message))  # a TypeError before any I/O
     with Client(url, **options) as client:
         return client.request(None, message, timeout=timeout)
 

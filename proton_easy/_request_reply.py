@@ -15,7 +15,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 from ._errors import AMQPError, Timeout
-from ._message import Message
+from ._message import Message, encode
 from .handlers import Requester, Responder, _check_seconds
 
 if TYPE_CHECKING:
@@ -38,13 +38,15 @@ class RequestChannel(Requester):
         super().__init__(None, None, timeout=None, window=None)
         self._waiters: Dict[Any, Future] = {}
 
-    def submit(self, msg: Message, address: str, waiter: Future) -> None:
-        """Send one request whose reply resolves ``waiter`` (on the loop thread)."""
+    def submit(self, msg: Message, address: str, waiter: Future,
+               payload: Optional[bytes] = None) -> None:
+        """Send one request whose reply resolves ``waiter`` (on the loop thread); ``payload`` is
+        ``msg`` already encoded for its ``reply_to`` (re-encoded if the reply queue changed)."""
         if self.done:
             waiter.set_exception(self.error or AMQPError("the client's reply receiver is closed"))
             return
         self._waiters[msg.correlation_id] = waiter
-        self._submit(msg, address)
+        self._submit(msg, address, payload)
 
     def cancel(self, corr: Any) -> None:
         """Forget a request whose caller gave up (on the loop thread)."""
@@ -76,8 +78,10 @@ def request(client: Client, address: str, message: Any, timeout: Optional[float]
     channel = client._request_channel()
     msg = channel._prepare(message)  # a private copy with a fresh correlation id
     corr = msg.correlation_id
+    msg.reply_to = channel.reply_to  # None until the reply queue exists; the loop then re-encodes
+    payload = encode(msg)  # here: a TypeError before any I/O, and less work for the loop
     waiter: Future = Future()
-    client._loop.call(lambda: channel.submit(msg, address, waiter))
+    client._loop.call(lambda: channel.submit(msg, address, waiter, payload))
     try:
         return waiter.result(limit)
     except FutureTimeout:
@@ -101,7 +105,7 @@ class _Server(Responder):
     def handle(self, msg: Message, dlv: Any) -> None:
         self.queue.put((msg, dlv))
 
-    def on_finished(self) -> None:
+    def _release_queued(self) -> None:
         while True:  # requests taken ahead but not handled go back to the queue
             try:
                 msg, dlv = self.queue.get_nowait()
@@ -109,6 +113,13 @@ class _Server(Responder):
                 break
             if msg is not _END:
                 self.release(dlv)
+
+    def stop(self) -> None:
+        self._release_queued()
+        super().stop()
+
+    def on_finished(self) -> None:
+        self._release_queued()
         self.queue.put((_END, None))
 
 
@@ -142,7 +153,7 @@ def serve(client: Client, address: str, handler: Callable[[Message], Any],
         # Ctrl-C (or any error here): the request in hand goes back, the links close.
         if in_hand is not None:
             loop.call(lambda d=in_hand: job.release(d))
-        loop.call(job.finish)
+        loop.call(job.stop)
         try:
             done.result(client.timeout)
         except (FutureTimeout, AMQPError, RuntimeError):

@@ -559,11 +559,12 @@ def _check_seconds(name: str, value: Optional[float]) -> None:
 
 
 class _Request:
-    __slots__ = ("message", "address")
+    __slots__ = ("message", "address", "payload")
 
-    def __init__(self, message: Message, address: str) -> None:
+    def __init__(self, message: Message, address: str, payload: Optional[bytes] = None) -> None:
         self.message = message
         self.address = address
+        self.payload = payload  # the message encoded for ``message.reply_to``, when done ahead
 
 
 class Requester(Job):
@@ -662,9 +663,9 @@ class Requester(Job):
             msg.id = msg.correlation_id
         return msg
 
-    def _submit(self, msg: Message, address: str) -> None:
+    def _submit(self, msg: Message, address: str, payload: Optional[bytes] = None) -> None:
         corr = msg.correlation_id
-        self._unsent[corr] = _Request(msg, address)
+        self._unsent[corr] = _Request(msg, address, payload)
         if self.reply_timeout is not None:
             self.set_timer(f"reply {corr}", self.reply_timeout, lambda: self._expire(corr))
         self._send_unsent()
@@ -721,9 +722,11 @@ class Requester(Job):
 
     def _send(self, req: _Request) -> None:
         msg = req.message
-        msg.reply_to = self.reply_to
+        payload = req.payload
         try:
-            payload = encode(msg)
+            if payload is None or msg.reply_to != self.reply_to:
+                msg.reply_to = self.reply_to
+                payload = encode(msg)
             sender = self._sender_for(req.address)
         except (TypeError, ValueError) as exc:
             self._request_failed(req, exc)
@@ -896,6 +899,7 @@ class Responder(Job):
         self.served = 0
         self.inflight = 0
         self.receiver: Any = None
+        self.stopping = False
         self._relay: Any = None
         self._reply_senders: collections.OrderedDict[str, Any] = collections.OrderedDict()
         self._reply_links: Dict[Any, Optional[str]] = {}
@@ -921,7 +925,7 @@ class Responder(Job):
 
     def _top_up(self) -> None:
         recv = self.receiver
-        if recv is None or self.done:
+        if recv is None or self.done or self.stopping:
             return
         wanted = self.window
         if self.count is not None:
@@ -933,6 +937,22 @@ class Responder(Job):
     def _idle(self) -> None:
         if self.inflight:
             self.set_timer("idle", self.idle_timeout, self._idle)
+        else:
+            self.stop()
+
+    def stop(self) -> None:
+        """Take no more requests; end (``result``: requests handled) once the broker has the
+        replies already sent, so that none is lost with the closing link (at most ``timeout``
+        seconds of the connection, 10 by default)."""
+        if self.stopping or self.done:
+            return
+        self.stopping = True
+        self.set_timer("idle", None, None)
+        if self.receiver is not None:
+            self.receiver.close()  # what was taken ahead goes back to the queue
+        if self._replies:
+            limit = self.options.timeout if self.options is not None else DEFAULT_TIMEOUT
+            self.set_timer("drain", limit, lambda: self.finish(self.served))
         else:
             self.finish(self.served)
 
@@ -974,7 +994,7 @@ class Responder(Job):
             _settle(dlv, Delivery.ACCEPTED)
         self.served += 1
         if self.count is not None and self.served >= self.count:
-            self.finish(self.served)
+            self.stop()
             return
         self._top_up()
         self.set_timer("idle", self.idle_timeout, self._idle)
@@ -984,7 +1004,8 @@ class Responder(Job):
         if not self.done:
             self.inflight -= 1
         _settle(dlv, Delivery.RELEASED)
-        self._top_up()
+        if not self.stopping:
+            self._top_up()
 
     def send_reply(self, request: Message, result: Any) -> None:
         """Send ``result`` (a body or Message) to the request's ``reply_to``."""
@@ -1047,13 +1068,15 @@ class Responder(Job):
         self._reply_refused(event.delivery)
 
     def _reply_refused(self, dlv: Any) -> None:
-        reply_to = self._replies.pop(dlv, None)
+        reply_to = self._replies.get(dlv)
         if reply_to is not None:
             log.warning("the reply to %s was not accepted by the broker (%s)", reply_to,
                         dlv.remote_state)
 
     def on_settled(self, event: Any) -> None:
-        self._replies.pop(event.delivery, None)
+        if self._replies.pop(event.delivery, None) is not None and self.stopping:
+            if not self._replies:
+                self.finish(self.served)
 
     def on_link_error(self, event: Any) -> None:
         link = event.link

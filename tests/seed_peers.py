@@ -1,4 +1,4 @@
-"""The seed's hand-written proton handlers (Examples 3.3, 3.4, 3.11, 3.12), ported to Python 3.
+"""The seed's hand-written proton handlers (Examples 3.3, 3.4, 3.6, 3.7, 3.11, 3.12), in Python 3.
 
 Tests use them as real peers that proton_easy must interoperate with. Addresses are given as
 ``queue://name`` so that Artemis (whose test acceptor strips that prefix) routes them anycast.
@@ -7,7 +7,7 @@ Tests use them as real peers that proton_easy must interoperate with. Addresses 
 from __future__ import annotations
 
 import threading
-from typing import Any, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from proton import Message
 from proton.handlers import MessagingHandler
@@ -99,3 +99,99 @@ def run(handler: MessagingHandler, timeout: float = 30.0) -> MessagingHandler:
     if errors:
         raise errors[0]
     return handler
+
+
+class SeedServer(MessagingHandler):
+    """Example 3.6: answer each request with its body upper-cased, through the anonymous relay
+    when the broker offers it, else through a sender per ``reply_to``. Stops after ``count``."""
+
+    def __init__(self, url: str, address: str, count: int) -> None:
+        super().__init__()
+        self.url = url
+        self.address = address
+        self.senders: Dict[str, Any] = {}
+        self.count = count
+        self.served = 0
+        self.confirmed = 0
+        self.relay: Any = None
+
+    def on_start(self, event: Any) -> None:
+        self.container = event.container
+        self.conn = event.container.connect(self.url)
+        self.receiver = event.container.create_receiver(self.conn, self.address)
+
+    def on_connection_opened(self, event: Any) -> None:
+        caps = event.connection.remote_offered_capabilities
+        if caps and "ANONYMOUS-RELAY" in caps:
+            self.relay = self.container.create_sender(self.conn, None)
+
+    def on_message(self, event: Any) -> None:
+        sender = self.relay or self.senders.get(event.message.reply_to)
+        if not sender:
+            sender = self.container.create_sender(self.conn, event.message.reply_to)
+            self.senders[event.message.reply_to] = sender
+        sender.send(Message(address=event.message.reply_to, body=event.message.body.upper(),
+                            correlation_id=event.message.correlation_id))
+        self.served += 1
+        if self.served == self.count:
+            self.receiver.close()
+
+    def on_accepted(self, event: Any) -> None:
+        self.confirmed += 1
+        if self.confirmed == self.count:
+            event.connection.close()
+
+
+class SeedClient(MessagingHandler):
+    """Example 3.7: send ``requests`` one after another with a dynamic ``reply_to``; keeps the
+    (request, reply body) pairs in ``self.replies``."""
+
+    def __init__(self, url: str, requests: List[str]) -> None:
+        super().__init__()
+        self.url = url
+        self.requests = list(requests)
+        self.replies: List[Tuple[str, Any]] = []
+
+    def on_start(self, event: Any) -> None:
+        self.sender = event.container.create_sender(self.url)
+        self.receiver = event.container.create_receiver(self.sender.connection, None,
+                                                        dynamic=True)
+
+    def next_request(self) -> None:
+        if self.receiver.remote_source.address:
+            req = Message(reply_to=self.receiver.remote_source.address, body=self.requests[0])
+            self.sender.send(req)
+
+    def on_link_opened(self, event: Any) -> None:
+        if event.receiver == self.receiver:
+            self.next_request()
+
+    def on_message(self, event: Any) -> None:
+        self.replies.append((self.requests.pop(0), event.message.body))
+        if self.requests:
+            self.next_request()
+        else:
+            event.connection.close()
+
+
+def start(handler: MessagingHandler) -> Callable[[float], MessagingHandler]:
+    """Run a seed handler in a background thread; call the result to wait for it to finish."""
+    errors: List[BaseException] = []
+
+    def target() -> None:
+        try:
+            Container(handler).run()
+        except BaseException as exc:  # noqa: BLE001 - reported by join()
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+
+    def join(timeout: float = 30.0) -> MessagingHandler:
+        thread.join(timeout)
+        assert not thread.is_alive(), f"{type(handler).__name__} did not finish in {timeout} s"
+        if errors:
+            raise errors[0]
+        return handler
+
+    return join

@@ -1,0 +1,334 @@
+"""Request/reply against a real Artemis: pe.request/serve, Client.request/serve, the handlers.
+
+A handler that raises gets its request rejected: Artemis dead-letters it and the requester gets
+no reply, so its ``request`` ends in ``pe.Timeout``. These tests pin that down.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import pytest
+from proton.reactor import Container
+
+import proton_easy as pe
+from proton_easy.handlers import Requester, Responder
+
+from .seed_peers import SeedClient, SeedServer, run, start
+
+
+def url_for(amqp_url: str, address: str) -> str:
+    return f"{amqp_url}/{address}"
+
+
+def serving(client: pe.Client, address: str, handler: Callable[[pe.Message], Any],
+            **kwargs: Any) -> Callable[[], int]:
+    """Run ``client.serve`` in a thread; the result waits for it and returns what it returned."""
+    result: List[Any] = []
+
+    def target() -> None:
+        try:
+            result.append(client.serve(address, handler, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - re-raised by join()
+            result.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+
+    def join(timeout: float = 30.0) -> int:
+        thread.join(timeout)
+        assert not thread.is_alive(), f"serve did not return within {timeout} s"
+        if isinstance(result[0], BaseException):
+            raise result[0]
+        return result[0]
+
+    return join
+
+
+# -- interop with the seed's hand-written request/reply peers (Examples 3.6 and 3.7) ---------------
+def test_pe_request_against_the_seed_server(amqp_url: str, amqp_address: str) -> None:
+    done = start(SeedServer(amqp_url, "queue://" + amqp_address, count=3))
+    url = url_for(amqp_url, amqp_address)
+    replies = [pe.request(url, text, timeout=10) for text in ("one", "two")]
+    replies.append(pe.request(url, pe.Message("three", properties={"k": 1}), timeout=10))
+    assert [r.body for r in replies] == ["ONE", "TWO", "THREE"]
+    assert all(isinstance(r, pe.Message) for r in replies)
+    assert len({r.correlation_id for r in replies}) == 3  # a fresh correlation id each time
+    assert done().served == 3
+
+
+def test_seed_client_against_pe_serve(amqp_url: str, amqp_address: str) -> None:
+    requests = ["Twas brillig, and the slithy toves", "Did gire and gymble in the wabe.",
+                "All mimsy were the borogroves,", "And the mome raths outgrabe."]
+    with pe.Client(amqp_url) as server:
+        served = serving(server, amqp_address, lambda msg: msg.body.upper(), count=4)
+        client = run(SeedClient(url_for(amqp_url, "queue://" + amqp_address), requests))
+        assert served() == 4
+    assert client.replies == [(text, text.upper()) for text in requests]
+
+
+# -- the blocking layer --------------------------------------------------------------------------
+def test_concurrent_requests_over_one_client_each_get_their_own_reply(
+        amqp_url: str, amqp_address: str) -> None:
+    n = 50
+    with pe.Client(amqp_url) as server, pe.Client(amqp_url) as client:
+        served = serving(server, amqp_address, lambda msg: {"echo": msg.body}, count=n)
+        barrier = threading.Barrier(n)
+
+        def ask(i: int) -> pe.Message:
+            barrier.wait(10)
+            return client.request(amqp_address, {"n": i}, timeout=20)
+
+        with ThreadPoolExecutor(n) as pool:
+            replies = list(pool.map(ask, range(n)))
+        assert served() == n
+    assert [r.body for r in replies] == [{"echo": {"n": i}} for i in range(n)]
+    assert len({r.correlation_id for r in replies}) == n
+    assert len({r.address for r in replies}) == 1  # one reply queue for the whole client
+
+
+def test_late_reply_after_a_timeout_does_not_reach_the_next_request(
+        amqp_url: str, amqp_address: str) -> None:
+    def slow_upper(msg: pe.Message) -> str:
+        if msg.body == "slow":
+            time.sleep(1.5)
+        return msg.body.upper()
+
+    with pe.Client(amqp_url) as server, pe.Client(amqp_url) as client:
+        served = serving(server, amqp_address, slow_upper, count=2)
+        with pytest.raises(pe.Timeout):
+            client.request(amqp_address, "slow", timeout=0.5)
+        # The SLOW reply arrives while this request waits: it must be dropped, not returned.
+        assert client.request(amqp_address, "fast", timeout=10).body == "FAST"
+        assert served() == 2
+
+
+def test_handler_exception_rejects_the_request_and_serving_goes_on(
+        amqp_url: str, amqp_address: str) -> None:
+    tag = f"tag-{amqp_address}"
+
+    def handler(msg: pe.Message) -> str:
+        if msg.body == "boom":
+            raise ValueError("cannot handle boom")
+        return msg.body.upper()
+
+    with pe.Client(amqp_url) as server, pe.Client(amqp_url) as client:
+        served = serving(server, amqp_address, handler, count=2)
+        with pytest.raises(pe.Timeout):  # a rejected request gets no reply
+            client.request(amqp_address, pe.Message("boom", properties={"tag": tag}), timeout=1)
+        assert client.request(amqp_address, "still here", timeout=10).body == "STILL HERE"
+        assert served() == 2
+        # The rejected request is not lost: Artemis dead-letters it.
+        (dead,) = client.receive("DLQ", count=1, timeout=10, selector=f"tag = '{tag}'")
+    assert dead.body == "boom"
+
+
+def test_request_to_an_address_nobody_serves_times_out_in_time(
+        amqp_url: str, amqp_address: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(pe.Timeout) as info:
+        pe.request(url_for(amqp_url, amqp_address), "anyone there?", timeout=1)
+    assert isinstance(info.value, TimeoutError)
+    assert time.monotonic() - started < 5  # connect + 1 s + close
+    with pe.Client(amqp_url) as client:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            client.request(amqp_address, "anyone there?", timeout=0.5)
+        assert 0.5 <= time.monotonic() - started < 2
+
+
+def test_reply_can_be_a_message_with_properties(amqp_url: str, amqp_address: str) -> None:
+    def handler(msg: pe.Message) -> pe.Message:
+        return pe.Message({"sum": sum(msg.body)}, properties={"status": "ok"}, subject="sum")
+
+    with pe.Client(amqp_url) as server:
+        served = serving(server, amqp_address, handler, count=1)
+        reply = pe.request(url_for(amqp_url, amqp_address), [1, 2, 3], timeout=10)
+        assert served() == 1
+    assert reply.body == {"sum": 6}
+    assert reply.properties == {"status": "ok"}
+    assert reply.subject == "sum"
+
+
+def test_serve_returns_after_idle_timeout(amqp_url: str, amqp_address: str) -> None:
+    started = time.monotonic()
+    assert pe.serve(url_for(amqp_url, amqp_address), lambda m: m.body, timeout=1) == 0
+    assert 1 <= time.monotonic() - started < 5
+
+
+def test_ctrl_c_stops_serve_cleanly_and_puts_the_request_in_hand_back(
+        amqp_url: str, amqp_address: str) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("needs the main thread for SIGINT")
+    handling = threading.Event()
+
+    def handler(msg: pe.Message) -> str:
+        handling.set()
+        time.sleep(10)  # Ctrl-C lands here
+        return "never"
+
+    def press_ctrl_c() -> None:
+        if handling.wait(10):
+            time.sleep(0.5)  # let the handler reach its sleep (a signal just before is deferred)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    pe.send(url_for(amqp_url, amqp_address), pe.Message("work", reply_to="nobody-listens"))
+    threading.Thread(target=press_ctrl_c, daemon=True).start()
+    with pe.Client(amqp_url) as client:
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            client.serve(amqp_address, handler, timeout=15)
+        assert time.monotonic() - started < 8
+        # The server's link is closed and the request went back on the queue, unanswered.
+        (back,) = client.receive(amqp_address, count=1, timeout=5)
+    assert back.body == "work"
+
+
+def test_ctrl_c_stops_an_idle_serve_promptly(amqp_url: str, amqp_address: str) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("needs the main thread for SIGINT")
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    with pe.Client(amqp_url) as client:
+        started = time.monotonic()
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            client.serve(amqp_address, lambda msg: msg.body)  # no count, no timeout
+        assert time.monotonic() - started < 3
+        client.send(amqp_address, "after the server stopped")
+        (left,) = client.receive(amqp_address, count=1, timeout=5)  # nobody took it
+    assert left.body == "after the server stopped"
+
+
+def test_close_wakes_threads_waiting_for_replies(amqp_url: str, amqp_address: str) -> None:
+    client = pe.Client(amqp_url)
+    errors: List[BaseException] = []
+
+    def ask() -> None:
+        try:
+            client.request(amqp_address, "no one answers", timeout=30)
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            errors.append(exc)
+
+    thread = threading.Thread(target=ask, daemon=True)
+    thread.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    client.close()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert time.monotonic() - started < 5
+    assert len(errors) == 1 and isinstance(errors[0], pe.AMQPError)
+    assert not isinstance(errors[0], pe.Timeout)
+
+
+def test_unencodable_request_is_a_type_error_before_any_io() -> None:
+    with pytest.raises(TypeError):
+        pe.request("amqp://127.0.0.1:1/nowhere", {"when": object()}, timeout=1)
+
+
+# -- the handler classes, run like the seed's examples ---------------------------------------------
+class UpperServer(Responder):
+    def respond(self, msg: pe.Message) -> Any:
+        return msg.body.upper()
+
+
+class Collecting(Requester):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pairs: List[Tuple[Any, Any]] = []
+
+    def on_reply(self, request: pe.Message, reply: pe.Message) -> None:
+        super().on_reply(request, reply)
+        self.pairs.append((request.body, reply.body))
+
+
+def run_standalone(handler: Any, timeout: float = 30.0) -> Callable[[], Any]:
+    errors: List[BaseException] = []
+
+    def target() -> None:
+        try:
+            Container(handler).run()
+        except BaseException as exc:  # noqa: BLE001 - re-raised by join()
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+
+    def join() -> Any:
+        thread.join(timeout)
+        assert not thread.is_alive(), f"{type(handler).__name__} did not finish"
+        if errors:
+            raise errors[0]
+        return handler
+
+    return join
+
+
+def test_requester_and_responder_subclasses_run_like_the_seed(amqp_url: str,
+                                                              amqp_address: str) -> None:
+    url = url_for(amqp_url, amqp_address)
+    texts = ["Twas brillig", "and the slithy toves", "did gyre", "and gimble"]
+    server_done = run_standalone(UpperServer(url, count=len(texts)))
+    client = run_standalone(Collecting(url, texts, timeout=10))()
+    server = server_done()
+    assert sorted(client.pairs) == sorted((t, t.upper()) for t in texts)
+    assert [r.body for r in client.result] == [r.body for r in client.replies]
+    assert client.error is None and server.error is None
+    assert server.result == len(texts)
+
+
+def test_responder_without_anonymous_relay_replies_through_cached_senders(
+        amqp_url: str, amqp_address: str) -> None:
+    url = url_for(amqp_url, amqp_address)
+    server_done = run_standalone(UpperServer(url, count=4, anonymous_relay=False))
+    with pe.Client(amqp_url) as a, pe.Client(amqp_url) as b:  # two reply queues
+        bodies = [c.request(amqp_address, t, timeout=10).body
+                  for c, t in ((a, "a1"), (b, "b1"), (a, "a2"), (b, "b2"))]
+    server = server_done()
+    assert bodies == ["A1", "B1", "A2", "B2"]
+    assert server.result == 4 and server._relay is None
+
+
+def test_requester_times_out_when_nobody_answers(amqp_url: str, amqp_address: str) -> None:
+    requester = Collecting(url_for(amqp_url, amqp_address), ["hello?"], timeout=0.5)
+    started = time.monotonic()
+    with pytest.raises(pe.Timeout):
+        Container(requester).run()
+    assert time.monotonic() - started < 5
+    assert requester.pairs == []
+
+
+def test_requester_hook_can_send_follow_up_requests(amqp_url: str, amqp_address: str) -> None:
+    class Countdown(Requester):
+        def __init__(self, url: str) -> None:
+            super().__init__(url, [3], timeout=10)
+            self.seen: List[int] = []
+
+        def on_reply(self, request: pe.Message, reply: pe.Message) -> None:
+            self.seen.append(reply.body)
+            if reply.body > 0:
+                self.request(reply.body)  # the job ends once no request is left waiting
+
+    url = url_for(amqp_url, amqp_address)
+    server_done = run_standalone(Responder(url, lambda msg: msg.body - 1, count=3))
+    countdown = run_standalone(Countdown(url))()
+    assert countdown.seen == [2, 1, 0]
+    assert server_done().result == 3
+
+
+@pytest.mark.parametrize("bad", [{"count": 0}, {"count": True}, {"timeout": -1},
+                                 {"window": 0}])
+def test_responder_rejects_bad_arguments(bad: Dict[str, Any]) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        Responder("amqp://localhost/q", **bad)
+
+
+@pytest.mark.parametrize("requests", ["a string", b"bytes", {"a": 1}, 42])
+def test_requester_wants_a_list_of_requests(requests: Optional[Any]) -> None:
+    with pytest.raises(TypeError):
+        Requester("amqp://localhost/q", requests)
