@@ -1,0 +1,217 @@
+"""Round-trip latency of request/reply: proton_easy against a hand-written proton pair.
+
+Runs 1,000 sequential requests (after a warm-up) in each setup and prints p50/p99 in
+microseconds:
+
+- ``hand-written``: a seed-style client (Example 3.7) against a seed-style server (3.6);
+- ``Client.request``: ``proton_easy.Client.request`` against the same hand-written server;
+- ``Client.request + serve``: ``Client.request`` against ``proton_easy.Client.serve``.
+
+Each server runs in its own process, so clients and servers do not share a GIL; the setups
+take turns request by request, so that a busy machine slows them all alike. Usage::
+
+    python benchmarks/request_reply.py [URL] [-n 1000]
+
+URL defaults to ``$PROTON_EASY_URL``, else ``amqp://admin:admin@localhost:5672``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from typing import Any, Dict, List, Optional
+
+from proton import Data, Message, symbol
+from proton.handlers import MessagingHandler
+from proton.reactor import ApplicationEvent, Container, EventInjector, LinkOption
+
+import proton_easy as pe
+
+
+class QueueCapability(LinkOption):
+    """Tell Artemis the address is a queue (its default for a new address is multicast)."""
+
+    def apply(self, link: Any) -> None:
+        terminus = link.source if link.is_receiver else link.target
+        terminus.capabilities.put_array(False, Data.SYMBOL)
+        terminus.capabilities.enter()
+        terminus.capabilities.put_symbol(symbol("queue"))
+        terminus.capabilities.exit()
+
+
+class SeedServer(MessagingHandler):
+    """Example 3.6: upper-case each request's body, reply through the anonymous relay."""
+
+    def __init__(self, url: str, address: str) -> None:
+        super().__init__()
+        self.url = url
+        self.address = address
+        self.senders: dict = {}
+        self.relay: Any = None
+
+    def on_start(self, event: Any) -> None:
+        self.container = event.container
+        self.conn = event.container.connect(self.url)
+        self.receiver = event.container.create_receiver(self.conn, self.address,
+                                                        options=QueueCapability())
+
+    def on_connection_opened(self, event: Any) -> None:
+        caps = event.connection.remote_offered_capabilities
+        if caps and "ANONYMOUS-RELAY" in caps:
+            self.relay = self.container.create_sender(self.conn, None)
+
+    def on_link_opened(self, event: Any) -> None:
+        if event.link == self.receiver:
+            print("ready", flush=True)
+
+    def on_message(self, event: Any) -> None:
+        reply_to = event.message.reply_to
+        sender = self.relay or self.senders.get(reply_to)
+        if not sender:
+            sender = self.senders[reply_to] = self.container.create_sender(self.conn, reply_to)
+        sender.send(Message(address=reply_to, body=event.message.body.upper(),
+                            correlation_id=event.message.correlation_id))
+
+
+class SeedClient(MessagingHandler):
+    """Example 3.7, timing each round trip; a request goes out each time ``go()`` is called."""
+
+    def __init__(self, url: str, address: str) -> None:
+        super().__init__()
+        self.url = url
+        self.address = address
+        self.injector = EventInjector()
+        self.ready = threading.Event()
+        self.replied = threading.Event()
+        self.latency = 0.0
+        self.sent_at = 0.0
+        self.n = 0
+
+    def on_start(self, event: Any) -> None:
+        event.container.selectable(self.injector)
+        self.conn = event.container.connect(self.url)
+        self.sender = event.container.create_sender(self.conn, self.address,
+                                                    options=QueueCapability())
+        self.receiver = event.container.create_receiver(self.conn, None, dynamic=True)
+
+    def on_link_opened(self, event: Any) -> None:
+        if event.receiver == self.receiver:
+            self.ready.set()
+
+    def go(self) -> float:
+        """Send one request (from another thread) and return its round-trip time."""
+        self.replied.clear()
+        self.injector.trigger(ApplicationEvent("go"))
+        if not self.replied.wait(10):
+            raise SystemExit("no reply to the hand-written client within 10 s")
+        return self.latency
+
+    def on_go(self, event: Any) -> None:
+        self.n += 1
+        req = Message(reply_to=self.receiver.remote_source.address, body="hello",
+                      correlation_id=self.n)
+        self.sent_at = time.perf_counter()
+        self.sender.send(req)
+
+    def on_message(self, event: Any) -> None:
+        self.latency = time.perf_counter() - self.sent_at
+        self.replied.set()
+
+    def on_stop(self, event: Any) -> None:
+        self.conn.close()
+        self.injector.close()
+
+
+def start_server(kind: str, url: str, address: str) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, __file__, url, "--serve", kind, "--address",
+                             address], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if line.strip() != "ready":
+        proc.kill()
+        raise SystemExit(f"the {kind} server did not start")
+    return proc
+
+
+def serve(kind: str, url: str, address: str) -> None:
+    if kind == "seed":
+        Container(SeedServer(url, address)).run()
+        return
+    with pe.Client(url) as client:
+        print("ready", flush=True)  # requests wait in the queue until serve's link is up
+        client.serve(address, lambda msg: msg.body.upper())
+
+
+def timed_request(client: pe.Client, address: str) -> float:
+    started = time.perf_counter()
+    reply = client.request(address, "hello", timeout=10)
+    latency = time.perf_counter() - started
+    assert reply.body == "HELLO", reply
+    return latency
+
+
+def report(name: str, latencies: List[float], base: Optional[float]) -> float:
+    micros = sorted(x * 1e6 for x in latencies)
+    p50 = statistics.median(micros)
+    p99 = micros[min(len(micros) - 1, int(len(micros) * 0.99))]
+    ratio = f"   p50 = {p50 / base:.2f}x hand-written" if base else ""
+    print(f"{name:<26} p50 {p50:8.0f} us   p99 {p99:8.0f} us{ratio}")
+    return p50
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("url", nargs="?", default=os.environ.get(
+        "PROTON_EASY_URL", "amqp://admin:admin@localhost:5672"))
+    parser.add_argument("-n", type=int, default=1000, help="requests per setup (1000)")
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--serve", choices=["seed", "pe"], help=argparse.SUPPRESS)
+    parser.add_argument("--address", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        serve(args.serve, args.url, args.address)
+        return
+
+    print(f"{args.n} sequential requests per setup, after {args.warmup} warm-up requests; "
+          "the setups take turns request by request, so machine load hits all alike")
+    seed_address = f"bench-rr-seed-{uuid.uuid4().hex[:8]}"
+    pe_address = f"bench-rr-pe-{uuid.uuid4().hex[:8]}"
+    servers = [start_server("seed", args.url, seed_address),
+               start_server("pe", args.url, pe_address)]
+    seed = SeedClient(args.url, seed_address)
+    thread = threading.Thread(target=Container(seed).run, daemon=True)
+    thread.start()
+    results: Dict[str, List[float]] = {"hand-written": [], "Client.request": [],
+                                       "Client.request + serve": []}
+    try:
+        if not seed.ready.wait(10):
+            raise SystemExit("the hand-written client could not attach")
+        with pe.Client(args.url) as client:
+            for i in range(args.n + args.warmup):
+                keep = i >= args.warmup
+                for name, measure in (
+                        ("hand-written", seed.go),
+                        ("Client.request", lambda: timed_request(client, seed_address)),
+                        ("Client.request + serve", lambda: timed_request(client, pe_address))):
+                    latency = measure()
+                    if keep:
+                        results[name].append(latency)
+    finally:
+        seed.injector.trigger(ApplicationEvent("stop"))
+        thread.join(10)
+        for server in servers:
+            server.terminate()
+            server.wait(10)
+    base = report("hand-written pair", results["hand-written"], None)
+    report("Client.request", results["Client.request"], base)
+    report("Client.request + serve", results["Client.request + serve"], base)
+
+
+if __name__ == "__main__":
+    main()
