@@ -540,8 +540,20 @@ def as_message(value: Any) -> Message:
     return Message(value)
 
 
+def _read(link: Any, dlv: Any, decoder: proton.Message) -> Message:
+    """Take one complete incoming message off ``link`` as a plain Message."""
+    data = link.recv(dlv.pending)
+    link.advance()
+    try:
+        decoder.decode(data)
+        return Message.from_proton(decoder)
+    finally:
+        decoder.clear()
+
+
 def _settle(dlv: Any, outcome: int, error: Optional[BaseException] = None) -> None:
-    if dlv.settled:
+    if dlv.settled:  # settled by the sender already (pre-settled): only forget it
+        dlv.settle()
         return
     if error is not None:
         dlv.local.condition = Condition("amqp:internal-error", f"{type(error).__name__}: {error}")
@@ -567,7 +579,7 @@ class _Request:
         self.payload = payload  # the message encoded for ``message.reply_to``, when done ahead
 
 
-class Requester(Job):
+class Requester(_Lean, Job):
     """Sends requests and matches their replies: the seed's request/reply ``Client`` as a class.
 
     Replies come back through a dynamic receiver (the broker names a temporary queue, which
@@ -624,6 +636,8 @@ class Requester(Job):
         self._prefix = uuid.uuid4().hex[:12]
         self._ids = itertools.count(1)
         self._tags = itertools.count(1)
+        self._decoder = proton.Message()
+        self._go_lean()
 
     # -- hooks ----------------------------------------------------------------------------------
     def on_reply(self, request: Message, reply: Message) -> None:
@@ -731,7 +745,7 @@ class Requester(Job):
         except (TypeError, ValueError) as exc:
             self._request_failed(req, exc)
             return
-        dlv = sender.delivery(str(next(self._tags)))
+        dlv = sender.delivery(b"%d" % next(self._tags))
         sender.stream(payload)
         sender.advance()
         self._outgoing[dlv] = msg.correlation_id
@@ -759,9 +773,11 @@ class Requester(Job):
         self.set_timer(f"reply {corr}", None, None)
         self._send_unsent()
 
-    # -- proton events --------------------------------------------------------------------------
-    def on_link_opened(self, event: Any) -> None:
-        self._guard(self._link_opened, event.link)
+    # -- proton events (raw: see _Lean) ---------------------------------------------------------
+    def on_link_remote_open(self, event: Any) -> None:
+        link = event.link
+        if link.state & link.LOCAL_ACTIVE:
+            self._guard(self._link_opened, link)
 
     def _link_opened(self, link: Any) -> None:
         if link != self.receiver:
@@ -774,15 +790,30 @@ class Requester(Job):
         log.debug("replies come to %s", address)
         self._send_unsent()
 
-    def on_message(self, event: Any) -> None:
-        self._guard(self._replied, event.delivery, event.message)
+    def on_delivery(self, event: Any) -> None:
+        dlv = event.delivery
+        link = dlv.link
+        if link.is_receiver:
+            if dlv.readable and not dlv.partial:
+                self._guard(self._replied, link, dlv)
+            return
+        if dlv.updated:
+            state = dlv.remote_state
+            if state == Delivery.ACCEPTED:
+                self._outgoing.pop(dlv, None)
+            elif state in (Delivery.REJECTED, Delivery.RELEASED, Delivery.MODIFIED):
+                self._guard(self._refused, dlv)
+            if dlv.settled:
+                dlv.settle()
 
-    def _replied(self, dlv: Any, pm: Any) -> None:
+    def _replied(self, link: Any, dlv: Any) -> None:
         try:
-            reply = Message.from_proton(pm)
+            reply = _read(link, dlv, self._decoder)
         finally:
             _settle(dlv, Delivery.ACCEPTED)
             self._top_up()
+        if self.done:
+            return
         corr = reply.correlation_id
         try:
             req = self._pending.pop(corr, None) or self._unsent.pop(corr, None)
@@ -794,15 +825,6 @@ class Requester(Job):
         self.set_timer(f"reply {corr}", None, None)
         self.on_reply(req.message, reply)
         self._send_unsent()
-
-    def on_accepted(self, event: Any) -> None:
-        self._outgoing.pop(event.delivery, None)
-
-    def on_rejected(self, event: Any) -> None:
-        self._guard(self._refused, event.delivery)
-
-    def on_released(self, event: Any) -> None:
-        self._guard(self._refused, event.delivery)
 
     def _refused(self, dlv: Any) -> None:
         corr = self._outgoing.pop(dlv, None)
@@ -850,7 +872,7 @@ class Requester(Job):
 _END_OF_REQUESTS = object()
 
 
-class Responder(Job):
+class Responder(_Lean, Job):
     """Answers requests: the seed's request/reply ``Server`` as a class to subclass.
 
     Takes requests from the URL's address and calls :meth:`respond` for each (by default the
@@ -905,6 +927,8 @@ class Responder(Job):
         self._reply_links: Dict[Any, Optional[str]] = {}
         self._replies: Dict[Any, str] = {}
         self._tags = itertools.count(1)
+        self._decoder = proton.Message()
+        self._go_lean()
 
     def respond(self, msg: Message) -> Any:
         """Hook: the reply (a body or a Message) to one request. The default calls ``handler``,
@@ -956,11 +980,30 @@ class Responder(Job):
         else:
             self.finish(self.served)
 
-    def on_message(self, event: Any) -> None:
-        self._guard(self._arrived, event.delivery, event.message)
+    # -- proton events (raw: see _Lean) ---------------------------------------------------------
+    def on_delivery(self, event: Any) -> None:
+        dlv = event.delivery
+        link = dlv.link
+        if link.is_receiver:
+            if dlv.readable and not dlv.partial and not link.state & link.LOCAL_CLOSED:
+                self._guard(self._arrived, link, dlv)
+            return
+        if dlv.updated:  # the broker's answer to a reply we sent
+            state = dlv.remote_state
+            if state in (Delivery.REJECTED, Delivery.RELEASED, Delivery.MODIFIED):
+                self._reply_refused(dlv)
+            if dlv.settled:
+                self._reply_settled(dlv)
+                dlv.settle()
 
-    def _arrived(self, dlv: Any, pm: Any) -> None:
-        msg = Message.from_proton(pm)
+    def _arrived(self, link: Any, dlv: Any) -> None:
+        try:
+            msg = _read(link, dlv, self._decoder)
+        except Exception as exc:  # noqa: BLE001 - an undecodable request is rejected
+            log.warning("rejecting a request that cannot be decoded: %s", exc)
+            _settle(dlv, Delivery.REJECTED, exc)
+            self._top_up()
+            return
         self.inflight += 1
         self.handle(msg, dlv)
 
@@ -1027,7 +1070,7 @@ class Responder(Job):
             reply.address = reply_to
             sender = self._reply_sender(reply_to)
         payload = encode(reply)
-        dlv = sender.delivery(str(next(self._tags)))
+        dlv = sender.delivery(b"%d" % next(self._tags))
         sender.stream(payload)
         sender.advance()
         self._replies[dlv] = reply_to
@@ -1061,22 +1104,15 @@ class Responder(Job):
         self._reply_senders[reply_to] = sender
         return sender
 
-    def on_rejected(self, event: Any) -> None:
-        self._reply_refused(event.delivery)
-
-    def on_released(self, event: Any) -> None:
-        self._reply_refused(event.delivery)
-
     def _reply_refused(self, dlv: Any) -> None:
         reply_to = self._replies.get(dlv)
         if reply_to is not None:
             log.warning("the reply to %s was not accepted by the broker (%s)", reply_to,
                         dlv.remote_state)
 
-    def on_settled(self, event: Any) -> None:
-        if self._replies.pop(event.delivery, None) is not None and self.stopping:
-            if not self._replies:
-                self.finish(self.served)
+    def _reply_settled(self, dlv: Any) -> None:
+        if self._replies.pop(dlv, None) is not None and self.stopping and not self._replies:
+            self._guard(self.finish, self.served)
 
     def on_link_error(self, event: Any) -> None:
         link = event.link
