@@ -138,6 +138,8 @@ def serve(client: Client, address: str, handler: Callable[[Message], Any],
             try:
                 msg, dlv = job.queue.get(timeout=_SLICE)
             except queue.Empty:
+                if client._closed:
+                    raise AMQPError("the client was closed while serving") from None
                 continue
             if msg is _END:
                 break
@@ -151,11 +153,12 @@ def serve(client: Client, address: str, handler: Callable[[Message], Any],
         return done.result(client.timeout)
     except BaseException:
         # Ctrl-C (or any error here): the request in hand goes back, the links close.
-        if in_hand is not None:
-            loop.call(lambda d=in_hand: job.release(d))
-        loop.call(job.stop)
-        try:
-            done.result(client.timeout)
-        except (FutureTimeout, AMQPError, RuntimeError):
-            log.debug("responder did not close cleanly", exc_info=True)
+        if not client._closed:
+            if in_hand is not None:
+                loop.call(lambda d=in_hand: job.release(d))
+            loop.call(job.stop)
+            try:
+                done.result(client.timeout)
+            except (FutureTimeout, AMQPError, RuntimeError):
+                log.debug("responder did not close cleanly", exc_info=True)
         raise

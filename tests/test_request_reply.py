@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -226,6 +227,15 @@ def test_close_wakes_threads_waiting_for_replies(amqp_url: str, amqp_address: st
     assert not isinstance(errors[0], pe.Timeout)
 
 
+def test_close_ends_a_serve_running_in_another_thread(amqp_url: str, amqp_address: str) -> None:
+    client = pe.Client(amqp_url)
+    served = serving(client, amqp_address, lambda msg: msg.body)
+    time.sleep(0.5)
+    client.close()
+    with pytest.raises(pe.AMQPError):
+        served(5)
+
+
 def test_unencodable_request_is_a_type_error_before_any_io() -> None:
     with pytest.raises(TypeError):
         pe.request("amqp://127.0.0.1:1/nowhere", {"when": object()}, timeout=1)
@@ -332,3 +342,48 @@ def test_responder_rejects_bad_arguments(bad: Dict[str, Any]) -> None:
 def test_requester_wants_a_list_of_requests(requests: Optional[Any]) -> None:
     with pytest.raises(TypeError):
         Requester("amqp://localhost/q", requests)
+
+
+def cut_connection(client: pe.Client) -> None:
+    """Fault injection: break the client's TCP connection as a network failure would."""
+    def cut() -> None:
+        client._conn.proton.transport._selectable._delegate.shutdown(socket.SHUT_RDWR)
+
+    client._loop.call(cut).result(5)
+
+
+def test_request_in_flight_is_sent_again_after_a_dropped_connection(
+        amqp_url: str, amqp_address: str) -> None:
+    gate = threading.Event()
+
+    def handler(msg: pe.Message) -> str:
+        if msg.body == "slow":
+            gate.wait(10)
+        return msg.body.upper()
+
+    with pe.Client(amqp_url) as server, pe.Client(amqp_url) as client:
+        # one, slow (answered to the lost reply queue), slow again (re-sent), three
+        served = serving(server, amqp_address, handler, count=4)
+        assert client.request(amqp_address, "one", timeout=10).body == "ONE"
+        with ThreadPoolExecutor(1) as pool:
+            slow = pool.submit(client.request, amqp_address, "slow", timeout=20)
+            time.sleep(0.5)
+            cut_connection(client)  # the reply queue dies with the connection
+            time.sleep(0.5)
+            gate.set()
+            assert slow.result(25).body == "SLOW"  # re-sent with the new reply queue
+        assert client.request(amqp_address, "three", timeout=10).body == "THREE"
+        assert served() == 4
+
+
+@pytest.mark.xfail(strict=True, reason="core: after a graceful broker stop (close frame) the "
+                   "transport stays half-closed and proton never reconnects")
+def test_request_and_serve_recover_after_a_broker_restart(artemis_factory: Any) -> None:
+    broker = artemis_factory()
+    with pe.Client(broker.url) as server, pe.Client(broker.url) as client:
+        served = serving(server, "service", lambda msg: msg.body * 2, count=2)
+        assert client.request("service", 21, timeout=10).body == 42
+        broker.restart()
+        # Both connections come back; the client's reply queue is a new one now.
+        assert client.request("service", 50, timeout=20).body == 100
+        assert served() == 2
