@@ -11,7 +11,8 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional
 
 from ._client import Client, pre_encode
 from ._message import Message, encode
-from .handlers import as_message
+from ._request_reply import check_serve_args
+from .handlers import _check_seconds, as_message
 
 
 def send(url: Optional[str], message: Any, *, at_most_once: bool = False,
@@ -78,6 +79,7 @@ def request(url: Optional[str], message: Any, *, timeout: Optional[float] = None
     'HELLO'
     """
     encode(as_message(message))  # a TypeError before any I/O
+    _check_seconds("timeout", timeout)
     with Client(url, **options) as client:
         return client.request(None, message, timeout=timeout)
 
@@ -91,5 +93,6 @@ def serve(url: Optional[str], handler: Callable[[Message], Any], count: Optional
 
     >>> pe.serve("amqp://localhost:5672/service", lambda msg: msg.body.upper())  # doctest: +SKIP
     """
+    check_serve_args(handler, count, timeout)  # wrong arguments fail before any I/O
     with Client(url, **options) as client:
         return client.serve(None, handler, count=count, timeout=timeout)

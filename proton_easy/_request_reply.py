@@ -123,11 +123,17 @@ class _Server(Responder):
         self.queue.put((_END, None))
 
 
+def check_serve_args(handler: Any, count: Any, timeout: Any) -> None:
+    """ValueError/TypeError for arguments ``serve`` cannot take (before any I/O)."""
+    if not callable(handler):
+        raise TypeError(f"handler must be callable, not {type(handler).__name__}")
+    Responder(handler=handler, count=count, timeout=timeout)  # validates the rest
+
+
 def serve(client: Client, address: str, handler: Callable[[Message], Any],
           count: Optional[int], timeout: Optional[float]) -> int:
     """Answer requests on ``address`` with ``handler`` in the calling thread; see Client.serve."""
-    if not callable(handler):
-        raise TypeError(f"handler must be callable, not {type(handler).__name__}")
+    check_serve_args(handler, count, timeout)
     job = _Server(handler=handler, address=address, count=count, timeout=timeout)
     loop = client._loop
     done: Future = Future()

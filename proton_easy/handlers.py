@@ -524,7 +524,7 @@ class Receiver(_Lean, Job):
 # -- request/reply ------------------------------------------------------------------------------
 
 _JMS_DEST = symbol("x-opt-jms-dest")  # tells Artemis the routing type of an anonymous-relay send
-_REPLY_SENDER_CACHE = 64
+_SENDER_CACHE = 64  # senders kept open per requester or responder (least recently used closed)
 
 
 def as_message(value: Any) -> Message:
@@ -631,7 +631,7 @@ class Requester(_Lean, Job):
         self._unsent: Dict[Any, _Request] = {}
         self._pending: Dict[Any, _Request] = {}
         self._outgoing: Dict[Any, Any] = {}
-        self._senders: Dict[str, Any] = {}
+        self._senders: collections.OrderedDict[str, Any] = collections.OrderedDict()
         self._sender_addresses: Dict[Any, str] = {}
         self._prefix = uuid.uuid4().hex[:12]
         self._ids = itertools.count(1)
@@ -662,7 +662,13 @@ class Requester(_Lean, Job):
 
     def request(self, message: Any, address: Optional[str] = None) -> Message:
         """Send one more request (on the loop thread, e.g. from a hook); returns it as a
-        :class:`~proton_easy.Message` carrying its ``correlation_id``."""
+        :class:`~proton_easy.Message` carrying its ``correlation_id``.
+
+        >>> class Ping(Requester):
+        ...     def on_reply(self, request, reply):
+        ...         if reply.body < 10:
+        ...             self.request(reply.body + 1)   # the job ends when none is left
+        """
         address = address or self.address
         if not address:
             raise ValueError("no address given and none in the URL's path")
@@ -693,15 +699,26 @@ class Requester(_Lean, Job):
             self.sender = self._sender_for(self.address)
 
     def _sender_for(self, address: str) -> Any:
-        sender = self._senders.get(address)
+        sender = self._senders.pop(address, None)
         if sender is None:
             name, kind = _links.resolve(address)
             sender = self.add_link(self.container.create_sender(
                 self.connection, name, name=_links.link_name("requests", name), handler=self,
                 options=_links.LinkSetup(kind)))
-            self._senders[address] = sender
             self._sender_addresses[sender] = address
+            if len(self._senders) >= _SENDER_CACHE:
+                self._close_idle_sender()
+        self._senders[address] = sender  # most recently used last
         return sender
+
+    def _close_idle_sender(self) -> None:
+        for address, sender in self._senders.items():  # least recently used first
+            if sender is not self.sender and not sender.unsettled:
+                del self._senders[address]
+                self._sender_addresses.pop(sender, None)
+                self._links.remove(sender)
+                sender.close()
+                return
 
     def _top_up(self) -> None:
         recv = self.receiver
@@ -967,7 +984,14 @@ class Responder(_Lean, Job):
     def stop(self) -> None:
         """Take no more requests; end (``result``: requests handled) once the broker has the
         replies already sent, so that none is lost with the closing link (at most ``timeout``
-        seconds of the connection, 10 by default)."""
+        seconds of the connection, 10 by default). Call it on the loop thread.
+
+        >>> class Once(Responder):
+        ...     def respond(self, msg):
+        ...         if msg.body == "bye":
+        ...             self.stop()
+        ...         return msg.body
+        """
         if self.stopping or self.done:
             return
         self.stopping = True
@@ -1096,13 +1120,19 @@ class Responder(_Lean, Job):
                 self.connection, name, name=_links.link_name("reply", name), handler=self,
                 options=_links.LinkSetup(kind)))
             self._reply_links[sender] = reply_to
-            if len(self._reply_senders) >= _REPLY_SENDER_CACHE:
-                _, oldest = self._reply_senders.popitem(last=False)
-                self._reply_links.pop(oldest, None)
-                self._links.remove(oldest)
-                oldest.close()
-        self._reply_senders[reply_to] = sender
+            if len(self._reply_senders) >= _SENDER_CACHE:
+                self._close_idle_sender()
+        self._reply_senders[reply_to] = sender  # most recently used last
         return sender
+
+    def _close_idle_sender(self) -> None:
+        for reply_to, sender in self._reply_senders.items():  # least recently used first
+            if not sender.unsettled:
+                del self._reply_senders[reply_to]
+                self._reply_links.pop(sender, None)
+                self._links.remove(sender)
+                sender.close()
+                return
 
     def _reply_refused(self, dlv: Any) -> None:
         reply_to = self._replies.get(dlv)

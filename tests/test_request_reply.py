@@ -237,8 +237,22 @@ def test_close_ends_a_serve_running_in_another_thread(amqp_url: str, amqp_addres
 
 
 def test_unencodable_request_is_a_type_error_before_any_io() -> None:
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError):  # port 1: had it tried to connect, this were a ConnectError
         pe.request("amqp://127.0.0.1:1/nowhere", {"when": object()}, timeout=1)
+    with pytest.raises(ValueError):
+        pe.request("amqp://127.0.0.1:1/nowhere", "hello", timeout=-1)
+
+
+@pytest.mark.parametrize("handler, kwargs, error", [
+    ("not callable", {}, TypeError),
+    (str, {"count": 0}, ValueError),
+    (str, {"timeout": 0}, ValueError),
+    (str, {"timeout": "5"}, TypeError),
+])
+def test_wrong_serve_arguments_fail_before_any_io(handler: Any, kwargs: Dict[str, Any],
+                                                 error: type) -> None:
+    with pytest.raises(error):
+        pe.serve("amqp://127.0.0.1:1/nowhere", handler, **kwargs)
 
 
 # -- the handler classes, run like the seed's examples ---------------------------------------------
@@ -302,6 +316,22 @@ def test_responder_without_anonymous_relay_replies_through_cached_senders(
     server = server_done()
     assert bodies == ["A1", "B1", "A2", "B2"]
     assert server.result == 4 and server._relay is None
+
+
+def test_sender_caches_close_idle_senders_and_keep_working(
+        amqp_url: str, amqp_address: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from proton_easy import handlers
+
+    monkeypatch.setattr(handlers, "_SENDER_CACHE", 2)
+    addresses = [f"{amqp_address}-{i}" for i in range(3)]
+    servers = [run_standalone(UpperServer(url_for(amqp_url, a), count=3, anonymous_relay=False))
+               for a in addresses]
+    with pe.Client(amqp_url) as c1, pe.Client(amqp_url) as c2, pe.Client(amqp_url) as c3:
+        bodies = [client.request(address, f"{n}-{address}", timeout=10).body
+                  for n, client in enumerate((c1, c2, c3)) for address in addresses]
+        assert all(len(c._requests._senders) == 2 for c in (c1, c2, c3))  # one was closed
+    assert bodies == [f"{n}-{a}".upper() for n in range(3) for a in addresses]
+    assert [done().result for done in servers] == [3, 3, 3]
 
 
 def test_requester_times_out_when_nobody_answers(amqp_url: str, amqp_address: str) -> None:
