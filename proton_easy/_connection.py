@@ -109,6 +109,14 @@ class Connection(MessagingHandler):
         err = connection_error(event.connection.remote_condition, self.options.display_url)
         self._fail(err)
 
+    def on_transport_tail_closed(self, event: Any) -> None:
+        # The peer closed its side of the socket (a broker shutting down gracefully): proton
+        # would keep the half-closed transport until its next write fails, and reconnect only
+        # then. Closing our side too makes the drop, and the reconnect, immediate.
+        transport = event.transport
+        if transport is not None and not transport.closed:
+            transport.close_head()
+
     def on_disconnected(self, event: Any) -> None:
         if not self.up:
             return  # proton reports a drop twice

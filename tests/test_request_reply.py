@@ -418,8 +418,6 @@ def test_request_and_serve_recover_after_the_broker_crashed(artemis_factory: Any
         assert served() == 2
 
 
-@pytest.mark.xfail(strict=True, reason="core: after a graceful broker stop (close frame) the "
-                   "transport stays half-closed and proton never reconnects")
 def test_request_and_serve_recover_after_a_graceful_broker_restart(
         artemis_factory: Any) -> None:
     broker = artemis_factory()

@@ -401,3 +401,14 @@ def test_connection_lost_when_the_broker_does_not_return(artemis_factory: Any) -
         assert time.monotonic() - start < 10
         with pytest.raises(pe.ConnectionLost):  # and it stays failed, promptly
             client.send("gone-q", "y")
+
+
+def test_client_reconnects_promptly_after_a_graceful_broker_restart(artemis_factory: Any) -> None:
+    broker = artemis_factory()
+    with pe.Client(broker.url) as client:
+        client.send("graceful-q", pe.Message(1, durable=True))
+        broker.restart()  # SIGTERM: the broker closes its sockets cleanly, then starts again
+        start = time.monotonic()
+        client.send("graceful-q", pe.Message(2, durable=True), timeout=20)
+        assert time.monotonic() - start < 10
+        assert [m.body for m in client.receive("graceful-q", count=2, timeout=5)] == [1, 2]
