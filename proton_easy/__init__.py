@@ -6,7 +6,7 @@
 [{'sequence': 1}]
 """
 
-from ._api import consume, receive, request, send, send_many, serve
+from ._api import consume, receive, request, send, send_many, serve, transaction
 from ._client import Client
 from ._errors import (
     AMQPError,
@@ -26,6 +26,7 @@ from ._errors import (
 from ._message import Message
 from ._options import DEFAULT_TIMEOUT
 from ._tls import TLS
+from ._transaction import Transaction
 
 __version__ = "0.1.0"
 
@@ -45,6 +46,7 @@ __all__ = [
     "TLS",
     "TLSError",
     "Timeout",
+    "Transaction",
     "TransactionError",
     "Unauthorized",
     "consume",
@@ -53,4 +55,5 @@ __all__ = [
     "send",
     "send_many",
     "serve",
+    "transaction",
 ]

@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional
 from ._client import Client, pre_encode
 from ._message import Message, encode
 from ._request_reply import check_serve_args
+from ._transaction import Transaction
 from .handlers import _check_seconds, as_message
 
 
@@ -96,3 +97,16 @@ def serve(url: Optional[str], handler: Callable[[Message], Any], count: Optional
     check_serve_args(handler, count, timeout)  # wrong arguments fail before any I/O
     with Client(url, **options) as client:
         return client.serve(None, handler, count=count, timeout=timeout)
+
+
+def transaction(url: Optional[str] = None, **options: Any) -> Transaction:
+    """A local transaction on a connection of its own, for a ``with`` block: leaving the block
+    commits, an exception aborts the batch and is re-raised; ``tx.commit()`` and ``tx.abort()``
+    end the current batch and start the next. A :class:`~proton_easy.TransactionError` means the
+    batch did not happen. The URL's path is the default address of ``tx.send``/``tx.receive``.
+
+    >>> with pe.transaction("amqp://localhost:5672/examples") as tx:   # doctest: +SKIP
+    ...     tx.send({"sequence": 1})
+    ...     tx.send({"sequence": 2})
+    """
+    return Transaction(Client(url, **options), owns_client=True)

@@ -21,6 +21,7 @@ from ._request_reply import RequestChannel
 from ._request_reply import request as _request
 from ._request_reply import serve as _serve
 from ._tls import TLS
+from ._transaction import Transaction
 from .handlers import Job, Receiver, Sender
 
 log = logging.getLogger("proton_easy")
@@ -282,6 +283,19 @@ class Client:
                 channel = self._requests = RequestChannel()
                 self._loop.call(lambda: channel.start(self._loop.container, self._conn))
             return channel
+
+    def transaction(self, address: Optional[str] = None) -> Transaction:
+        """A local transaction on this connection, in a session of its own (so several can
+        share the client, one per thread). ``address`` is the default for its sends and
+        receives. Leaving the ``with`` block commits; an exception aborts and is re-raised.
+
+        >>> with client.transaction("orders") as tx:   # doctest: +SKIP
+        ...     tx.send({"id": 1})
+        ...     tx.send({"id": 2})
+        """
+        if self._closed:
+            raise RuntimeError("the client is closed")
+        return Transaction(self, address)
 
     # -- closing ----------------------------------------------------------------------------
     def close(self) -> None:

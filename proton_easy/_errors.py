@@ -167,3 +167,10 @@ def delivery_error(state: Any, condition: Any) -> DeliveryError:
                         condition=name, description=description)
     what = "message modified" if state == Delivery.MODIFIED else "message released"
     return Released(_text(what, name, description), condition=name, description=description)
+
+
+def transaction_error(what: str, condition: Any = None) -> TransactionError:
+    """Translate a refused declare, discharge or coordinator into a :class:`TransactionError`."""
+    name, description = _condition_parts(condition)
+    return TransactionError(_text(what, name, description), condition=name,
+                            description=description)

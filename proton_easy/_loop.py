@@ -74,6 +74,7 @@ class Loop:
         self._started = threading.Event()
         self._stopped = False
         self._lock = threading.Lock()  # guards the injector's pipe against closing mid-write
+        self._wakeup_pending = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -93,7 +94,9 @@ class Loop:
                 fut.set_exception(RuntimeError("the client is closed"))
                 return fut
             self._calls.append((fn, fut))
-            self._injector.trigger(ApplicationEvent(_WAKEUP))
+            if not self._wakeup_pending:  # one wakeup drains every call queued until then
+                self._wakeup_pending = True
+                self._injector.trigger(ApplicationEvent(_WAKEUP))
         return fut
 
     def _invoke(self, fn: Callable[[], Any], fut: Optional[Future]) -> None:
@@ -109,6 +112,7 @@ class Loop:
                 fut.set_result(result)
 
     def _drain(self) -> None:
+        self._wakeup_pending = False  # before draining: a call queued from now on wakes again
         while self._calls:
             fn, fut = self._calls.popleft()
             self._invoke(fn, fut)

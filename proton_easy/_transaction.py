@@ -1,0 +1,540 @@
+"""Local transactions as a context manager: ``with pe.transaction(url) as tx: ...``.
+
+The work is done by :class:`_TxContext`, a :class:`~proton_easy.handlers.TxJob` running on the
+client's loop thread (the same machinery as ``TxSender`` and ``TxReceiver``); :class:`Transaction`
+hands it operations through ``Loop.call`` and waits for them with deadlines.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Tuple
+
+from proton import Delivery
+
+from . import _links
+from ._errors import AMQPError, ConnectionLost, Timeout, TransactionError, link_error
+from ._message import Encoded, Message, encode
+from .handlers import TxJob
+
+if TYPE_CHECKING:
+    from ._client import Client
+
+log = logging.getLogger("proton_easy")
+
+_WINDOW = 1000
+"""Sends in flight (not yet settled by the broker) before ``Transaction.send`` waits."""
+
+
+def _lost_error() -> TransactionError:
+    return TransactionError("connection lost during the transaction: the broker rolled the "
+                            "batch back (none of it happened)")
+
+
+class _Source:
+    """One receiving link of a transaction and the receive waiting on it."""
+
+    __slots__ = ("address", "link", "held", "want", "got", "fut")
+
+    def __init__(self, address: str, link: Any) -> None:
+        self.address = address
+        self.link = link
+        self.held: Deque[Tuple[Any, Message]] = collections.deque()
+        self.want = 0
+        self.got: List[Message] = []
+        self.fut: Optional[Future] = None
+
+
+class _TxContext(TxJob):
+    """The job behind a :class:`Transaction`: its own session, one link per address, and the
+    operations handed over by the user's thread (each resolves a Future)."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self._targets: Dict[str, Any] = {}
+        self._unsent: Dict[str, Deque[Tuple[bytes, Future]]] = {}
+        self._sources: Dict[str, _Source] = {}
+        self._by_link: Dict[str, _Source] = {}
+        self._queued: List[Tuple[Future, Callable[[], None]]] = []
+        self._batch_futs: List[Future] = []
+        self._discharge_fut: Optional[Future] = None
+        self._discharge_commit = False
+
+    def open_links(self) -> None:
+        super().open_links()  # the session and its coordinator; the first op declares
+
+    # -- operations (run on the loop thread) ----------------------------------------------------
+    def run_op(self, fut: Future, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(fut, *args)
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting thread
+            if not fut.done():
+                fut.set_exception(exc)
+
+    def _when_declared(self, fut: Future, fn: Callable[[], None]) -> None:
+        if self.done:
+            fut.set_exception(self._final_error())
+        elif self.batch_error is not None:
+            fut.set_exception(self.batch_error)
+        elif self.active:
+            fn()
+        else:
+            self._queued.append((fut, fn))
+            self.declare()
+
+    def op_begin(self, fut: Future) -> None:
+        self._when_declared(fut, lambda: fut.set_result(None))
+
+    def op_send(self, fut: Future, address: str, payload: bytes) -> None:
+        self._when_declared(fut, lambda: self._send(fut, address, payload))
+
+    def op_receive(self, fut: Future, address: str, count: int, timeout: float) -> None:
+        self._when_declared(fut, lambda: self._receive(fut, address, count, timeout))
+
+    def op_discharge(self, fut: Future, commit: bool, then_declare: bool) -> None:
+        if self.done:
+            fut.set_exception(self._final_error())
+        elif self.txn_id is None and not self._queued:
+            # Nothing declared: the batch is empty, or it was lost with the connection.
+            error, self.batch_error = self.batch_error, None
+            if error is not None and commit:
+                fut.set_exception(error)
+            else:
+                fut.set_result(None)
+            if then_declare:
+                self.declare()
+        elif not self.active:
+            self._queued.append((fut, lambda: self._discharge(fut, commit, then_declare)))
+            self.declare()
+        else:
+            self._discharge(fut, commit, then_declare)
+
+    def _discharge(self, fut: Future, commit: bool, then_declare: bool) -> None:
+        if self._batch_work == 0 and self.batch_error is None and not self.unsent:
+            fut.set_result(None)  # an empty batch: keep its transaction for the next one
+            return
+        if not commit:
+            for queue in self._unsent.values():
+                for _, f in queue:
+                    _resolve(f, None)
+                queue.clear()
+        self._discharge_fut, self._discharge_commit = fut, commit
+        self.end_batch(commit, then_declare=then_declare)
+
+    # -- sending --------------------------------------------------------------------------------
+    def _target(self, address: str) -> Any:
+        link = self._targets.get(address)
+        if link is None:
+            name, kind = _links.resolve(address)
+            link = self.add_link(self.container.create_sender(
+                self.session, name, name=_links.link_name("tx-sender", name), handler=self,
+                options=_links.LinkSetup(kind)))
+            self._targets[address] = link
+            self._unsent[link.name] = collections.deque()
+        return link
+
+    def _send(self, fut: Future, address: str, payload: bytes) -> None:
+        link = self._target(address)
+        self._unsent[link.name].append((payload, fut))
+        self._batch_futs.append(fut)
+        self._pump(link)
+
+    @property
+    def unsent(self) -> int:
+        return sum(len(q) for q in self._unsent.values())
+
+    def _pump(self, link: Any) -> None:
+        queue = self._unsent.get(link.name)
+        while queue and link.credit and self.txn_id is not None and self._ending is not False:
+            payload, fut = queue.popleft()
+            self.tx_send(link, payload, token=fut)
+        self.try_discharge()
+
+    def on_sendable(self, event: Any) -> None:
+        if event.link.name in self._unsent:
+            self._guard(self._pump, event.link)
+
+    def on_tx_outcome(self, token: Any, error: Optional[TransactionError]) -> None:
+        if token is not None:
+            _resolve(token, error)
+
+    # -- receiving ------------------------------------------------------------------------------
+    def _source(self, address: str) -> _Source:
+        src = self._sources.get(address)
+        if src is None:
+            name, kind = _links.resolve(address)
+            link = self.add_link(self.container.create_receiver(
+                self.session, name, name=_links.link_name("tx-receiver", name), handler=self,
+                options=_links.LinkSetup(kind)))
+            src = self._sources[address] = self._by_link[link.name] = _Source(address, link)
+        return src
+
+    def _receive(self, fut: Future, address: str, count: int, timeout: float) -> None:
+        src = self._source(address)
+        if src.fut is not None:
+            raise RuntimeError(f"a receive from {address!r} is already waiting")
+        src.fut, src.want, src.got = fut, count, []
+        while src.held and src.fut is not None:
+            dlv, msg = src.held.popleft()
+            self._take(src, dlv, msg)
+        if src.fut is None:
+            return
+        link = src.link
+        missing = count - len(src.got) - link.credit - link.queued
+        if missing > 0:
+            link.flow(missing)
+        self.set_timer(f"receive {address}", timeout, lambda: self._receive_done(src))
+
+    def on_message(self, event: Any) -> None:
+        self._guard(self._arrived, event.link, event.delivery, Message.from_proton(event.message))
+
+    def _arrived(self, link: Any, dlv: Any, msg: Message) -> None:
+        src = self._by_link.get(link.name)
+        if src is None:
+            return
+        if src.fut is not None and self.active:
+            self._take(src, dlv, msg)
+        else:
+            src.held.append((dlv, msg))  # arrived late: kept for the next receive
+
+    def _take(self, src: _Source, dlv: Any, msg: Message) -> None:
+        self.tx_accept(dlv)
+        src.got.append(msg)
+        if len(src.got) >= src.want:
+            self._receive_done(src)
+
+    def _receive_done(self, src: _Source) -> None:
+        fut, got = src.fut, src.got
+        src.fut, src.got = None, []
+        self.set_timer(f"receive {src.address}", None, None)
+        if fut is not None:
+            _resolve(fut, None, got)
+
+    # -- endings --------------------------------------------------------------------------------
+    def on_discharged(self, committed: bool, error: Optional[TransactionError]) -> None:
+        for fut in self._batch_futs:
+            _resolve(fut, None)
+        self._batch_futs = []
+        fut, self._discharge_fut = self._discharge_fut, None
+        if fut is not None:
+            _resolve(fut, error)
+
+    def on_declared(self) -> None:
+        queued, self._queued = self._queued, []
+        for i, (fut, fn) in enumerate(queued):
+            if not self.active:  # an earlier operation ended the batch: wait for the next
+                self._queued = queued[i:] + self._queued
+                self.declare()
+                return
+            try:
+                fn()
+            except Exception as exc:  # noqa: BLE001 - handed to the waiting thread
+                if not fut.done():
+                    fut.set_exception(exc)
+
+    def on_declare_failed(self, error: TransactionError) -> None:
+        queued, self._queued = self._queued, []
+        if queued:
+            self.batch_error = error  # the batch being built cannot happen
+        for fut, _ in queued:
+            _resolve(fut, error)
+
+    def on_transaction_lost(self, lost: int, in_doubt: bool) -> None:
+        error = _lost_error()
+        fut, self._discharge_fut = self._discharge_fut, None
+        if fut is not None:
+            if in_doubt:
+                _resolve(fut, ConnectionLost(
+                    "connection lost while the commit was in flight: whether the batch "
+                    "happened is unknown", in_doubt=lost))
+            elif not self._discharge_commit:
+                _resolve(fut, None)  # an abort: the batch is gone either way
+            else:
+                _resolve(fut, error)
+        elif (lost or self.unsent or self._queued or self._batch_futs
+              or any(src.fut is not None for src in self._sources.values())):
+            self.batch_error = error  # the batch in progress did not happen
+        self._fail_batch(error, queued=True)
+
+    def _fail_batch(self, error: BaseException, queued: bool) -> None:
+        for f in self._batch_futs:
+            _resolve(f, error)
+        self._batch_futs = []
+        for q in self._unsent.values():
+            for _, f in q:
+                _resolve(f, error)
+            q.clear()
+        for src in self._sources.values():
+            if src.fut is not None:
+                _resolve(src.fut, error)
+                src.fut, src.got = None, []
+            src.held.clear()
+        if queued:
+            waiting, self._queued = self._queued, []
+            for f, _ in waiting:
+                _resolve(f, error)
+
+    def on_link_error(self, event: Any) -> None:
+        link = event.link
+        if self.done or (self.coordinator is not None and link == self.coordinator):
+            super().on_link_error(event)
+            return
+        self._guard(self._link_refused, link)
+
+    def _link_refused(self, link: Any) -> None:
+        refused = link_error(link.remote_condition, _links.describe(link))
+        link.close()
+        self._targets = {a: lnk for a, lnk in self._targets.items() if lnk.name != link.name}
+        unsent = self._unsent.pop(link.name, None)
+        src = self._by_link.pop(link.name, None)
+        if src is not None:
+            self._sources.pop(src.address, None)
+        error = TransactionError(f"{refused}: the batch will be rolled back",
+                                 condition=refused.condition, description=refused.description)
+        error.__cause__ = refused
+        if self.txn_id is not None or self._queued:
+            self.batch_error = self.batch_error or error
+        for dlv in [d for d in self._tx_sends if d.link.name == link.name]:
+            _resolve(self._tx_sends.pop(dlv), error)
+        for _, f in unsent or ():
+            _resolve(f, error)
+        if src is not None and src.fut is not None:
+            _resolve(src.fut, error)
+            src.fut = None
+        self.try_discharge()
+
+    def _final_error(self) -> BaseException:
+        return self.batch_error or self.error or RuntimeError("the transaction is closed")
+
+    def on_finished(self) -> None:
+        error = self._final_error()
+        fut, self._discharge_fut = self._discharge_fut, None
+        if fut is not None:
+            _resolve(fut, error)
+        self._fail_batch(error, queued=True)
+        for src in self._sources.values():
+            for dlv, _ in src.held:
+                dlv.update(Delivery.RELEASED)
+                dlv.settle()
+            src.held.clear()
+
+
+def _resolve(fut: Future, error: Optional[BaseException], result: Any = None) -> None:
+    if fut.done():
+        return
+    if error is not None:
+        fut.set_exception(error)
+    else:
+        fut.set_result(result)
+
+
+class Transaction:
+    """A local transaction: a batch of sends and receives that happens whole or not at all.
+
+    Get one from :func:`proton_easy.transaction` or :meth:`proton_easy.Client.transaction` and
+    use it as a context manager. Leaving the block normally commits; an exception aborts the
+    batch and is re-raised. :meth:`commit` and :meth:`abort` inside the block end the current
+    batch and start the next one (a JMS transacted session). Each transaction has a session of
+    its own, so several can share one :class:`~proton_easy.Client` (one per thread: a
+    Transaction itself is not thread-safe).
+
+    Errors: :class:`~proton_easy.TransactionError` means the batch did not happen (a message or
+    the commit was refused, or the connection dropped and the broker rolled the batch back); once
+    a batch failed, every send and receive raises it until ``commit()`` or ``abort()`` starts the
+    next batch. :class:`~proton_easy.ConnectionLost` from a commit means the connection dropped
+    while the commit was in flight: the batch may or may not have happened.
+    :class:`~proton_easy.Timeout` from a commit means the same and leaves the transaction closed.
+
+    >>> with pe.transaction("amqp://admin:admin@localhost:5672/orders") as tx:  # doctest: +SKIP
+    ...     for msg in tx.receive(count=10, timeout=5):
+    ...         tx.send(msg.body, address="shipped")
+    """
+
+    def __init__(self, client: Client, address: Optional[str] = None, *,
+                 owns_client: bool = False) -> None:
+        if address is not None:
+            _links.resolve(address)  # validates
+        self._client = client
+        self.address = address or client.default_address
+        self.timeout = client.timeout
+        self._owns_client = owns_client
+        self._job = _TxContext()
+        self._job_fut: Future = Future()
+        self._window: Deque[Future] = collections.deque()
+        self._state = "new"  # new -> open -> closed
+        self._broken: Optional[str] = None
+
+    def __repr__(self) -> str:
+        return f"<proton_easy.Transaction {self._client.options.display_url} {self._state}>"
+
+    # -- context manager --------------------------------------------------------------------------
+    def __enter__(self) -> Transaction:
+        if self._state != "new":
+            raise RuntimeError("a Transaction can be entered only once")
+        self._state = "open"
+        try:
+            loop, conn = self._client._loop, self._client._conn
+            loop.call(lambda: self._job.start(loop.container, conn, self._job_fut)).result(
+                self.timeout)
+            self._wait(self._submit(self._job.op_begin), "declaring a transaction")
+        except FutureTimeout:
+            self.close()
+            raise Timeout(f"declaring a transaction on {self._client.options.display_url} did "
+                          f"not complete within {self.timeout:g} s") from None
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if self._broken or self._state != "open":
+                pass  # already reported; closing aborts whatever the broker still holds
+            elif exc_type is None:
+                self._end(commit=True, then_declare=False)
+            else:
+                try:
+                    self._end(commit=False, then_declare=False)
+                except Exception:  # noqa: BLE001 - the original error is what matters
+                    log.debug("abort after an error in the transaction block failed",
+                              exc_info=True)
+        finally:
+            self.close()
+
+    # -- the batch --------------------------------------------------------------------------------
+    def send(self, message: Any, address: Optional[str] = None, *, durable: bool = False) -> None:
+        """Send a message in the current batch; it is delivered only if the batch commits.
+
+        ``message`` is a plain body or a :class:`~proton_easy.Message`; ``address`` defaults to
+        the transaction's (the URL's path). Sends are pipelined: the call returns before the
+        broker confirmed, and the commit waits for every confirmation.
+
+        >>> tx.send({"order": 1}, address="orders")   # doctest: +SKIP
+        """
+        self._check()
+        address = self._address(address)
+        if type(message) is not Encoded:
+            if durable and not isinstance(message, Message):
+                message = Message(message, durable=True)
+            message = encode(message)
+        while self._window and self._window[0].done():
+            self._window.popleft().result()  # raises if the batch failed
+        self._window.append(self._submit(self._job.op_send, address, message))
+        if len(self._window) > _WINDOW:
+            self._wait(self._window.popleft(), "sending in a transaction",
+                       progress=lambda: self._job.outcomes)
+
+    def receive(self, count: int = 1, timeout: Optional[float] = None,
+                address: Optional[str] = None) -> List[Message]:
+        """Receive up to ``count`` messages in the current batch within ``timeout`` seconds
+        (default: the client's timeout); a shorter list, maybe empty, when fewer came. They are
+        taken off the queue only if the batch commits; an abort puts them back.
+
+        >>> msgs = tx.receive(count=10, timeout=5)   # doctest: +SKIP
+        """
+        self._check()
+        address = self._address(address)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"count must be a positive integer, not {count!r}")
+        limit = self.timeout if timeout is None else timeout
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit < 0:
+            raise ValueError(f"timeout must be a number of seconds, not {timeout!r}")
+        fut = self._submit(self._job.op_receive, address, count, float(limit))
+        return self._wait(fut, "receiving in a transaction", limit=limit + self.timeout)
+
+    def commit(self) -> None:
+        """Commit the current batch and start the next one.
+
+        Raises :class:`~proton_easy.TransactionError` if the batch did not happen (then the
+        next batch starts all the same).
+
+        >>> tx.commit()   # doctest: +SKIP
+        """
+        self._check()
+        self._end(commit=True, then_declare=True)
+
+    def abort(self) -> None:
+        """Abort the current batch (nothing sent in it is delivered, everything received in it
+        goes back to its queue) and start the next one.
+
+        >>> tx.abort()   # doctest: +SKIP
+        """
+        self._check()
+        self._end(commit=False, then_declare=True)
+
+    def close(self) -> None:
+        """End the transaction context without committing (an open batch is aborted) and, for
+        :func:`proton_easy.transaction`, close its connection. Idempotent; ``with`` does this.
+
+        >>> tx.close()   # doctest: +SKIP
+        """
+        if self._state == "closed":
+            return
+        started = self._state == "open"
+        self._state = "closed"
+        try:
+            if started and not self._client._closed:
+                self._client._loop.call(self._job.finish)
+                try:
+                    self._job_fut.result(self.timeout)
+                except (FutureTimeout, AMQPError, RuntimeError):
+                    log.debug("transaction links did not close cleanly", exc_info=True)
+        finally:
+            if self._owns_client:
+                self._client.close()
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    def _check(self) -> None:
+        if self._state != "open":
+            raise RuntimeError("use the transaction inside its with block" if self._state == "new"
+                               else "the transaction is closed")
+        if self._broken:
+            raise RuntimeError(f"the transaction can no longer be used: {self._broken}")
+
+    def _address(self, address: Optional[str]) -> str:
+        address = address or self.address
+        if not address:
+            raise ValueError("no address given and none in the URL's path")
+        _links.resolve(address)
+        return address
+
+    def _submit(self, op: Callable[..., None], *args: Any) -> Future:
+        fut: Future = Future()
+        call = self._client._loop.call(lambda: self._job.run_op(fut, op, *args))
+        if call.done() and call.exception() is not None:
+            _resolve(fut, call.exception())
+        return fut
+
+    def _end(self, commit: bool, then_declare: bool) -> None:
+        what = "commit" if commit else "abort"
+        fut = self._submit(self._job.op_discharge, commit, then_declare)
+        self._window.clear()  # the discharge settles (or fails) every send of the batch
+        try:
+            self._wait(fut, what, progress=lambda: self._job.outcomes)
+        except Timeout as exc:
+            self._broken = f"the {what} timed out; whether the batch happened is unknown"
+            raise Timeout(f"{exc}; whether the batch happened is unknown") from None
+
+    def _wait(self, fut: Future, what: str, *, limit: Optional[float] = None,
+              progress: Optional[Callable[[], int]] = None) -> Any:
+        limit = self.timeout if limit is None else limit
+        try:
+            if progress is None:
+                return fut.result(limit)
+            last, since = progress(), time.monotonic()
+            while True:
+                try:
+                    return fut.result(min(1.0, limit))
+                except FutureTimeout:
+                    now, value = time.monotonic(), progress()
+                    if value != last:
+                        last, since = value, now
+                    elif now - since >= limit:
+                        raise
+        except FutureTimeout:
+            raise Timeout(f"{what} on {self._client.options.display_url} did not complete "
+                          f"within {limit:g} s") from None
