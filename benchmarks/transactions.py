@@ -1,20 +1,19 @@
-"""Transactional send throughput: proton_easy next to the seed's hand-written TxSend (not a test).
+"""Transactional send throughput: proton_easy next to the seed's hand-written TxSend.
 
-Sends ``--messages`` messages in transactions of 10 and of 100 with
+Sends ``-n`` messages in transactions of 10 and of 100 with
 
-- the seed's ``TxSend`` (Example 3.8, ported to Python 3: ``tests/seed_peers.py``),
+- ``seed TxSend``: the seed's Example 3.8 ported to Python 3 (below; its sender link says
+  ``queue`` so that Artemis keeps the messages on a queue),
 - ``proton_easy.handlers.TxSender`` run as ``Container(h).run()``,
-- ``pe.transaction`` (``tx.send`` in a loop, ``tx.commit()`` every batch),
+- ``pe.transaction``: ``tx.send`` in a loop and ``tx.commit()`` every batch,
 
-and prints messages per second (median of ``--repeat`` runs). Every run checks that all its
-messages arrived, then drains its queue.
+and prints messages per second (median of ``--repeat`` runs; the setups take turns, so that a
+busy machine slows them all alike). Every run checks that all its messages arrived, then
+drains its queue. Not a test. Usage::
 
-    python benchmarks/transactions.py --url amqp://admin:admin@localhost:5672
-    python benchmarks/transactions.py            # starts a local Artemis (proton_easy.testing)
+    python benchmarks/transactions.py [URL] [-n 5000] [--repeat 5]
 
-The broker must route ``queue://NAME`` anycast (the seed's sender has no capabilities):
-``proton_easy.testing``'s broker does, or give the acceptor
-``anycastPrefix=queue://;multicastPrefix=topic://``.
+URL defaults to ``$PROTON_EASY_URL``, else ``amqp://admin:admin@localhost:5672``.
 """
 
 from __future__ import annotations
@@ -22,23 +21,86 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 import uuid
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from proton import Data, Message, Url, symbol
+from proton.handlers import MessagingHandler, TransactionHandler
+from proton.reactor import Container, LinkOption
 
-from proton.reactor import Container  # noqa: E402
+import proton_easy as pe
+from proton_easy.handlers import TxSender
 
-import proton_easy as pe  # noqa: E402
-from proton_easy.handlers import TxSender  # noqa: E402
-from tests.seed_peers import SeedTxSend  # noqa: E402
+
+class QueueCapability(LinkOption):
+    """Tell Artemis the address is a queue (its default for a new address is multicast)."""
+
+    def apply(self, link: Any) -> None:
+        terminus = link.source if link.is_receiver else link.target
+        terminus.capabilities.put_array(False, Data.SYMBOL)
+        terminus.capabilities.enter()
+        terminus.capabilities.put_symbol(symbol("queue"))
+        terminus.capabilities.exit()
+
+
+class SeedTxSend(MessagingHandler, TransactionHandler):
+    """The seed's Example 3.8, in Python 3."""
+
+    def __init__(self, url: str, messages: int, batch_size: int) -> None:
+        super().__init__()
+        self.url = Url(url)
+        self.current_batch = 0
+        self.committed = 0
+        self.confirmed = 0
+        self.total = messages
+        self.batch_size = batch_size
+
+    def on_start(self, event: Any) -> None:
+        self.container = event.container
+        self.conn = self.container.connect(self.url)
+        self.sender = self.container.create_sender(self.conn, self.url.path,
+                                                   options=QueueCapability())
+        self.container.declare_transaction(self.conn, handler=self)
+        self.transaction = None
+
+    def on_transaction_declared(self, event: Any) -> None:
+        self.transaction = event.transaction
+        self.transaction.id = bytes(self.transaction.id)  # proton's memoryview outlives its data
+        self.send()
+
+    def on_sendable(self, event: Any) -> None:
+        self.send()
+
+    def send(self) -> None:
+        while (self.transaction and self.sender.credit
+               and (self.committed + self.current_batch) < self.total):
+            seq = self.committed + self.current_batch + 1
+            msg = Message(id=seq, body={"sequence": seq})
+            self.transaction.send(self.sender, msg)
+            self.current_batch += 1
+            if self.current_batch == self.batch_size:
+                self.transaction.commit()
+                self.transaction = None
+
+    def on_accepted(self, event: Any) -> None:
+        if event.sender == self.sender:
+            self.confirmed += 1
+
+    def on_transaction_committed(self, event: Any) -> None:
+        self.committed += self.current_batch
+        if self.committed == self.total:
+            event.connection.close()
+        else:
+            self.current_batch = 0
+            self.container.declare_transaction(self.conn, handler=self)
+
+    def on_disconnected(self, event: Any) -> None:
+        self.current_batch = 0
 
 
 def seed_txsend(url: str, address: str, messages: int, batch: int) -> None:
-    handler = SeedTxSend(f"{url}/queue://{address}", messages, batch)
+    handler = SeedTxSend(f"{url}/{address}", messages, batch)
     Container(handler).run()
     assert handler.committed == messages, handler.committed
 
@@ -79,40 +141,29 @@ def measure(fn: Callable[[str, str, int, int], None], url: str, messages: int,
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--url", default=os.environ.get("PROTON_EASY_URL"),
-                        help="broker URL with credentials, no path (default: $PROTON_EASY_URL, "
-                             "else a local Artemis is started)")
-    parser.add_argument("--messages", type=int, default=5000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser = argparse.ArgumentParser(description="transactional send: proton_easy vs the seed")
+    parser.add_argument("url", nargs="?", default=os.environ.get(
+        "PROTON_EASY_URL", "amqp://admin:admin@localhost:5672"),
+        help="broker URL with credentials, no path")
+    parser.add_argument("-n", "--messages", type=int, default=5000)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--batches", default="10,100")
     args = parser.parse_args(argv)
     batches = [int(b) for b in args.batches.split(",")]
-
-    broker: Any = None
     url = args.url
-    if not url:
-        from proton_easy.testing import ArtemisBroker  # starts Artemis 2.40 locally
-
-        broker = ArtemisBroker().start()
-        url = broker.url
-    try:
-        measure(pe_txsender, url, 500, 50)  # warm up the broker's JIT
-        print(f"transactional send, {args.messages} messages of ~30 bytes, "
-              f"median of {args.repeat} runs (msg/s)")
-        rates: Dict[tuple, List[float]] = {}
-        for _ in range(args.repeat):  # interleaved, so that drift hits every contender alike
-            for batch in batches:
-                for name, fn in CONTENDERS.items():
-                    rates.setdefault((name, batch), []).append(
-                        measure(fn, url, args.messages, batch))
-        print(f"{'':30}" + "".join(f"{'batch ' + str(b):>12}" for b in batches))
-        for name in CONTENDERS:
-            print(f"{name:30}" + "".join(
-                f"{statistics.median(rates[name, batch]):12.0f}" for batch in batches))
-    finally:
-        if broker is not None:
-            broker.stop()
+    measure(pe_txsender, url, 500, 50)  # warm up the broker's JIT
+    print(f"transactional send, {args.messages} messages of ~30 bytes, "
+          f"median of {args.repeat} runs (msg/s)")
+    rates: Dict[tuple, List[float]] = {}
+    for _ in range(args.repeat):  # interleaved, so that drift hits every contender alike
+        for batch in batches:
+            for name, fn in CONTENDERS.items():
+                rates.setdefault((name, batch), []).append(
+                    measure(fn, url, args.messages, batch))
+    print(f"{'':30}" + "".join(f"{'batch ' + str(b):>12}" for b in batches))
+    for name in CONTENDERS:
+        print(f"{name:30}" + "".join(
+            f"{statistics.median(rates[name, batch]):12.0f}" for batch in batches))
 
 
 if __name__ == "__main__":
