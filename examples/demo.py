@@ -1,11 +1,9 @@
-"""A tour against a real broker: send/receive, request/reply, a transaction.
+"""A tour of proton_easy against a real broker: send/receive, request/reply, transactions.
 
 Run it with ``make demo``, which starts a local Artemis and sets ``PROTON_EASY_URL``
 (``amqp://user:password@127.0.0.1:PORT``). By hand::
 
     python -m proton_easy.testing run -- python examples/demo.py
-
-This first version speaks plain Qpid Proton; the proton_easy one-liners will replace it.
 """
 
 from __future__ import annotations
@@ -13,130 +11,54 @@ from __future__ import annotations
 import os
 import sys
 import threading
-import uuid
-from typing import List, Optional
 
-from proton import Message
-from proton.handlers import MessagingHandler, TransactionHandler
-from proton.reactor import Container
-from proton.utils import BlockingConnection
+import proton_easy as pe
 
 
 def send_and_receive(url: str) -> None:
-    """Send three messages to a queue, then receive them."""
-    conn = BlockingConnection(url, timeout=10)
-    try:
-        sender = conn.create_sender("queue://demo")
-        for n in range(1, 4):
-            sender.send(Message(body={"sequence": n}, durable=True))  # waits for acceptance
-        print("sent 3 messages to queue://demo")
-        receiver = conn.create_receiver("queue://demo")
-        for _ in range(3):
-            msg = receiver.receive(timeout=10)
-            receiver.accept()
-            print(f"  received {msg.body}")
-    finally:
-        conn.close()
-
-
-def serve_once(url: str, ready: threading.Event) -> None:
-    """A responder: answer one request on queue://demo-requests with its body upper-cased."""
-    conn = BlockingConnection(url, timeout=10)
-    try:
-        receiver = conn.create_receiver("queue://demo-requests")
-        ready.set()
-        request = receiver.receive(timeout=10)
-        receiver.accept()
-        reply = Message(body=str(request.body).upper(), correlation_id=request.id)
-        conn.create_sender(request.reply_to).send(reply)
-    finally:
-        conn.close()
+    """Send messages to a queue (each accepted by the broker), then receive them."""
+    pe.send(f"{url}/demo", {"sequence": 1})
+    count = pe.send_many(f"{url}/demo", ({"sequence": n} for n in range(2, 6)))
+    print(f"sent 1 + {count} messages to the queue 'demo' (all accepted)")
+    for msg in pe.receive(f"{url}/demo", count=5, timeout=5):
+        print(f"  received {msg.body}")
+    pe.send_many(f"{url}/demo", [pe.Message(c, properties={"colour": c})
+                                 for c in ("red", "green", "blue", "green")])
+    green = pe.receive(f"{url}/demo", count=10, timeout=2, selector="colour = 'green'")
+    print(f"selector colour = 'green' picked {[m.body for m in green]}")
+    rest = [m.body for m in pe.consume(f"{url}/demo", idle_timeout=1)]
+    print(f"consume drained the rest: {rest}")
 
 
 def request_reply(url: str) -> None:
-    """Send a request with a dynamic reply-to address and wait for the correlated reply."""
-    ready = threading.Event()
-    responder = threading.Thread(target=serve_once, args=(url, ready), daemon=True)
-    responder.start()
-    ready.wait(10)
-    conn = BlockingConnection(url, timeout=10)
-    try:
-        replies = conn.create_receiver(None, dynamic=True)
-        reply_to = replies.link.remote_source.address
-        request_id = str(uuid.uuid4())
-        conn.create_sender("queue://demo-requests").send(
-            Message(body="hello", id=request_id, reply_to=reply_to)
-        )
-        reply = replies.receive(timeout=10)
-        replies.accept()
-        assert reply.correlation_id == request_id, "reply does not match the request"
-        print(f"request 'hello' -> reply {reply.body!r} (via {reply_to})")
-    finally:
-        conn.close()
-    responder.join(10)
+    """A responder in a thread upper-cases requests; pe.request waits for the matching reply."""
+    with pe.Client(url) as server:
+        served = threading.Thread(
+            target=server.serve, args=("demo-requests", lambda msg: msg.body.upper()),
+            kwargs={"count": 2, "timeout": 10})
+        served.start()
+        for text in ("Twas brillig, and the slithy toves", "Did gire and gymble in the wabe."):
+            reply = pe.request(f"{url}/demo-requests", text, timeout=10)
+            print(f"{text} => {reply.body}")
+        served.join(15)
 
 
-class TxSend(MessagingHandler, TransactionHandler):
-    """Send ``bodies`` inside one local transaction, then commit or abort it."""
-
-    def __init__(self, url: str, address: str, bodies: List[str], commit: bool) -> None:
-        super().__init__()
-        self.url, self.address, self.bodies, self.commit = url, address, bodies, commit
-        self.sender = None
-        self.transaction: Optional[object] = None
-        self.sent = False
-        self.outcome = ""
-
-    def on_start(self, event):  # type: ignore[no-untyped-def]
-        conn = event.container.connect(self.url)
-        self.sender = event.container.create_sender(conn, self.address)
-        event.container.declare_transaction(conn, handler=self)
-
-    def on_transaction_declared(self, event):  # type: ignore[no-untyped-def]
-        self.transaction = event.transaction
-        self._maybe_send()
-
-    def on_sendable(self, event):  # type: ignore[no-untyped-def]
-        self._maybe_send()
-
-    def _maybe_send(self) -> None:
-        if self.sent or self.transaction is None or not self.sender.credit:
-            return
-        for body in self.bodies:
-            self.transaction.send(self.sender, Message(body=body, durable=True))
-        self.sent = True
-        if self.commit:
-            self.transaction.commit()
-        else:
-            self.transaction.abort()
-
-    def on_transaction_committed(self, event):  # type: ignore[no-untyped-def]
-        self.outcome = "committed"
-        event.connection.close()
-
-    def on_transaction_aborted(self, event):  # type: ignore[no-untyped-def]
-        self.outcome = "aborted"
-        event.connection.close()
-
-
-def transaction(url: str) -> None:
+def transactions(url: str) -> None:
     """An aborted transaction delivers nothing; a committed one delivers all its messages."""
-    aborted = TxSend(url, "queue://demo-tx", ["lost-1", "lost-2"], commit=False)
-    Container(aborted).run()
-    committed = TxSend(url, "queue://demo-tx", ["tx-1", "tx-2"], commit=True)
-    Container(committed).run()
-    print(f"transaction 1 {aborted.outcome}, transaction 2 {committed.outcome}")
-    conn = BlockingConnection(url, timeout=10)
     try:
-        receiver = conn.create_receiver("queue://demo-tx")
-        got = []
-        for _ in range(2):
-            got.append(receiver.receive(timeout=10).body)
-            receiver.accept()
-        print(f"  queue://demo-tx holds {got}")
-        assert got == ["tx-1", "tx-2"], got
-    finally:
-        conn.close()
+        with pe.transaction(f"{url}/demo-tx") as tx:
+            tx.send("lost-1")
+            tx.send("lost-2")
+            raise RuntimeError("changed my mind")
+    except RuntimeError:
+        print("transaction 1 aborted (an exception left the block)")
+    with pe.transaction(f"{url}/demo-tx") as tx:
+        tx.send("tx-1")
+        tx.send("tx-2")
+    print("transaction 2 committed")
+    got = [m.body for m in pe.receive(f"{url}/demo-tx", count=10, timeout=2)]
+    print(f"  the queue 'demo-tx' holds {got}")
+    assert got == ["tx-1", "tx-2"], got
 
 
 def main() -> int:
@@ -146,7 +68,7 @@ def main() -> int:
         return 2
     send_and_receive(url)
     request_reply(url)
-    transaction(url)
+    transactions(url)
     print("demo done")
     return 0
 
