@@ -46,12 +46,14 @@ class Connection(MessagingHandler):
         self.failed: Optional[AMQPError] = None
         self._last_error: Optional[ConnectError] = None
         self._backoff: Optional[Backoff] = None
+        self._mechs: Optional[str] = None
         self.offered_capabilities: tuple = ()
 
     # -- driving ----------------------------------------------------------------------------
     def open(self, container: Any) -> Any:
         """Start connecting (on the loop thread); returns the proton connection."""
         kwargs = self.options.connect_kwargs()
+        self._mechs = kwargs.get("allowed_mechs")
         self._backoff = kwargs["reconnect"]
         self._backoff.on_give_up = self._gave_up
         self.proton = container.connect(handler=self, **kwargs)
@@ -97,7 +99,7 @@ class Connection(MessagingHandler):
 
     def on_transport_error(self, event: Any) -> None:
         cond = event.transport.condition
-        err = transport_error(cond, self.options.display_url)
+        err = transport_error(cond, self.options.display_url, self._mechs)
         if isinstance(err, (TLSError, AuthenticationError)) and self._backoff is not None:
             self._backoff.stopped = True  # a retry cannot mend these
         specific = (TLSError, AuthenticationError)

@@ -134,16 +134,52 @@ def link_error(condition: Any, address: Optional[str]) -> LinkError:
     return cls(_text(what, name, description), condition=name, description=description)
 
 
-def transport_error(condition: Any, url: str) -> ConnectError:
-    """Translate a transport (socket, SASL or TLS) failure into a :class:`ConnectError`."""
+_NO_CLIENT_CERT = "the broker wants a client certificate that it trusts: pe.TLS(cert=, key=)"
+_TLS_HINTS = (
+    ("certificate verify failed",
+     "the broker's certificate is not signed by a trusted CA, that is the one in "
+     "pe.TLS(ca=) or else the system's, or it does not name the URL's host; proton matches "
+     "DNS names only, not IP addresses, with verify='peer-name'"),
+    ("alert bad certificate", _NO_CLIENT_CERT),
+    ("alert certificate required", _NO_CLIENT_CERT),
+    ("alert unknown ca", "the broker does not trust the CA of the client certificate"),
+    ("wrong version number", "the port does not speak TLS: amqp:// instead of amqps://?"),
+)
+
+
+def _mechanism_hint(mechs: Optional[str]) -> str:
+    hint = "the broker offers no SASL mechanism allowed here"
+    if mechs == "ANONYMOUS":
+        return hint + " (ANONYMOUS, since no user was given): give user= and password="
+    if mechs == "PLAIN":
+        return hint + (" (PLAIN, since a user was given); to log in with a client "
+                       "certificate, give no user, or allowed_mechs='EXTERNAL'")
+    return hint + (f" ({mechs})" if mechs else "")
+
+
+def transport_error(condition: Any, url: str, mechs: Optional[str] = None) -> ConnectError:
+    """Translate a transport (socket, SASL or TLS) failure into a :class:`ConnectError`.
+
+    ``mechs`` is the SASL mechanisms the client allowed, to explain a failed negotiation.
+
+    >>> from types import SimpleNamespace as Cond
+    >>> transport_error(Cond(name="amqp:unauthorized-access",
+    ...                      description="Authentication failed [mech=PLAIN]"), "amqp://h")
+    AuthenticationError('cannot connect to amqp://h: [amqp:unauthorized-access] Authentication failed [mech=PLAIN]')
+    """  # noqa: E501
     name, description = _condition_parts(condition)
     text = (description or "").lower()
     cls: type[ConnectError] = ConnectError
+    hint = ""
     if text.startswith("ssl failure") or "certificate" in text or "handshake" in text:
         cls = TLSError
+        hint = next((h for key, h in _TLS_HINTS if key in text), "")
     elif name == "amqp:unauthorized-access" or "authentication failed" in text:
         cls = AuthenticationError
-    return cls(_text(f"cannot connect to {url}", name, description),
+        if "mech=none" in text:
+            hint = _mechanism_hint(mechs)
+    message = _text(f"cannot connect to {url}", name, description)
+    return cls(f"{message}: {hint}" if hint else message,
                condition=name, description=description)
 
 

@@ -171,10 +171,15 @@ class ConnectionOptions:
         if reconnect is not False and reconnect is not True:
             _check_seconds("reconnect", reconnect)
         first = parsed[0]
+        user = user if user is not None else first.user
+        password = password if password is not None else first.password
+        if password is not None and user is None:
+            # proton would quietly log in ANONYMOUS and never send it
+            raise ValueError("a password was given without a user: give user= too")
         return cls(
             urls=parsed,
-            user=user if user is not None else first.user,
-            password=password if password is not None else first.password,
+            user=user,
+            password=password,
             tls=tls,
             reconnect=reconnect,
             heartbeat=heartbeat,
@@ -201,14 +206,20 @@ class ConnectionOptions:
         }
         if self.heartbeat:
             kwargs["heartbeat"] = self.heartbeat
+        mechs = self.allowed_mechs
         if self.user is not None:
             kwargs["user"] = self.user
             kwargs["password"] = self.password or ""
-            # A user who gave credentials must never silently end up ANONYMOUS.
-            kwargs["allowed_mechs"] = self.allowed_mechs or "PLAIN EXTERNAL"
             kwargs["allow_insecure_mechs"] = True
-        elif self.allowed_mechs:
-            kwargs["allowed_mechs"] = self.allowed_mechs
+            # Given credentials are used: never ANONYMOUS, and never EXTERNAL either (proton
+            # picks EXTERNAL first whenever the server offers it, leaving the password unused).
+            mechs = mechs or "PLAIN"
+        elif mechs is None and (self.tls is None or self.tls.cert is None):
+            # Nothing to authenticate with: EXTERNAL (proton's first choice) needs a client
+            # certificate, PLAIN a user.
+            mechs = "ANONYMOUS"
+        if mechs:
+            kwargs["allowed_mechs"] = mechs
         if self.urls[0].scheme == "amqps":
             kwargs["ssl_domain"] = (self.tls or TLS()).make_domain()
             kwargs["sni"] = self.urls[0].host

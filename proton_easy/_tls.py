@@ -17,16 +17,28 @@ _VERIFY = {
 
 @dataclass(frozen=True)
 class TLS:
-    """TLS settings for ``amqps://`` connections.
+    """TLS settings for ``amqps://`` connections (TLS options with ``amqp://`` raise ValueError).
 
     ``ca`` is a PEM file of trusted CAs (default: the system's), ``cert``/``key`` a client
-    certificate and its private key (PEM), ``password`` the key's password, ``verify`` one of
-    ``"peer-name"`` (default: the certificate must be trusted and name the host), ``"peer"``
-    (trusted, any name) or ``"none"`` (no verification: only when you mean it).
+    certificate and its private key (PEM; ``key`` may be left out when ``cert`` holds both),
+    ``password`` the key's password, ``verify`` one of ``"peer-name"`` (default: the
+    certificate must be trusted and name the URL's host), ``"peer"`` (trusted, any name) or
+    ``"none"`` (no verification: only when you mean it). proton matches the host against the
+    certificate's DNS names only: connect by name (``amqps://localhost``), not by IP address,
+    or use ``verify="peer"``.
 
-    >>> tls = TLS(ca="ca.pem", verify="peer")
-    >>> tls
+    Files are checked when the object is made (FileNotFoundError, PermissionError); an
+    unusable file raises :class:`~proton_easy.TLSError` naming it when connecting. The password
+    never appears in ``repr``. A client certificate with no ``user`` authenticates with SASL
+    EXTERNAL where the broker offers it; with a ``user``, PLAIN is used unless
+    ``allowed_mechs="EXTERNAL"``.
+
+    >>> tls = TLS(ca="ca.pem", verify="peer")                              # doctest: +SKIP
+    >>> tls                                                                # doctest: +SKIP
     TLS(ca='ca.pem', cert=None, key=None, verify='peer')
+    >>> client_tls = TLS(ca="ca.pem", cert="me.pem", key="me-key.pem",  # doctest: +SKIP
+    ...                  password="kpw")
+    >>> pe.send("amqps://localhost:5671/orders", "hi", tls=client_tls)     # doctest: +SKIP
     """
 
     ca: Optional[str] = None
@@ -38,7 +50,7 @@ class TLS:
     def __post_init__(self) -> None:
         if self.verify not in _VERIFY:
             raise ValueError(f"verify must be one of {sorted(_VERIFY)}, not {self.verify!r}")
-        if (self.cert is None) != (self.key is None) and self.key is not None:
+        if self.key is not None and self.cert is None:
             raise ValueError("a TLS key was given without its certificate (cert=)")
         for name in ("ca", "cert", "key"):
             path = getattr(self, name)
@@ -53,19 +65,55 @@ class TLS:
                 raise PermissionError(f"TLS {name} file not readable: {path}")
 
     def make_domain(self) -> SSLDomain:
-        """Build the proton client ``SSLDomain`` (raises ValueError naming a bad file)."""
+        """Build the proton client ``SSLDomain``; raise :class:`~proton_easy.TLSError` naming
+        the file that cannot be used (not PEM, wrong key password, key not matching).
+
+        >>> TLS(verify="none").make_domain()   # doctest: +ELLIPSIS
+        <proton._transport.SSLDomain object at ...>
+        """
         from ._errors import TLSError
 
         domain = SSLDomain(SSLDomain.MODE_CLIENT)
-        try:
-            if self.ca:
+        if self.ca:
+            try:
                 domain.set_trusted_ca_db(os.fspath(self.ca))
-            if self.cert:
-                domain.set_credentials(os.fspath(self.cert), os.fspath(self.key or self.cert),
-                                       self.password)
-        except SSLException as exc:
-            raise TLSError(f"unusable TLS files (ca={self.ca}, cert={self.cert}, "
-                           f"key={self.key}): {exc}") from None
+            except SSLException:
+                raise TLSError(f"TLS ca file {os.fspath(self.ca)} holds no usable PEM "
+                               "certificate") from None
+        if self.cert:
+            cert = os.fspath(self.cert)
+            key = os.fspath(self.key) if self.key else cert
+            problem = _credentials_problem(cert, key, self.password)
+            if problem:
+                raise TLSError(problem)
+            try:
+                # Never None: with no password proton lets OpenSSL prompt on the terminal.
+                domain.set_credentials(cert, key, self.password or "")
+            except SSLException:
+                what = "the password is wrong or " if _is_encrypted(key) else ""
+                raise TLSError(f"TLS key file {key} cannot be used with cert file {cert}: "
+                               f"{what}the key does not match the certificate") from None
         domain.set_peer_authentication(_VERIFY[self.verify], os.fspath(self.ca) if self.ca
                                        and self.verify != "none" else None)
         return domain
+
+
+def _pem_text(path: str) -> str:
+    with open(path, "rb") as handle:
+        return handle.read(1 << 20).decode("ascii", "replace")
+
+
+def _is_encrypted(path: str) -> bool:
+    text = _pem_text(path)
+    return "ENCRYPTED PRIVATE KEY-----" in text or "Proc-Type: 4,ENCRYPTED" in text
+
+
+def _credentials_problem(cert: str, key: str, password: Optional[str]) -> Optional[str]:
+    """What is wrong with a certificate/key pair that can be told without OpenSSL, if anything."""
+    if "-----BEGIN CERTIFICATE-----" not in _pem_text(cert):
+        return f"TLS cert file {cert} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+    if "PRIVATE KEY-----" not in _pem_text(key):
+        return f"TLS key file {key} holds no PEM private key"
+    if _is_encrypted(key) and not password:
+        return f"TLS key file {key} is encrypted: give its password (TLS(password=...))"
+    return None

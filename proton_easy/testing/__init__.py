@@ -13,13 +13,19 @@ Example::
         broker.kill()
         broker.restart()                 # same port, durable messages kept
 
+    with ArtemisBroker(tls=True) as broker:  # + test certificates and two TLS acceptors
+        pe.send(broker.tls_url + "/orders", "hi", tls=broker.client_tls())
+
 The pytest plugin (``proton_easy.testing.plugin``, loaded automatically) provides the
-fixtures ``artemis``, ``amqp_url``, ``amqp_address`` and ``artemis_factory``.
+fixtures ``artemis``, ``amqp_url``, ``amqp_address``, ``artemis_factory`` and
+``artemis_tls``. :func:`make_certs` makes test certificates on its own (also
+``python -m proton_easy.testing certs DIR``).
 """
 
 from __future__ import annotations
 
 from ._broker import STARTUPS, ArtemisBroker, ExternalBroker, StartupRecord, resolve_mode
+from ._certs import CertificateError, Certs, load_certs, make_certs
 from ._distribution import ARTEMIS_VERSION, artemis_home, cache_dir, java_executable
 from ._docker import DOCKER_IMAGE, DockerConfig, docker_available, docker_container_config
 from ._errors import BrokerStartError, BrokerUnavailable
@@ -33,6 +39,8 @@ __all__ = [
     "ArtemisBroker",
     "BrokerStartError",
     "BrokerUnavailable",
+    "CertificateError",
+    "Certs",
     "DockerConfig",
     "ExternalBroker",
     "StartupRecord",
@@ -42,5 +50,7 @@ __all__ = [
     "docker_container_config",
     "free_port",
     "java_executable",
+    "load_certs",
+    "make_certs",
     "resolve_mode",
 ]

@@ -1,15 +1,18 @@
-"""Command line: ``python -m proton_easy.testing fetch|broker|run``.
+"""Command line: ``python -m proton_easy.testing fetch|broker|run|certs``.
 
 - ``fetch``: download and unpack Artemis into the cache if needed; print its folder.
 - ``broker``: run a local Artemis in the foreground, print its URL and credentials;
-  Ctrl-C stops it.
+  Ctrl-C stops it. ``--tls`` adds the TLS acceptors and prints the certificates' paths.
 - ``run -- CMD ...``: start a broker, run CMD with ``PROTON_EASY_URL`` and
   ``PROTON_EASY_TEST_URL`` set to its URL, stop the broker, exit with CMD's status.
+- ``certs DIR [HOST ...]``: make a test CA, broker and client certificates in DIR (what
+  ``docker/make-certs.sh`` does); prints paths, never passwords.
 
 Example::
 
-    python -m proton_easy.testing broker --port 5672 --user admin --password admin
+    python -m proton_easy.testing broker --port 5672 --user admin --password admin --tls
     python -m proton_easy.testing run -- python examples/demo.py
+    python -m proton_easy.testing certs ./certs localhost 127.0.0.1 broker.example
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import time
 from typing import List, Optional
 
 from ._broker import ArtemisBroker
+from ._certs import main as certs_main
 from ._distribution import ARTEMIS_VERSION, artemis_home
 from ._errors import BrokerStartError
 from ._local import QUICK_START_JAVA_OPTIONS
@@ -56,6 +60,14 @@ def _broker_args(
         help=f"a JVM option for the broker, repeatable; write --java-option=-XX:... "
         f"(default: {default})",
     )
+    parser.add_argument(
+        "--tls", action="store_true",
+        help="also listen on TLS acceptors with generated certificates (needs openssl)",
+    )
+    parser.add_argument(
+        "--allow-anonymous", action="store_true",
+        help="let clients without credentials in (a given password is still checked)",
+    )
     parser.set_defaults(default_java_options=QUICK_START_JAVA_OPTIONS if quick else ())
 
 
@@ -67,6 +79,7 @@ def _make_broker(args: argparse.Namespace, default_password: Optional[str]) -> A
         java_options=(
             args.java_options if args.java_options is not None else args.default_java_options
         ),
+        tls=args.tls, allow_anonymous=args.allow_anonymous,
     )
 
 
@@ -94,6 +107,14 @@ def _cmd_broker(args: argparse.Namespace) -> int:
     print(f"  password: {broker.password}")
     if broker.log_path:
         print(f"  log:      {broker.log_path}")
+    if broker.tls:
+        certs = broker.certs
+        print(f"  TLS URL:  {broker.tls_url}   (server authentication, SASL PLAIN)")
+        print(f"  mTLS URL: {broker.mutual_tls_url}   (client certificate, SASL EXTERNAL)")
+        print(f"  CA:          {certs.ca}")
+        print(f"  client cert: {certs.client_cert}")
+        print(f"  client key:  {certs.client_key} "
+              f"(password in {certs.client_key_password_file})")
     print("Press Ctrl-C to stop.", flush=True)
     try:
         while not stop_requested:
@@ -128,6 +149,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print("stopping Artemis...", flush=True)
 
 
+def _cmd_certs(args: argparse.Namespace) -> int:
+    return certs_main([args.directory, *args.hosts])
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``python -m proton_easy.testing``; returns the exit status.
 
@@ -150,6 +175,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     _broker_args(p_run, port=None, password="a random one", quick=True)
     p_run.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
     p_run.set_defaults(func=_cmd_run)
+    p_certs = sub.add_parser("certs", help="make test certificates (CA, broker, client)")
+    p_certs.add_argument("directory", help="folder to write them to (created if missing)")
+    p_certs.add_argument("hosts", nargs="*", metavar="HOST",
+                         help="names/IPs of the broker certificate (default: localhost "
+                              "127.0.0.1)")
+    p_certs.set_defaults(func=_cmd_certs)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,

@@ -10,12 +10,16 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Union
 from urllib.parse import quote, unquote, urlsplit
 
+from ._certs import DEFAULT_HOSTS, Certs
 from ._distribution import ARTEMIS_VERSION
 from ._docker import DockerBackend, docker_available
 from ._local import LocalBackend
+
+if TYPE_CHECKING:
+    from .._tls import TLS
 
 log = logging.getLogger("proton_easy.testing")
 
@@ -83,6 +87,12 @@ class ArtemisBroker:
     pre-creates anycast queues. Messages are persisted (mapped journal, no fsync: durable
     messages survive :meth:`kill`, not a power cut).
 
+    With ``tls=True`` it also makes test certificates (:attr:`certs`: a CA, a broker
+    certificate for ``cert_hosts``, a client certificate) and listens on two TLS acceptors:
+    :attr:`tls_url` (server authentication, SASL PLAIN with ``user``/``password``) and
+    :attr:`mutual_tls_url` (the client certificate is required and logs in with SASL
+    EXTERNAL). :meth:`client_tls` gives the matching :class:`proton_easy.TLS`.
+
     Example::
 
         with ArtemisBroker(queues=["orders"]) as broker:
@@ -90,6 +100,11 @@ class ArtemisBroker:
             print(broker.address_url("orders"))  # ...:40123/orders
             broker.kill()                        # SIGKILL, data kept
             broker.restart()                     # same port, same data
+
+        with ArtemisBroker(tls=True) as broker:
+            pe.send(broker.tls_url + "/orders", "hi", tls=broker.client_tls())
+            pe.send(broker.mutual_tls_url + "/orders", "hi",
+                    tls=broker.client_tls(client_cert=True))
     """
 
     def __init__(
@@ -106,6 +121,9 @@ class ArtemisBroker:
         java_memory: str = "512M",
         java_options: Sequence[str] = (),
         instance_dir: Union[str, os.PathLike[str], None] = None,
+        tls: bool = False,
+        allow_anonymous: bool = False,
+        cert_hosts: Optional[Sequence[str]] = None,
     ) -> None:
         """Describe a broker; nothing starts before :meth:`start`.
 
@@ -123,10 +141,17 @@ class ArtemisBroker:
                 :data:`QUICK_START_JAVA_OPTIONS` (what the pytest fixtures use).
             instance_dir: keep the instance in this folder (kept after :meth:`stop`) instead
                 of a temporary one (removed by :meth:`stop`).
+            tls: also listen on two TLS acceptors with generated certificates (needs the
+                ``openssl`` command): :attr:`tls_url`, :attr:`mutual_tls_url`, :attr:`certs`.
+            allow_anonymous: let clients without credentials in (SASL ANONYMOUS, acting as
+                ``user``). A client that sends a password must still send the right one.
+            cert_hosts: the names and IP addresses the broker certificate is valid for
+                (default ``localhost`` and ``127.0.0.1``, plus ``host`` if it is neither).
 
         Example::
 
             broker = ArtemisBroker(mode="local", user="app", password="pw", queues=["jobs"])
+            tls_broker = ArtemisBroker(tls=True, cert_hosts=["localhost", "broker.test"])
         """
         if not user or any(ch.isspace() for ch in user):
             raise ValueError("user must be non-empty and contain no whitespace")
@@ -139,6 +164,15 @@ class ArtemisBroker:
                 )
         if startup_timeout <= 0:
             raise ValueError("startup_timeout must be positive")
+        if cert_hosts is None:
+            cert_hosts = DEFAULT_HOSTS + ((host,) if host not in (*DEFAULT_HOSTS, "0.0.0.0")
+                                          else ())
+        cert_hosts = tuple(cert_hosts)
+        if tls and (not cert_hosts or not all(isinstance(h, str) and h for h in cert_hosts)):
+            raise ValueError(f"cert_hosts must be non-empty host names, not {cert_hosts!r}")
+        self.tls = bool(tls)
+        self.allow_anonymous = bool(allow_anonymous)
+        self.cert_hosts = cert_hosts
         self.mode = resolve_mode(mode)
         self.startup_timeout = float(startup_timeout)
         self._password = password if password is not None else secrets.token_hex(12)
@@ -149,13 +183,15 @@ class ArtemisBroker:
             self._backend = DockerBackend(
                 user=user, password=self._password, port=port, queues=queues,
                 java_memory=java_memory, java_options=java_options, stop_timeout=stop_timeout,
+                tls=self.tls, allow_anonymous=self.allow_anonymous, cert_hosts=cert_hosts,
             )
         else:
             self._backend = LocalBackend(
                 user=user, password=self._password, host=host, port=port, queues=queues,
                 java_memory=java_memory, java_options=java_options,
                 instance_dir=os.fspath(instance_dir) if instance_dir is not None else None,
-                stop_timeout=stop_timeout,
+                stop_timeout=stop_timeout, tls=self.tls,
+                allow_anonymous=self.allow_anonymous, cert_hosts=cert_hosts,
             )
 
     # -- connection details ------------------------------------------------------------
@@ -207,6 +243,90 @@ class ArtemisBroker:
             pe.send(broker.address_url("orders"), {"id": 1})
         """
         return f"{self.url}/{name}"
+
+    # -- TLS -----------------------------------------------------------------------------
+    def _tls_value(self, value: Any, what: str) -> Any:
+        if not self.tls:
+            raise RuntimeError(f"{what}: this broker has no TLS acceptors "
+                               "(ArtemisBroker(tls=True))")
+        if value is None:
+            raise RuntimeError(f"{what}: the broker is not started: call start() first")
+        return value
+
+    @property
+    def tls_port(self) -> int:
+        """The port of the ``amqps`` acceptor (server authentication, SASL PLAIN)."""
+        return int(self._tls_value(self._backend.tls_port, "tls_port"))
+
+    @property
+    def mutual_tls_port(self) -> int:
+        """The port of the ``amqps-mutual`` acceptor (client certificate required)."""
+        return int(self._tls_value(self._backend.mutual_tls_port, "mutual_tls_port"))
+
+    @property
+    def tls_host(self) -> str:
+        """The host name to use in ``amqps://`` URLs: one the certificate names.
+
+        ``localhost`` for a broker on the loopback interface, since proton checks the
+        certificate's DNS names and not its IP addresses (``verify="peer-name"``).
+        """
+        host = self.host
+        return "localhost" if host in ("127.0.0.1", "0.0.0.0", "::1", "localhost") else host
+
+    @property
+    def tls_url(self) -> str:
+        """``amqps://user:password@localhost:tls_port``: TLS with server authentication only;
+        the client logs in with SASL PLAIN.
+
+        Example::
+
+            pe.send(broker.tls_url + "/orders", "hi", tls=broker.client_tls())
+        """
+        return (
+            f"amqps://{quote(self.user, safe='')}:{quote(self._password, safe='')}"
+            f"@{self.tls_host}:{self.tls_port}"
+        )
+
+    @property
+    def mutual_tls_url(self) -> str:
+        """``amqps://localhost:mutual_tls_port``, no credentials: the client must present a
+        certificate signed by :attr:`certs` ``.ca``, and logs in with SASL EXTERNAL as the user
+        the certificate maps to (any other SASL mechanism is refused there).
+
+        Example::
+
+            pe.send(broker.mutual_tls_url + "/orders", "hi",
+                    tls=broker.client_tls(client_cert=True))
+        """
+        return f"amqps://{self.tls_host}:{self.mutual_tls_port}"
+
+    @property
+    def certs(self) -> Certs:
+        """The generated certificates: ``ca``, ``client_cert``, ``client_key``,
+        ``client_key_password``, ``broker_cert``, ``broker_keystore`` ... (see
+        :class:`~proton_easy.testing.Certs`). They change with every fresh start.
+
+        Example::
+
+            pe.TLS(ca=broker.certs.ca)
+        """
+        return self._tls_value(self._backend.certs, "certs")
+
+    def client_tls(self, client_cert: bool = False, verify: str = "peer-name") -> TLS:
+        """A :class:`proton_easy.TLS` trusting this broker's CA; with ``client_cert`` also
+        presenting the client certificate (for :attr:`mutual_tls_url`).
+
+        Example::
+
+            pe.receive(broker.tls_url + "/orders", tls=broker.client_tls())
+        """
+        from .._tls import TLS
+
+        certs = self.certs
+        if not client_cert:
+            return TLS(ca=str(certs.ca), verify=verify)
+        return TLS(ca=str(certs.ca), cert=str(certs.client_cert), key=str(certs.client_key),
+                   password=certs.client_key_password, verify=verify)
 
     @property
     def running(self) -> bool:
@@ -311,8 +431,9 @@ class ArtemisBroker:
     def __repr__(self) -> str:
         port = self._backend.port
         where = f"{self.host}:{port}" if port else "not started"
+        tls = ", tls=True" if self.tls else ""
         return (
-            f"ArtemisBroker(mode={self.mode!r}, user={self.user!r}, at={where!r}, "
+            f"ArtemisBroker(mode={self.mode!r}, user={self.user!r}, at={where!r}{tls}, "
             f"running={self.running})"
         )
 

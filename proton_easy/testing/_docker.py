@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Sequence, Tuple
 
+from ._certs import KEYSTORE_PASSWORD_ENV, Certs, make_certs
 from ._distribution import ARTEMIS_VERSION
 from ._errors import BrokerStartError, BrokerUnavailable
 from ._local import READY_LINE, free_port
+from ._tls_config import (
+    CONTAINER_CERTS_DIR,
+    CONTAINER_ETC_OVERRIDE,
+    CONTAINER_MUTUAL_TLS_PORT,
+    CONTAINER_TLS_PORT,
+    container_etc_files,
+    login_config,
+)
 
 log = logging.getLogger("proton_easy.testing")
 
@@ -46,10 +57,15 @@ class DockerConfig:
     amqp_port: int = 5672
     ports: Tuple[int, ...] = (5672,)
     ready_log_line: str = READY_LINE
+    #: container path -> text, copied in before the first start (``etc-override`` files)
+    files: Dict[str, str] = field(default_factory=dict)
+    tls: bool = False
 
-    def __repr__(self) -> str:  # keep the password out of logs and tracebacks
-        env = {k: ("***" if k == "ARTEMIS_PASSWORD" else v) for k, v in self.env.items()}
-        return f"DockerConfig(image={self.image!r}, env={env!r}, ports={self.ports!r})"
+    def __repr__(self) -> str:  # keep the passwords out of logs and tracebacks
+        secret = ("ARTEMIS_PASSWORD", KEYSTORE_PASSWORD_ENV)
+        env = {k: ("***" if k in secret else v) for k, v in self.env.items()}
+        return (f"DockerConfig(image={self.image!r}, env={env!r}, ports={self.ports!r}, "
+                f"files={sorted(self.files)!r})")
 
 
 def docker_container_config(
@@ -60,12 +76,17 @@ def docker_container_config(
     java_memory: str = "512M",
     java_options: Sequence[str] = (),
     image: str = DOCKER_IMAGE,
+    tls: bool = False,
+    allow_anonymous: bool = False,
 ) -> DockerConfig:
     """Describe the Artemis container; pure, so it can be checked without a Docker engine.
 
     The image reads ``ARTEMIS_USER``, ``ARTEMIS_PASSWORD`` and ``ANONYMOUS_LOGIN`` and
     passes ``EXTRA_ARGS`` to ``artemis create``; ``JAVA_ARGS_APPEND`` reaches the broker's
-    java command line. Readiness is the log line ``AMQ221007``.
+    java command line. Readiness is the log line ``AMQ221007``. With ``tls`` (or
+    ``allow_anonymous``) the ``etc-override`` files of :mod:`._tls_config` are copied into
+    the container, which copies them over its ``etc`` after ``artemis create``; the TLS
+    acceptors listen on 5671 (server authentication) and 5673 (client certificates).
 
     Example::
 
@@ -78,11 +99,20 @@ def docker_container_config(
     env = {
         "ARTEMIS_USER": user,
         "ARTEMIS_PASSWORD": password,
-        "ANONYMOUS_LOGIN": "false",
+        "ANONYMOUS_LOGIN": "true" if allow_anonymous else "false",
         "EXTRA_ARGS": " ".join(extra),
         "JAVA_ARGS_APPEND": " ".join((*_PREFIX_PROPERTIES, *java_options)),
     }
-    return DockerConfig(image=image, env=env)
+    files: Dict[str, str] = {}
+    ports: Tuple[int, ...] = (5672,)
+    if tls:
+        texts = container_etc_files(user=user, allow_anonymous=allow_anonymous)
+        files = {f"{CONTAINER_ETC_OVERRIDE}/{name}": text for name, text in texts.items()}
+        ports = (5672, CONTAINER_TLS_PORT, CONTAINER_MUTUAL_TLS_PORT)
+    elif allow_anonymous:
+        files = {f"{CONTAINER_ETC_OVERRIDE}/login.config":
+                 login_config(user=user, allow_anonymous=True)}
+    return DockerConfig(image=image, env=env, ports=ports, files=files, tls=tls)
 
 
 _docker_answer: Optional[bool] = None
@@ -133,16 +163,24 @@ class DockerBackend:
         java_options: Sequence[str],
         stop_timeout: float,
         image: str = DOCKER_IMAGE,
+        tls: bool = False,
+        allow_anonymous: bool = False,
+        cert_hosts: Sequence[str] = (),
     ) -> None:
         self.user = user
         self._password = password
         self.host = "127.0.0.1"
         self.port: Optional[int] = port
         self.core_port: Optional[int] = None
+        self.tls_port: Optional[int] = None
+        self.mutual_tls_port: Optional[int] = None
+        self.certs: Optional[Certs] = None
+        self._cert_hosts = tuple(cert_hosts)
+        self._certs_dir: Optional[str] = None
         self._fixed_port = port is not None
         self._config = docker_container_config(
             user=user, password=password, queues=queues, java_memory=java_memory,
-            java_options=java_options, image=image,
+            java_options=java_options, image=image, tls=tls, allow_anonymous=allow_anonymous,
         )
         self._stop_timeout = stop_timeout
         self._container: Any = None
@@ -176,7 +214,10 @@ class DockerBackend:
 
     def log_tail(self, n: int) -> str:
         # some versions of the image's entry script echo the `artemis create` arguments
-        lines = self._logs().replace(self._password, "***").splitlines()
+        text = self._logs().replace(self._password, "***")
+        if self.certs is not None:
+            text = text.replace(self.certs.keystore_password, "***")
+        lines = text.splitlines()
         return "\n".join(lines[-n:]) if n > 0 else ""
 
     def start(self, timeout: float) -> None:
@@ -202,6 +243,19 @@ class DockerBackend:
         for key, value in cfg.env.items():
             container.with_env(key, value)
         container.with_bind_ports(cfg.amqp_port, self.port)
+        if cfg.files and not hasattr(container, "with_copy_into_container"):
+            raise BrokerUnavailable(
+                "tls=True or allow_anonymous=True in Docker mode needs a newer testcontainers "
+                "(DockerContainer.with_copy_into_container): pip install -U testcontainers"
+            )
+        for path, text in cfg.files.items():
+            container.with_copy_into_container(text.encode("utf-8"), path)
+        if cfg.tls:
+            try:
+                self._add_tls(container)
+            except BaseException:
+                self._remove()  # removes the certificates again
+                raise
         began = time.monotonic()
         try:
             container.start()
@@ -220,6 +274,25 @@ class DockerBackend:
         except BaseException:
             self._remove()
             raise
+
+    def _add_tls(self, container: Any) -> None:
+        """Make certificates, copy the broker's into the container, publish the TLS ports."""
+        self._certs_dir = tempfile.mkdtemp(prefix="proton-easy-certs-")
+        self.certs = make_certs(self._certs_dir, hosts=self._cert_hosts)
+        container.with_env(KEYSTORE_PASSWORD_ENV, self.certs.keystore_password)
+        for local, name in ((self.certs.broker_keystore, "broker.p12"),
+                            (self.certs.ca, "ca.pem")):
+            container.with_copy_into_container(local.read_bytes(),
+                                               f"{CONTAINER_CERTS_DIR}/{name}")
+        taken = {self.port}
+        for attr in ("tls_port", "mutual_tls_port"):
+            port = free_port()
+            while port in taken:
+                port = free_port()
+            taken.add(port)
+            setattr(self, attr, port)
+        container.with_bind_ports(CONTAINER_TLS_PORT, self.tls_port)
+        container.with_bind_ports(CONTAINER_MUTUAL_TLS_PORT, self.mutual_tls_port)
 
     def _wait_ready(self, count: int, timeout: float) -> None:
         deadline = time.monotonic() + max(timeout, 1.0)
@@ -247,6 +320,11 @@ class DockerBackend:
                 container.stop()
             except Exception as exc:
                 log.warning("could not remove the Artemis container: %s", exc)
+        self.tls_port = self.mutual_tls_port = None
+        self.certs = None
+        if self._certs_dir is not None:
+            shutil.rmtree(self._certs_dir, ignore_errors=True)
+            self._certs_dir = None
 
     def stop(self, timeout: Optional[float] = None) -> None:
         if self._container is not None:

@@ -16,8 +16,10 @@ import weakref
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from ._certs import KEYSTORE_PASSWORD_ENV, Certs, make_certs
 from ._distribution import artemis_home, java_executable, log
 from ._errors import BrokerStartError
+from ._tls_config import TLSAcceptors, etc_files, login_config
 
 READY_LINE = "AMQ221007"
 
@@ -185,12 +187,21 @@ class LocalBackend:
         java_options: Sequence[str],
         instance_dir: Optional[str],
         stop_timeout: float,
+        tls: bool = False,
+        allow_anonymous: bool = False,
+        cert_hosts: Sequence[str] = (),
     ) -> None:
         self.user = user
         self._password = password
         self.host = host
         self.port: Optional[int] = port
         self.core_port: Optional[int] = None
+        self.tls_port: Optional[int] = None
+        self.mutual_tls_port: Optional[int] = None
+        self.certs: Optional[Certs] = None
+        self._tls = tls
+        self._allow_anonymous = allow_anonymous
+        self._cert_hosts = tuple(cert_hosts)
         self._fixed_port = port is not None
         self._queues = list(queues)
         self._java_memory = java_memory
@@ -279,6 +290,12 @@ class LocalBackend:
             raise BrokerStartError(
                 f"`artemis create` failed (exit {proc.returncode}) in {self.instance_dir}", tail
             )
+        etc = self.instance_dir / "etc"
+        if self._tls:
+            self.certs = make_certs(self.instance_dir / "certs", hosts=self._cert_hosts)
+        elif self._allow_anonymous:
+            (etc / "login.config").write_text(
+                login_config(user=self.user, allow_anonymous=True), encoding="utf-8")
         self._created = True
         self._choose_ports(keep_amqp=self._fixed_port)
 
@@ -293,10 +310,16 @@ class LocalBackend:
     def _choose_ports(self, keep_amqp: bool) -> None:
         if not keep_amqp or self.port is None:
             self.port = free_port(self.host)
-        core = free_port(self.host)
-        while core == self.port:
-            core = free_port(self.host)
-        self.core_port = core
+        taken = {self.port}
+
+        def another() -> int:
+            port = free_port(self.host)
+            while port in taken:
+                port = free_port(self.host)
+            taken.add(port)
+            return port
+
+        core = self.core_port = another()
         assert self.instance_dir is not None
         broker_xml = self.instance_dir / "etc" / "broker.xml"
         text = broker_xml.read_text(encoding="utf-8")
@@ -304,6 +327,16 @@ class LocalBackend:
         if count != 1:
             raise BrokerStartError(f"no <acceptors> block found in {broker_xml}")
         broker_xml.write_text(new, encoding="utf-8")
+        if self._tls:
+            assert self.certs is not None
+            self.tls_port, self.mutual_tls_port = another(), another()
+            acc = TLSAcceptors(
+                host=self.host, tls_port=self.tls_port, mutual_tls_port=self.mutual_tls_port,
+                keystore=str(self.certs.broker_keystore), truststore=str(self.certs.ca),
+                allow_anonymous=self._allow_anonymous,
+            )
+            for name, body in etc_files(acc, user=self.user).items():
+                (self.instance_dir / "etc" / name).write_text(body, encoding="utf-8")
 
     def _child_env(self, run: bool = False) -> dict:
         env = {k: v for k, v in os.environ.items() if k not in _LAUNCHER_ENV}
@@ -311,6 +344,9 @@ class LocalBackend:
         options = self._java_options if run else QUICK_START_JAVA_OPTIONS
         if options:
             env["JAVA_ARGS_APPEND"] = " ".join(options)
+        if run and self.certs is not None:
+            # broker.properties says ${PROTON_EASY_KEYSTORE_PASSWORD}: not in any file
+            env[KEYSTORE_PASSWORD_ENV] = self.certs.keystore_password
         return env
 
     def _launch(self, timeout: float) -> None:
@@ -372,7 +408,8 @@ class LocalBackend:
             self._created = False
             if not self._fixed_port:
                 self.port = None
-            self.core_port = None
+            self.core_port = self.tls_port = self.mutual_tls_port = None
+            self.certs = None
 
     def kill(self) -> None:
         proc = self._proc

@@ -11,6 +11,10 @@ Fixtures:
   ``test-<test name>-<8 hex>``.
 - ``artemis_factory`` (function): ``artemis_factory(**kwargs)`` starts another
   ``ArtemisBroker(**kwargs)`` (for kill/restart tests); all are stopped at teardown.
+- ``artemis_tls`` (session): a started ``ArtemisBroker(tls=True)``: generated certificates
+  (``.certs``), ``.tls_url`` (server authentication, SASL PLAIN), ``.mutual_tls_url``
+  (client certificate, SASL EXTERNAL), ``.client_tls()``. Always a broker of its own, also
+  when ``PROTON_EASY_TEST_URL`` is set (it needs the certificates it made).
 
 A broker that cannot start makes the fixture raise: tests error, they are never skipped.
 With ``PROTON_EASY_NO_SKIP=1`` any skipped test fails the run (CI uses it, so a
@@ -61,6 +65,25 @@ def artemis() -> Iterator[BrokerLike]:
         return
     broker = ArtemisBroker(java_options=QUICK_START_JAVA_OPTIONS)
     broker.start()  # raises BrokerStartError with the log tail: the tests error, not skip
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def artemis_tls() -> Iterator[ArtemisBroker]:
+    """The session's TLS broker: ``ArtemisBroker(tls=True)``, started once.
+
+    Example::
+
+        def test_tls(artemis_tls):
+            pe.send(artemis_tls.tls_url + "/q", "hi", tls=artemis_tls.client_tls())
+            pe.send(artemis_tls.mutual_tls_url + "/q", "hi",
+                    tls=artemis_tls.client_tls(client_cert=True))
+    """
+    broker = ArtemisBroker(tls=True, java_options=QUICK_START_JAVA_OPTIONS)
+    broker.start()
     try:
         yield broker
     finally:
