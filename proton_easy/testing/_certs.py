@@ -261,7 +261,24 @@ def load_certs(directory: Union[str, os.PathLike]) -> Certs:
         raise CertificateError(f"{paths['broker_env']} does not set {KEYSTORE_PASSWORD_ENV}")
     client_pw = paths["client_key_password_file"].read_text(encoding="utf-8").strip()
     return Certs(directory=folder, keystore_password=env_line[len(prefix):],
-                 client_key_password=client_pw, **paths)
+                 client_key_password=client_pw, hosts=_cert_hosts(paths["broker_cert"]),
+                 **paths)
+
+
+def _cert_hosts(cert: Path) -> Tuple[str, ...]:
+    """The DNS names and IP addresses in a certificate's subjectAltName, in order."""
+    proc = subprocess.run(
+        [openssl_executable(), "x509", "-in", str(cert), "-noout", "-text"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=_OPENSSL_TIMEOUT,
+        check=False,
+    )
+    lines = proc.stdout.splitlines()
+    for i, line in enumerate(lines[:-1]):
+        if "Subject Alternative Name" in line:
+            entries = [e.strip() for e in lines[i + 1].split(",")]
+            return tuple(e.split(":", 1)[1] for e in entries
+                         if e.startswith(("DNS:", "IP Address:")))
+    raise CertificateError(f"{cert} has no subjectAltName")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
