@@ -493,3 +493,6 @@ def test_docker_mode_copies_the_tls_files_into_the_container(monkeypatch: Any) -
     folder = certs.directory
     broker.stop()
     assert container.status == "removed" and not folder.exists()
+    anonymous = docker_container_config(user="app", password="pw", allow_anonymous=True)
+    assert anonymous.env["ANONYMOUS_LOGIN"] == "true"
+    assert "credentialsInvalidate=true" in anonymous.files[override + "login.config"]

@@ -255,12 +255,22 @@ class ArtemisBroker:
 
     @property
     def tls_port(self) -> int:
-        """The port of the ``amqps`` acceptor (server authentication, SASL PLAIN)."""
+        """The port of the ``amqps`` acceptor (server authentication, SASL PLAIN).
+
+        Example::
+
+            f"amqps://localhost:{broker.tls_port}"
+        """
         return int(self._tls_value(self._backend.tls_port, "tls_port"))
 
     @property
     def mutual_tls_port(self) -> int:
-        """The port of the ``amqps-mutual`` acceptor (client certificate required)."""
+        """The port of the ``amqps-mutual`` acceptor (client certificate required).
+
+        Example::
+
+            f"amqps://localhost:{broker.mutual_tls_port}"
+        """
         return int(self._tls_value(self._backend.mutual_tls_port, "mutual_tls_port"))
 
     @property
@@ -269,6 +279,10 @@ class ArtemisBroker:
 
         ``localhost`` for a broker on the loopback interface, since proton checks the
         certificate's DNS names and not its IP addresses (``verify="peer-name"``).
+
+        Example::
+
+            broker.tls_host   # 'localhost'
         """
         host = self.host
         return "localhost" if host in ("127.0.0.1", "0.0.0.0", "::1", "localhost") else host

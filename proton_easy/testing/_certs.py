@@ -67,7 +67,15 @@ _FILES = {
 
 
 class CertificateError(RuntimeError):
-    """Certificates could not be made (``openssl`` missing or failing) or read back."""
+    """Certificates could not be made (``openssl`` missing or failing) or read back.
+
+    Example::
+
+        try:
+            make_certs("certs")
+        except CertificateError as exc:
+            print(exc)   # says how to install openssl
+    """
 
 
 @dataclass(frozen=True)
