@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, List
@@ -322,6 +323,13 @@ def test_every_entry_point_takes_the_tls_option(artemis_tls: ArtemisBroker,
     Container(recv).run()
     assert [m.body for m in recv.messages] == [3, 4]
     assert [m.body for m in pe.consume(url, idle_timeout=2, tls=tls)] == [5, 6]
+    served: List[int] = []
+    server = threading.Thread(target=lambda: served.append(pe.serve(
+        url, lambda msg: msg.body.upper(), count=1, timeout=20, tls=tls)), daemon=True)
+    server.start()
+    assert pe.request(url, "hello", timeout=10, tls=tls).body == "HELLO"
+    server.join(20)
+    assert served == [1]
 
 
 def test_artemis_tls_fixture(artemis_tls: ArtemisBroker) -> None:
