@@ -403,6 +403,18 @@ def test_make_certs_cli_and_docker_script(tmp_path: Path) -> None:
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
+def test_missing_openssl_says_what_to_install(monkeypatch: pytest.MonkeyPatch,
+                                              tmp_path: Path) -> None:
+    from proton_easy.testing import BrokerUnavailable, CertificateError
+
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
+    monkeypatch.delenv("OPENSSL", raising=False)
+    with pytest.raises(CertificateError, match="apt-get install openssl"):
+        make_certs(tmp_path / "certs")
+    with pytest.raises(BrokerUnavailable, match="openssl"):
+        ArtemisBroker(mode="local", tls=True).start()
+
+
 def test_docker_files_match_what_artemis_broker_uses() -> None:
     from proton_easy.testing import DOCKER_IMAGE
     from proton_easy.testing._tls_config import (

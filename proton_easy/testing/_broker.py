@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Union
 from urllib.parse import quote, unquote, urlsplit
 
-from ._certs import DEFAULT_HOSTS, Certs
+from ._certs import DEFAULT_HOSTS, CertificateError, Certs, openssl_executable
 from ._distribution import ARTEMIS_VERSION
 from ._docker import DockerBackend, docker_available
+from ._errors import BrokerUnavailable
 from ._local import LocalBackend
 
 if TYPE_CHECKING:
@@ -368,7 +369,7 @@ class ArtemisBroker:
 
         Raises :class:`BrokerStartError` (with the log tail) when it does not get ready in
         ``startup_timeout`` seconds or exits, and :class:`BrokerUnavailable` when Java,
-        Maven or Docker is missing.
+        Maven or Docker is missing (or, with ``tls=True``, the ``openssl`` command).
 
         Example::
 
@@ -377,6 +378,11 @@ class ArtemisBroker:
         with self._lock:
             if self._backend.running:
                 return self
+            if self.tls:
+                try:
+                    openssl_executable()
+                except CertificateError as exc:
+                    raise BrokerUnavailable(f"tls=True: {exc}") from None
             began = time.monotonic()
             self._backend.start(self.startup_timeout)
             self._record(time.monotonic() - began, restart=False)

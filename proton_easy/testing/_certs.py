@@ -211,11 +211,13 @@ def make_certs(
     folder.mkdir(parents=True, exist_ok=True)
     keystore_password = keystore_password or secrets.token_hex(16)
     client_key_password = client_key_password or secrets.token_hex(16)
-    paths = {name: folder / file for name, file in _FILES.items()}
     env = dict(os.environ, PE_KEYSTORE_PW=keystore_password, PE_CLIENT_PW=client_key_password)
     env.pop("OPENSSL_CONF", None)
     newkey = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
-    with tempfile.TemporaryDirectory(prefix="proton-easy-certs-") as work:
+    # Made in a private (0700) folder next to the destination, then moved into place once
+    # the keys are 0600: no moment where another user could read a key.
+    with tempfile.TemporaryDirectory(prefix=".certs-", dir=folder) as work:
+        paths = {name: Path(work) / file for name, file in _FILES.items()}
         cnf = os.path.join(work, "openssl.cnf")
         Path(cnf).write_text(_config(hosts), encoding="utf-8")
         broker_csr, client_csr = os.path.join(work, "broker.csr"), os.path.join(work, "client.csr")
@@ -241,10 +243,15 @@ def make_certs(
               "-keyout", str(paths["client_key"]), "-out", client_csr,
               "-subj", "/" + CLIENT_DN], env)
         sign(client_csr, "client_ext", paths["client_cert"])
-    for name in ("ca_key", "broker_key", "client_key", "broker_keystore"):
-        os.chmod(paths[name], 0o600)
-    _write_secret(paths["broker_env"], f"{KEYSTORE_PASSWORD_ENV}={keystore_password}\n")
-    _write_secret(paths["client_key_password_file"], client_key_password + "\n")
+        for name in ("ca_key", "broker_key", "client_key", "broker_keystore"):
+            os.chmod(paths[name], 0o600)
+        for name in ("ca", "broker_cert", "client_cert"):
+            os.chmod(paths[name], 0o644)
+        _write_secret(paths["broker_env"], f"{KEYSTORE_PASSWORD_ENV}={keystore_password}\n")
+        _write_secret(paths["client_key_password_file"], client_key_password + "\n")
+        for name, file in _FILES.items():
+            os.replace(paths[name], folder / file)
+    paths = {name: folder / file for name, file in _FILES.items()}
     log.info("made test certificates for %s in %s", ", ".join(hosts), folder)
     return Certs(directory=folder, keystore_password=keystore_password,
                  client_key_password=client_key_password, hosts=hosts, **paths)
