@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Union
 
 from proton import SSLDomain, SSLException
+
+StrPath = Union[str, "os.PathLike[str]"]
+"""A file name: a ``str`` or a ``pathlib.Path``."""
 
 _VERIFY = {
     "peer-name": SSLDomain.VERIFY_PEER_NAME,
@@ -41,9 +44,9 @@ class TLS:
     >>> pe.send("amqps://localhost:5671/orders", "hi", tls=client_tls)     # doctest: +SKIP
     """
 
-    ca: Optional[str] = None
-    cert: Optional[str] = None
-    key: Optional[str] = None
+    ca: Optional[StrPath] = None
+    cert: Optional[StrPath] = None
+    key: Optional[StrPath] = None
     password: Optional[str] = field(default=None, repr=False)
     verify: str = "peer-name"
 
