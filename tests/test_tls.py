@@ -330,6 +330,10 @@ def test_every_entry_point_takes_the_tls_option(artemis_tls: ArtemisBroker,
     assert pe.request(url, "hello", timeout=10, tls=tls).body == "HELLO"
     server.join(20)
     assert served == [1]
+    with pe.transaction(url, tls=tls) as tx:
+        tx.send("in a transaction")
+    with pe.transaction(url, tls=tls) as tx:
+        assert [m.body for m in tx.receive(count=1, timeout=10)] == ["in a transaction"]
 
 
 def test_artemis_tls_fixture(artemis_tls: ArtemisBroker) -> None:
