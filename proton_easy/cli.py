@@ -186,8 +186,10 @@ def format_message(msg: Message, style: str) -> Optional[str]:
 class _Output:
     """Writes messages to stdout; a progress line and the summary to stderr."""
 
-    def __init__(self, verb: str, style: str, quiet: bool, stdout: TextIO, stderr: TextIO):
+    def __init__(self, verb: str, noun: str, style: str, quiet: bool, stdout: TextIO,
+                 stderr: TextIO) -> None:
         self.verb = verb
+        self.noun = noun
         self.style = style
         self.quiet = quiet
         self.stdout = stdout
@@ -214,7 +216,9 @@ class _Output:
 
     def _rate(self) -> str:
         seconds = max(time.monotonic() - self.started, 1e-9)
-        noun = "message" if self.count == 1 else "messages"
+        noun = self.noun
+        if self.count != 1:
+            noun = noun[:-1] + "ies" if noun.endswith("y") else noun + "s"
         return f"{self.count} {noun} in {seconds:.2f} s ({self.count / seconds:.0f} msg/s)"
 
     def _show_progress(self) -> None:
@@ -292,8 +296,8 @@ def message_factory(args: argparse.Namespace) -> Callable[[int], Message]:
     fields: Dict[str, Any] = {
         "properties": properties,
         "id": args.msg_id,
-        "correlation_id": args.msg_correlation_id,
-        "reply_to": args.msg_reply_to,
+        "correlation_id": getattr(args, "msg_correlation_id", None),
+        "reply_to": getattr(args, "msg_reply_to", None),
         "subject": args.msg_subject,
         "durable": args.msg_durable,
         "ttl": args.msg_ttl / 1000 if args.msg_ttl is not None else None,
@@ -417,6 +421,43 @@ def _receive_transactional(client: Client, args: argparse.Namespace, out: _Outpu
     raise NotImplementedError("transactions are not in this build yet")
 
 
+def cmd_request(args: argparse.Namespace, out: _Output) -> int:
+    """``proton-easy request``: send ``-c`` requests one after the other, print each reply."""
+    make = message_factory(args)
+    with _client(args) as client:
+        for n in range(args.count):
+            out.message(client.request(None, make(n), timeout=args.timeout))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, out: _Output) -> int:
+    """``proton-easy serve``: answer requests (echo, ``--upper``, or ``--msg-content``) until
+    ``-c`` were answered, ``-t`` seconds passed without one, or Ctrl-C."""
+    numbered = args.msg_content is not None and _COUNTER_RE.search(args.msg_content) is not None
+    answered = 0
+
+    def respond(msg: Message) -> Any:
+        nonlocal answered
+        out.message(msg)
+        n, answered = answered, answered + 1
+        if args.msg_content is not None:
+            return args.msg_content % n if numbered else args.msg_content
+        if args.upper and isinstance(msg.body, str):
+            return msg.body.upper()
+        return msg.body
+
+    with _client(args) as client:
+        if not args.quiet:
+            out.stderr.write(f"serving requests on {client.options.display_url} "
+                             "(Ctrl-C stops)\n")
+            out.stderr.flush()
+        try:
+            client.serve(None, respond, count=args.count or None, timeout=args.timeout)
+        except KeyboardInterrupt:
+            pass  # the usual way to stop a server
+    return 0
+
+
 def cmd_broker(args: argparse.Namespace, out: Optional[_Output]) -> int:
     """``proton-easy broker``: what ``python -m proton_easy.testing broker`` does."""
     from .testing.__main__ import _cmd_broker
@@ -425,7 +466,8 @@ def cmd_broker(args: argparse.Namespace, out: Optional[_Output]) -> int:
 
 
 # -- the parser -----------------------------------------------------------------------------
-def _common(with_messages: bool, count_default: int, log_default: str) -> argparse.ArgumentParser:
+def _common(with_messages: bool, count_default: int, log_default: str,
+            reply_fields: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("control options")
     g.add_argument("-b", "--broker-url", default=default_broker_url(), metavar="URL",
@@ -488,8 +530,9 @@ def _common(with_messages: bool, count_default: int, log_default: str) -> argpar
                             "booleans)")
         g.add_argument("-i", "--msg-id", help="message id")
         g.add_argument("-S", "--msg-subject", help="subject")
-        g.add_argument("--msg-correlation-id", help="correlation id")
-        g.add_argument("--msg-reply-to", metavar="ADDRESS", help="reply-to address")
+        if reply_fields:  # a request gets its own correlation id and reply-to address
+            g.add_argument("--msg-correlation-id", help="correlation id")
+            g.add_argument("--msg-reply-to", metavar="ADDRESS", help="reply-to address")
         g.add_argument("--msg-durable", type=_yes_no, nargs="?", const=True, default=False,
                        metavar="yes|no", help="durable messages (default no)")
         g.add_argument("--msg-ttl", type=_non_negative_int, metavar="MS",
@@ -554,7 +597,7 @@ def build_parser(with_broker: bool = True) -> argparse.ArgumentParser:
                        help="send messages", description="Send -c messages to the address "
                        "of -b; each is confirmed by the broker unless --link-at-most-once.")
     _tx_options(p)
-    p.set_defaults(func=cmd_send, verb="sent")
+    p.set_defaults(func=cmd_send, verb="sent", noun="message")
 
     p = sub.add_parser("receive", parents=[_common(False, 0, "body")],
                        help="receive messages", description="Receive -c messages from the "
@@ -563,13 +606,35 @@ def build_parser(with_broker: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--recv-selector", metavar="SELECTOR",
                    help="JMS selector on application properties, e.g. \"colour = 'green'\"")
     _tx_options(p)
-    p.set_defaults(func=cmd_receive, verb="received")
+    p.set_defaults(func=cmd_receive, verb="received", noun="message")
+
+    p = sub.add_parser("request", parents=[_common(True, 1, "body", reply_fields=False)],
+                       help="send requests and print the replies",
+                       description="Send -c requests to the address of -b, one after the "
+                       "other, each with a fresh correlation id and a reply-to address the "
+                       "broker names; print each reply. -t: seconds to wait for each reply.")
+    p.set_defaults(func=cmd_request, verb="received", noun="reply")
+
+    p = sub.add_parser("serve", parents=[_common(False, 0, "body")],
+                       help="answer requests",
+                       description="Answer the requests on the address of -b: to each "
+                       "request's reply-to, with its correlation id. The reply echoes the "
+                       "request's body unless --upper or --msg-content says otherwise. Stops "
+                       "after -c requests (0: no limit), after -t seconds without one, or on "
+                       "Ctrl-C. --log-msgs prints the requests.")
+    g = p.add_argument_group("reply options")
+    x = g.add_mutually_exclusive_group()
+    x.add_argument("--upper", action="store_true",
+                   help="reply with the request's text upper-cased (the seed's server)")
+    x.add_argument("--msg-content", metavar="TEXT",
+                   help="reply with this text; %%d is replaced by the request's number from 0")
+    p.set_defaults(func=cmd_serve, verb="answered", noun="request")
 
     p = sub.add_parser("broker", help="run a local Artemis in the foreground (Ctrl-C stops)",
                        description="Run ActiveMQ Artemis in the foreground, as python -m "
                        "proton_easy.testing broker does; print its URL and credentials.")
     p.add_argument("--debug", action="store_true", help="log what happens")
-    p.set_defaults(func=cmd_broker, verb=None, quiet=True)
+    p.set_defaults(func=cmd_broker, verb=None, noun=None, quiet=True)
     if with_broker:  # importing proton_easy.testing costs time every other command can save
         from .testing.__main__ import _broker_args
 
@@ -609,7 +674,7 @@ def main(argv: Optional[Sequence[str]] = None, *, stdout: Optional[TextIO] = Non
     out: Optional[_Output] = None
     try:
         if args.verb is not None:
-            out = _Output(args.verb, args.log_msgs, args.quiet, stdout, stderr)
+            out = _Output(args.verb, args.noun, args.log_msgs, args.quiet, stdout, stderr)
         status = args.func(args, out)
         if out is not None:
             out.close()

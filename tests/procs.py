@@ -28,7 +28,8 @@ def run(cmd: Sequence[str], *, timeout: float = 60, input: Optional[str] = None,
                           env=env(**extra_env), cwd=ROOT, input=input)
 
 
-def run_all(cmds: Sequence[Sequence[str]], timeout: float = 60) -> List[subprocess.CompletedProcess]:
+def run_all(cmds: Sequence[Sequence[str]],
+            timeout: float = 60) -> List[subprocess.CompletedProcess]:
     """Run independent commands in parallel; results in the same order."""
     with ThreadPoolExecutor(max_workers=max(1, len(cmds))) as pool:
         return list(pool.map(lambda c: run(c, timeout=timeout), cmds))

@@ -170,6 +170,73 @@ def test_at_most_once_both_ways(amqp_url: str, amqp_address: str) -> None:
     assert lines(got.stdout) == [f"m{n}" for n in range(20)]
 
 
+# -- request and serve ---------------------------------------------------------------------
+def test_request_and_serve(amqp_url: str, amqp_address: str) -> None:
+    service = url(amqp_url, amqp_address)
+    server = subprocess.Popen(PROTON_EASY + ["serve", "-b", service, "-c", "3", "--upper"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env())
+    try:
+        proc = run(PROTON_EASY + ["request", "-b", service, "-c", "3", "--msg-content",
+                                  "hello %d", "-t", "20"])
+        assert proc.returncode == 0, describe(proc)
+        assert lines(proc.stdout) == ["HELLO 0", "HELLO 1", "HELLO 2"]
+        assert "received 3 replies in" in proc.stderr
+        out, err = server.communicate(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert server.returncode == 0, err
+    assert lines(out) == ["hello 0", "hello 1", "hello 2"]  # the requests, as --log-msgs body
+    assert "answered 3 requests in" in err and "amqp://admin@" in err
+    assert amqp_url.split(":")[2].split("@")[0] not in err  # no password
+
+
+def test_serve_answers_cli_proton_python(amqp_url: str, amqp_address: str) -> None:
+    service, replies = amqp_address, amqp_address + "-replies"
+    server = subprocess.Popen(
+        PROTON_EASY + ["serve", "-b", url(amqp_url, service), "-c", "2", "--msg-content",
+                       "reply %d", "--log-msgs", "none", "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    try:
+        sent = run([cli_proton("sender"), "-b", url(amqp_url, "queue://" + service), "-c", "2",
+                    "--msg-content", "request %d", "--msg-correlation-id", "corr-7",
+                    "--msg-reply-to", "queue://" + replies])
+        assert sent.returncode == 0, describe(sent)
+        assert server.wait(30) == 0, server.stderr.read()  # type: ignore[union-attr]
+    finally:
+        if server.poll() is None:
+            server.kill()
+    got = run([cli_proton("receiver"), "-b", url(amqp_url, "queue://" + replies), "-c", "2",
+               "--log-msgs", "json", "-t", "10"])
+    assert got.returncode == 0, describe(got)
+    answers = [json.loads(line) for line in lines(got.stdout)]
+    assert [(m["content"], m["correlation-id"]) for m in answers] == [
+        ("reply 0", "corr-7"), ("reply 1", "corr-7")]
+
+
+def test_serve_stops_on_ctrl_c_and_request_times_out(amqp_url: str, amqp_address: str) -> None:
+    service = url(amqp_url, amqp_address)
+    start = time.monotonic()
+    lonely = run(PROTON_EASY + ["request", "-b", service + "-nobody", "-t", "1.5"])
+    assert time.monotonic() - start < 10
+    assert lonely.returncode == 1 and len(lines(lonely.stderr)) == 1, describe(lonely)
+    assert "no reply from" in lonely.stderr
+    server = subprocess.Popen(PROTON_EASY + ["serve", "-b", service],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env())
+    try:
+        answer = run(PROTON_EASY + ["request", "-b", service, "--msg-content", "echo me"])
+        assert (answer.returncode, answer.stdout) == (0, "echo me\n"), describe(answer)
+        server.send_signal(signal.SIGINT)
+        out, err = server.communicate(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert server.returncode == 0 and "Traceback" not in err, err
+    assert out == "echo me\n" and "answered 1 request in" in err
+
+
 # -- errors ---------------------------------------------------------------------------------
 def test_unreachable_broker_is_one_line_and_non_zero(amqp_url: str) -> None:
     dead = "amqp://admin:s3cr3t-pw@127.0.0.1:1/q"

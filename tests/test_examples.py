@@ -54,6 +54,24 @@ def selector(style: str, base: str) -> Results:
     return [run(example(style, "selector", "-a", address, "-m", "3"))]
 
 
+def server_and_client(style: str, base: str) -> Results:
+    """Examples 3.6 and 3.7: the server upper-cases what the client sends; Ctrl-C stops it."""
+    address = f"{base}/ex-service-{style}"
+    server = subprocess.Popen(example(style, "server", "-a", address), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env())
+    try:
+        assert server.stdout is not None
+        listening = server.stdout.readline()  # printed before it connects: ready enough, as
+        client = run(example(style, "client", "-a", address))  # requests wait in the queue
+        server.send_signal(signal.SIGINT)
+        out, err = server.communicate(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    return [subprocess.CompletedProcess(server.args, server.returncode, listening + out, err),
+            client]
+
+
 def default_address(style: str, base: str) -> Results:
     """With no -a, the examples use $PROTON_EASY_URL + "/examples"."""
     return [run(example(style, "send", "-m", "2"), PROTON_EASY_URL=base),
@@ -64,6 +82,7 @@ SCENARIOS: Dict[str, Callable[[str, str], Results]] = {
     "send_then_receive": send_then_receive,
     "best_effort": best_effort,
     "selector": selector,
+    "server_and_client": server_and_client,
 }
 
 
@@ -102,6 +121,21 @@ def test_best_effort_send_then_receive(example_runs: Dict, style: str) -> None:
 def test_selector(example_runs: Dict, style: str) -> None:
     (received,) = ok(example_runs["selector", style])
     assert received == ["green 0", "green 2", "green 4"]
+
+
+POEM = ["Twas brillig, and the slithy toves", "Did gire and gymble in the wabe.",
+        "All mimsy were the borogroves,", "And the mome raths outgrabe."]
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_server_and_client(example_runs: Dict, style: str, amqp_url: str) -> None:
+    server, client = ok(example_runs["server_and_client", style])
+    assert client == [f"{line} => {line.upper()}" for line in POEM]
+    host_port = amqp_url.rsplit("@", 1)[1]
+    assert server[0] == f"Listening on {host_port}/ex-service-{style}"
+    assert len(server) == 1 + len(POEM)
+    for line, request in zip(server[1:], POEM):
+        assert line.startswith("Received Message(body=" + repr(request))
 
 
 def test_default_address_comes_from_proton_easy_url(amqp_url: str) -> None:
