@@ -373,6 +373,8 @@ def cmd_send(args: argparse.Namespace, out: _Output) -> int:
             out.message(msg)
             yield msg
 
+    if args.tx_size and args.link_at_most_once:
+        raise ValueError("--tx-size cannot be combined with --link-at-most-once")
     with _client(args) as client:
         if args.tx_size:
             _send_transactional(client, args, messages(args.count))
@@ -383,7 +385,25 @@ def cmd_send(args: argparse.Namespace, out: _Output) -> int:
 
 def _send_transactional(client: Client, args: argparse.Namespace,
                         messages: Iterator[Message]) -> None:
-    raise NotImplementedError("transactions are not in this build yet")
+    """``--tx-size N``: transactions of N messages, each ended by ``--tx-action``."""
+    last = args.tx_endloop_action or args.tx_action
+    with client.transaction(client.default_address) as tx:
+        in_batch = 0
+        for msg in messages:
+            tx.send(msg)
+            in_batch += 1
+            if in_batch == args.tx_size:
+                _end_batch(tx, args.tx_action)
+                in_batch = 0
+        if in_batch:
+            _end_batch(tx, last)
+
+
+def _end_batch(tx: Any, action: str) -> None:
+    if action == "rollback":
+        tx.abort()
+    else:
+        tx.commit()
 
 
 class _PrintingReceiver(Receiver):
@@ -399,6 +419,9 @@ class _PrintingReceiver(Receiver):
 
 def cmd_receive(args: argparse.Namespace, out: _Output) -> int:
     """``proton-easy receive``: ``-c N`` messages (0: all there are, or until ``-t`` idle)."""
+    if args.tx_size and (args.link_at_most_once or args.recv_selector):
+        raise ValueError("--tx-size cannot be combined with --link-at-most-once or "
+                         "--recv-selector")
     with _client(args) as client:
         if args.tx_size:
             return _receive_transactional(client, args, out)
@@ -417,8 +440,39 @@ def cmd_receive(args: argparse.Namespace, out: _Output) -> int:
     return 0
 
 
+DRAIN_IDLE = 1.0
+"""Seconds without a message that end ``receive -c 0 --tx-size N`` when ``-t`` is not given."""
+
+
 def _receive_transactional(client: Client, args: argparse.Namespace, out: _Output) -> int:
-    raise NotImplementedError("transactions are not in this build yet")
+    """``--tx-size N``: receive in transactions of N messages, each ended by ``--tx-action``.
+
+    Ends after ``-c`` messages, or when a batch stays short for ``-t`` seconds (``-c 0``
+    without ``-t``: for :data:`DRAIN_IDLE` seconds); ``-c N`` without ``-t`` waits for N.
+    """
+    last = args.tx_endloop_action or args.tx_action
+    idle = args.timeout if args.timeout is not None else (None if args.count else DRAIN_IDLE)
+    received = 0
+    with client.transaction(client.default_address) as tx:
+        while not args.count or received < args.count:
+            wanted = args.tx_size if not args.count else min(args.tx_size,
+                                                             args.count - received)
+            in_batch, quiet = 0, False
+            while in_batch < wanted:
+                got = tx.receive(count=wanted - in_batch,
+                                 timeout=idle if idle is not None else client.timeout)
+                for msg in got:
+                    out.message(msg)
+                in_batch += len(got)
+                if not got and idle is not None:
+                    quiet = True
+                    break
+            received += in_batch
+            if in_batch:
+                _end_batch(tx, args.tx_action if in_batch == args.tx_size else last)
+            if quiet:
+                break
+    return 0
 
 
 def cmd_request(args: argparse.Namespace, out: _Output) -> int:
@@ -690,8 +744,7 @@ def main(argv: Optional[Sequence[str]] = None, *, stdout: Optional[TextIO] = Non
         if out is not None:
             out.close(summary=False)
         return 0
-    except (AMQPError, ValueError, TypeError, OSError, NotImplementedError,
-            _broker_error()) as exc:
+    except (AMQPError, ValueError, TypeError, OSError, _broker_error()) as exc:
         if out is not None:
             out.close(summary=False)
         if args.debug:
