@@ -170,6 +170,61 @@ def test_at_most_once_both_ways(amqp_url: str, amqp_address: str) -> None:
     assert lines(got.stdout) == [f"m{n}" for n in range(20)]
 
 
+# -- transactions ---------------------------------------------------------------------------
+def drain(target: str) -> List[str]:
+    """Everything on the queue now, through `proton-easy receive -c 0`."""
+    proc = run(PROTON_EASY + ["receive", "-b", target, "-c", "0", "-q"])
+    assert proc.returncode == 0, describe(proc)
+    return lines(proc.stdout)
+
+
+def test_transactional_send(amqp_url: str, amqp_address: str) -> None:
+    target = url(amqp_url, amqp_address)
+    committed, rolled_back = run_all([
+        PROTON_EASY + ["send", "-b", target, "-c", "10", "--tx-size", "4", "--msg-content",
+                       "m%d"],
+        PROTON_EASY + ["send", "-b", target, "-c", "5", "--tx-size", "5", "--tx-action",
+                       "rollback", "--msg-content", "lost %d"],
+    ])
+    assert committed.returncode == 0, describe(committed)
+    assert "sent 10 messages" in committed.stderr
+    assert rolled_back.returncode == 0, describe(rolled_back)
+    # the last, partial batch (m8, m9) is committed too: --tx-endloop-action follows --tx-action
+    assert drain(target) == [f"m{n}" for n in range(10)]
+    partial = run(PROTON_EASY + ["send", "-b", target, "-c", "3", "--tx-size", "2",
+                                 "--tx-endloop-action", "rollback", "--msg-content", "p%d"])
+    assert partial.returncode == 0, describe(partial)
+    assert drain(target) == ["p0", "p1"]
+
+
+def test_transactional_receive(amqp_url: str, amqp_address: str) -> None:
+    target = url(amqp_url, amqp_address)
+    pe.send_many(target, [f"m{n}" for n in range(10)])
+    first = run(PROTON_EASY + ["receive", "-b", target, "-c", "4", "--tx-size", "2"])
+    assert first.returncode == 0, describe(first)
+    assert lines(first.stdout) == ["m0", "m1", "m2", "m3"]
+    undone = run(PROTON_EASY + ["receive", "-b", target, "-c", "3", "--tx-size", "3",
+                                "--tx-action", "rollback"])
+    assert undone.returncode == 0, describe(undone)
+    assert lines(undone.stdout) == ["m4", "m5", "m6"]
+    # committed receives are gone, rolled-back ones are back (c 0: until a batch stays short)
+    rest = run(PROTON_EASY + ["receive", "-b", target, "-c", "0", "--tx-size", "4"])
+    assert rest.returncode == 0, describe(rest)
+    assert sorted(lines(rest.stdout)) == [f"m{n}" for n in range(4, 10)]
+    assert drain(target) == []
+
+
+def test_cli_proton_python_transactional_sender_feeds_receive(amqp_url: str,
+                                                            amqp_address: str) -> None:
+    sent = run([cli_proton("sender"), "-b", url(amqp_url, "queue://" + amqp_address), "-c", "6",
+                "--tx-size", "3", "--msg-content", "tx %d"])
+    assert sent.returncode == 0, describe(sent)
+    got = run(PROTON_EASY + ["receive", "-b", url(amqp_url, amqp_address), "-c", "6",
+                             "--tx-size", "3", "-t", "10"])
+    assert got.returncode == 0, describe(got)
+    assert lines(got.stdout) == [f"tx {n}" for n in range(6)]
+
+
 # -- request and serve ---------------------------------------------------------------------
 def test_request_and_serve(amqp_url: str, amqp_address: str) -> None:
     service = url(amqp_url, amqp_address)

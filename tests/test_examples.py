@@ -72,6 +72,13 @@ def server_and_client(style: str, base: str) -> Results:
             client]
 
 
+def transactions(style: str, base: str) -> Results:
+    """Examples 3.8 and 3.9: 10 messages in transactions of 4, then received in batches of 4."""
+    address = f"{base}/ex-tx-{style}"
+    return [run(example(style, "tx_send", "-a", address, "-m", "10", "-b", "4")),
+            run(example(style, "tx_receive", "-a", address, "-m", "10", "-b", "4"))]
+
+
 def default_address(style: str, base: str) -> Results:
     """With no -a, the examples use $PROTON_EASY_URL + "/examples"."""
     return [run(example(style, "send", "-m", "2"), PROTON_EASY_URL=base),
@@ -83,6 +90,7 @@ SCENARIOS: Dict[str, Callable[[str, str], Results]] = {
     "best_effort": best_effort,
     "selector": selector,
     "server_and_client": server_and_client,
+    "transactions": transactions,
 }
 
 
@@ -121,6 +129,13 @@ def test_best_effort_send_then_receive(example_runs: Dict, style: str) -> None:
 def test_selector(example_runs: Dict, style: str) -> None:
     (received,) = ok(example_runs["selector", style])
     assert received == ["green 0", "green 2", "green 4"]
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_transactional_send_then_receive(example_runs: Dict, style: str) -> None:
+    sent, received = ok(example_runs["transactions", style])
+    assert sent == ["all messages committed"]
+    assert received == SEQUENCES
 
 
 POEM = ["Twas brillig, and the slithy toves", "Did gire and gymble in the wabe.",
