@@ -211,6 +211,9 @@ class _Output:
         with self._lock:
             self.count += 1
             if text is not None:
+                if self._progress_shown:  # the next tick draws the progress line again
+                    self.stderr.write("\r\x1b[K")
+                    self.stderr.flush()
                 self.stdout.write(text + "\n")
                 self.stdout.flush()
 
@@ -265,13 +268,13 @@ def _retype(value: str) -> Any:
 
 
 def _name_value(item: str) -> tuple:
-    """``NAME=VALUE`` keeps a string, ``NAME~VALUE`` converts it (int, float, bool)."""
-    eq, tilde = item.find("="), item.find("~")
-    if eq >= 0 and (tilde < 0 or eq < tilde):
-        return item[:eq], item[eq + 1:]
-    if tilde >= 0:
-        return item[:tilde], _retype(item[tilde + 1:])
-    raise ValueError(f"expected NAME=VALUE or NAME~VALUE, not {item!r}")
+    """``NAME=VALUE`` keeps a string, ``NAME~VALUE`` converts it (int, float, bool), a bare
+    ``NAME`` has no value: what cli-proton-python makes of ``-P`` and ``-M``."""
+    for sep in ("=", "~"):
+        name, found, value = item.partition(sep)
+        if found:
+            return name, (value if sep == "=" else _retype(value))
+    return item, None
 
 
 def message_factory(args: argparse.Namespace) -> Callable[[int], Message]:
