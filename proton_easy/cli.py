@@ -699,6 +699,14 @@ def build_parser(with_broker: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
+# proton_easy's hints name the Python API; the command line's user knows the options instead.
+_HINTS = (
+    ("pe.TLS(cert=, key=)", "--conn-ssl-certificate and --conn-ssl-private-key"),
+    ("pe.TLS(ca=)", "--conn-ssl-trust-store"),
+    ("verify='peer-name'", "--conn-ssl-verify-peer-name"),
+)
+
+
 def _one_line(exc: BaseException, args: Optional[argparse.Namespace]) -> str:
     secrets: List[Optional[str]] = []
     if args is not None:
@@ -710,6 +718,8 @@ def _one_line(exc: BaseException, args: Optional[argparse.Namespace]) -> str:
     text = str(exc) or type(exc).__name__
     if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in text:
         text = f"{text}: {exc.filename}"
+    for api, option in _HINTS:
+        text = text.replace(api, option)
     return " ".join(redact(text, *secrets).split())
 
 

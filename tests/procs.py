@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,19 @@ def run(cmd: Sequence[str], *, timeout: float = 60, input: Optional[str] = None,
     """Run one command to completion; stdout and stderr captured as text."""
     return subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout,
                           env=env(**extra_env), cwd=ROOT, input=input)
+
+
+def popen(cmd: Sequence[str], **kwargs: object) -> subprocess.Popen:
+    """Start a command in the background, stdout and stderr piped as text. SIGINT is reset to
+    its default in the child, so Ctrl-C tests work even under a shell that ignores it (as
+    non-interactive shells do for background jobs)."""
+    return subprocess.Popen(list(cmd), stdout=kwargs.pop("stdout", subprocess.PIPE),
+                            stderr=kwargs.pop("stderr", subprocess.PIPE), text=True, env=env(),
+                            cwd=ROOT, preexec_fn=_default_sigint, **kwargs)  # type: ignore
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_all(cmds: Sequence[Sequence[str]],

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import threading
 import time
-from typing import Iterator, List
+from typing import Any, Iterator, List
 
 import pytest
 
@@ -22,7 +22,7 @@ import proton_easy as pe
 from proton_easy.cli import format_message
 from proton_easy.testing import QUICK_START_JAVA_OPTIONS
 
-from .procs import BIN, PROTON_EASY, cli_proton, describe, env, run, run_all
+from .procs import BIN, PROTON_EASY, cli_proton, describe, popen, run, run_all
 
 # The same message options, understood the same way by both command lines.
 MESSAGE_OPTIONS = ["--msg-content", "hello %d", "-P", "colour=green", "-P", "n~3",
@@ -259,12 +259,77 @@ def test_cli_proton_python_transactional_sender_feeds_receive(amqp_url: str,
     assert lines(got.stdout) == [f"tx {n}" for n in range(6)]
 
 
+# -- TLS ------------------------------------------------------------------------------------
+def tls_options(broker: Any, client_cert: bool = False) -> List[str]:
+    """The same --conn-ssl-* options for both command lines."""
+    certs = broker.certs
+    options = ["--conn-ssl-trust-store", str(certs.ca)]
+    if client_cert:
+        options += ["--conn-ssl-certificate", str(certs.client_cert), "--conn-ssl-private-key",
+                    str(certs.client_key), "--conn-ssl-password", certs.client_key_password]
+    return options
+
+
+def test_tls_both_ways_with_cli_proton_python(artemis_tls: Any, amqp_address: str) -> None:
+    base = artemis_tls.tls_url
+    options = tls_options(artemis_tls) + ["--conn-ssl-verify-peer",
+                                          "--conn-ssl-verify-peer-name"]
+    ours, theirs = amqp_address + "-pe", amqp_address + "-cli"
+    sent = run_all([
+        PROTON_EASY + ["send", "-b", f"{base}/{ours}", "-c", "2", "--msg-content", "tls %d",
+                       *options],
+        [cli_proton("sender"), "-b", f"{base}/queue://{theirs}", "-c", "2", "--msg-content",
+         "tls %d", *options],
+    ])
+    for proc in sent:
+        assert proc.returncode == 0, describe(proc)
+    got = run_all([
+        [cli_proton("receiver"), "-b", f"{base}/queue://{ours}", "-c", "2", "--log-msgs", "body",
+         *options],
+        PROTON_EASY + ["receive", "-b", f"{base}/{theirs}", "-c", "2", "-t", "10", *options],
+    ])
+    for proc in got:
+        assert proc.returncode == 0, describe(proc)
+        assert lines(proc.stdout) == ["tls 0", "tls 1"]
+
+
+def test_mutual_tls_with_client_certificate(artemis_tls: Any, amqp_address: str) -> None:
+    target = f"{artemis_tls.mutual_tls_url}/{amqp_address}"  # no user: SASL EXTERNAL
+    options = tls_options(artemis_tls, client_cert=True)
+    sent = run(PROTON_EASY + ["send", "-b", target, "-c", "2", "--msg-content", "mtls %d",
+                              *options])
+    assert sent.returncode == 0, describe(sent)
+    got = run([cli_proton("receiver"), "-b", f"{artemis_tls.mutual_tls_url}/queue://"
+               f"{amqp_address}", "-c", "2", "--log-msgs", "body", "--conn-allowed-mechs",
+               "EXTERNAL", *options])
+    assert got.returncode == 0, describe(got)
+    assert lines(got.stdout) == ["mtls 0", "mtls 1"]
+    assert artemis_tls.certs.client_key_password not in sent.stderr + got.stderr
+
+
+def test_tls_failures_are_one_line_in_option_names(artemis_tls: Any, amqp_address: str) -> None:
+    password = artemis_tls.certs.client_key_password
+    untrusted, no_cert, bad_password = run_all([
+        PROTON_EASY + ["send", "-b", f"{artemis_tls.tls_url}/{amqp_address}", "-t", "10"],
+        PROTON_EASY + ["send", "-b", f"{artemis_tls.mutual_tls_url}/{amqp_address}", "-t", "10",
+                       *tls_options(artemis_tls)],
+        PROTON_EASY + ["send", "-b", f"{artemis_tls.mutual_tls_url}/{amqp_address}", "-t", "10",
+                       *tls_options(artemis_tls, client_cert=True)[:-1], "wrong-" + password],
+    ])
+    for proc in (untrusted, no_cert, bad_password):
+        assert proc.returncode == 1 and len(lines(proc.stderr)) == 1, describe(proc)
+        assert proc.stderr.startswith("proton-easy: error: ")
+        assert password not in proc.stderr and artemis_tls.password not in proc.stderr
+    assert "certificate verify failed" in untrusted.stderr
+    assert "--conn-ssl-trust-store" in untrusted.stderr  # the hint names the CLI's options
+    assert "--conn-ssl-certificate" in no_cert.stderr
+    assert "password is wrong" in bad_password.stderr
+
+
 # -- request and serve ---------------------------------------------------------------------
 def test_request_and_serve(amqp_url: str, amqp_address: str) -> None:
     service = url(amqp_url, amqp_address)
-    server = subprocess.Popen(PROTON_EASY + ["serve", "-b", service, "-c", "3", "--upper"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=env())
+    server = popen(PROTON_EASY + ["serve", "-b", service, "-c", "3", "--upper"])
     try:
         proc = run(PROTON_EASY + ["request", "-b", service, "-c", "3", "--msg-content",
                                   "hello %d", "-t", "20"])
@@ -283,10 +348,8 @@ def test_request_and_serve(amqp_url: str, amqp_address: str) -> None:
 
 def test_serve_answers_cli_proton_python(amqp_url: str, amqp_address: str) -> None:
     service, replies = amqp_address, amqp_address + "-replies"
-    server = subprocess.Popen(
-        PROTON_EASY + ["serve", "-b", url(amqp_url, service), "-c", "2", "--msg-content",
-                       "reply %d", "--log-msgs", "none", "-q"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    server = popen(PROTON_EASY + ["serve", "-b", url(amqp_url, service), "-c", "2",
+                                  "--msg-content", "reply %d", "--log-msgs", "none", "-q"])
     try:
         sent = run([cli_proton("sender"), "-b", url(amqp_url, "queue://" + service), "-c", "2",
                     "--msg-content", "request %d", "--msg-correlation-id", "corr-7",
@@ -311,9 +374,7 @@ def test_serve_stops_on_ctrl_c_and_request_times_out(amqp_url: str, amqp_address
     assert time.monotonic() - start < 10
     assert lonely.returncode == 1 and len(lines(lonely.stderr)) == 1, describe(lonely)
     assert "no reply from" in lonely.stderr
-    server = subprocess.Popen(PROTON_EASY + ["serve", "-b", service],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=env())
+    server = popen(PROTON_EASY + ["serve", "-b", service])
     try:
         answer = run(PROTON_EASY + ["request", "-b", service, "--msg-content", "echo me"])
         assert (answer.returncode, answer.stdout) == (0, "echo me\n"), describe(answer)
@@ -383,12 +444,11 @@ def test_tls_options_with_a_clear_text_url_are_refused(amqp_url: str, amqp_addre
 def test_progress_line_when_stderr_is_a_terminal(amqp_url: str, amqp_address: str) -> None:
     controller, terminal = pty.openpty()
     try:
-        proc = subprocess.Popen(
-            PROTON_EASY + ["receive", "-b", url(amqp_url, amqp_address), "-c", "5", "-t", "2.5"],
-            stdout=subprocess.PIPE, stderr=terminal, env=env())
+        proc = popen(PROTON_EASY + ["receive", "-b", url(amqp_url, amqp_address), "-c", "5",
+                                    "-t", "2.5"], stderr=terminal)
         os.close(terminal)
         terminal = -1
-        out, _ = proc.communicate(timeout=30)
+        proc.communicate(timeout=30)
         seen = b""
         while True:
             try:
@@ -424,8 +484,7 @@ def broker_process(request: pytest.FixtureRequest) -> Iterator[subprocess.Popen]
         return
     cmd = PROTON_EASY + ["broker", "--port", "0", "--password", "cli-broker-pw"]
     cmd += [f"--java-option={opt}" for opt in QUICK_START_JAVA_OPTIONS]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env())
+    proc = popen(cmd, stderr=subprocess.STDOUT)
     try:
         yield proc
     finally:

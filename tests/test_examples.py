@@ -7,18 +7,19 @@ as subprocesses, all at once, against the session's broker; each test checks one
 
 from __future__ import annotations
 
+import functools
 import signal
 import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
 
 import proton_easy as pe
 
-from .procs import ROOT, describe, env, run
+from .procs import ROOT, describe, popen, run
 
 STYLES = ("handlers", "oneline")
 SEQUENCES = [f"{{'sequence': {n}}}" for n in range(1, 11)]
@@ -57,8 +58,7 @@ def selector(style: str, base: str) -> Results:
 def server_and_client(style: str, base: str) -> Results:
     """Examples 3.6 and 3.7: the server upper-cases what the client sends; Ctrl-C stops it."""
     address = f"{base}/ex-service-{style}"
-    server = subprocess.Popen(example(style, "server", "-a", address), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env())
+    server = popen(example(style, "server", "-a", address))
     try:
         assert server.stdout is not None
         listening = server.stdout.readline()  # printed before it connects: ready enough, as
@@ -79,6 +79,18 @@ def transactions(style: str, base: str) -> Results:
             run(example(style, "tx_receive", "-a", address, "-m", "10", "-b", "4"))]
 
 
+def tls_send(style: str, broker: Any) -> Results:
+    """Example 3.5: over TLS, trusting the test CA; then with a client certificate (EXTERNAL)."""
+    certs = broker.certs
+    server_auth = [run(example(style, "tls_send", "-a", f"{broker.tls_url}/ex-tls-{style}",
+                               "-m", "5", "--ca", str(certs.ca)))]
+    mutual = [run(example(style, "tls_send", "-a", f"{broker.mutual_tls_url}/ex-mtls-{style}",
+                          "-m", "5", "--ca", str(certs.ca), "--cert", str(certs.client_cert),
+                          "--key", str(certs.client_key), "--key-password",
+                          certs.client_key_password))]
+    return server_auth + mutual
+
+
 def default_address(style: str, base: str) -> Results:
     """With no -a, the examples use $PROTON_EASY_URL + "/examples"."""
     return [run(example(style, "send", "-m", "2"), PROTON_EASY_URL=base),
@@ -95,11 +107,15 @@ SCENARIOS: Dict[str, Callable[[str, str], Results]] = {
 
 
 @pytest.fixture(scope="module")
-def example_runs(amqp_url: str) -> Dict[Tuple[str, str], Results]:
-    """Every scenario in both styles, run in parallel against the session's broker."""
-    jobs = {(name, style): (fn, style) for name, fn in SCENARIOS.items() for style in STYLES}
+def example_runs(amqp_url: str, artemis_tls: Any) -> Dict[Tuple[str, str], Results]:
+    """Every scenario in both styles, run in parallel against the session's brokers."""
+    jobs: Dict[Tuple[str, str], Callable[[], Results]] = {}
+    for style in STYLES:
+        for name, fn in SCENARIOS.items():
+            jobs[name, style] = functools.partial(fn, style, amqp_url)
+        jobs["tls_send", style] = functools.partial(tls_send, style, artemis_tls)
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-        futures = {key: pool.submit(fn, style, amqp_url) for key, (fn, style) in jobs.items()}
+        futures = {key: pool.submit(job) for key, job in jobs.items()}
         return {key: fut.result() for key, fut in futures.items()}
 
 
@@ -123,6 +139,16 @@ def test_best_effort_send_then_receive(example_runs: Dict, style: str) -> None:
     sent, received = ok(example_runs["best_effort", style])
     assert sent == ["all messages sent"]
     assert received == SEQUENCES
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_tls_send(example_runs: Dict, style: str, artemis_tls: Any) -> None:
+    server_auth, mutual = ok(example_runs["tls_send", style])
+    assert server_auth == mutual == ["all messages confirmed"]
+    for base, name in ((artemis_tls.tls_url, "tls"), (artemis_tls.mutual_tls_url, "mtls")):
+        tls = artemis_tls.client_tls(client_cert=name == "mtls")
+        got = pe.receive(f"{base}/ex-{name}-{style}", count=5, timeout=10, tls=tls)
+        assert [m.body for m in got] == [{"sequence": n} for n in range(1, 6)]
 
 
 @pytest.mark.parametrize("style", STYLES)
@@ -166,8 +192,7 @@ def test_receive_runs_until_ctrl_c_with_zero(amqp_url: str, amqp_address: str,
     """-m 0 receives indefinitely, like the seed; Ctrl-C ends it quietly."""
     address = f"{amqp_url}/{amqp_address}"
     pe.send_many(address, [{"sequence": n} for n in (1, 2)])
-    proc = subprocess.Popen(example(style, "receive", "-a", address, "-m", "0"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    proc = popen(example(style, "receive", "-a", address, "-m", "0"))
     seen: List[str] = []
     both = threading.Event()
 
