@@ -64,6 +64,14 @@ def test_log_formats_match_cli_proton_python(body: object) -> None:
     assert format_message(msg, "none") is None
 
 
+def test_docstring_examples() -> None:
+    import doctest
+
+    import proton_easy.cli
+
+    assert doctest.testmod(proton_easy.cli).failed == 0
+
+
 def test_log_formats_print_binary_bodies() -> None:
     # cli-proton-python itself fails on them (proton 0.40 decodes binary as a memoryview)
     msg = pe.Message(b"bin\x00ary", user_id=b"me")
