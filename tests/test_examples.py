@@ -114,6 +114,8 @@ def example_runs(amqp_url: str, artemis_tls: Any) -> Dict[Tuple[str, str], Resul
         for name, fn in SCENARIOS.items():
             jobs[name, style] = functools.partial(fn, style, amqp_url)
         jobs["tls_send", style] = functools.partial(tls_send, style, artemis_tls)
+    jobs["demo", "-"] = lambda: [run([sys.executable, str(ROOT / "examples" / "demo.py")],
+                                     PROTON_EASY_URL=amqp_url)]
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         futures = {key: pool.submit(job) for key, job in jobs.items()}
         return {key: fut.result() for key, fut in futures.items()}
@@ -162,6 +164,15 @@ def test_transactional_send_then_receive(example_runs: Dict, style: str) -> None
     sent, received = ok(example_runs["transactions", style])
     assert sent == ["all messages committed"]
     assert received == SEQUENCES
+
+
+def test_demo(example_runs: Dict) -> None:
+    """examples/demo.py, what `make demo` runs."""
+    (out,) = ok(example_runs["demo", "-"])
+    assert out[0] == "sent 3 messages to the queue demo"
+    assert "request 'hello' -> reply 'HELLO'" in out
+    assert "  the queue demo-tx holds ['tx-1', 'tx-2']" in out
+    assert out[-1] == "demo done"
 
 
 POEM = ["Twas brillig, and the slithy toves", "Did gire and gymble in the wabe.",
