@@ -395,6 +395,17 @@ def test_serve_stops_on_ctrl_c_and_request_times_out(amqp_url: str, amqp_address
     assert out == "echo me\n" and "answered 1 request in" in err
 
 
+def test_failover_urls(amqp_url: str, amqp_address: str) -> None:
+    # -b names the address and the credentials; its dead broker is skipped for --conn-urls
+    credentials = amqp_url.split("//", 1)[1].rsplit("@", 1)[0]
+    proc = run(PROTON_EASY + ["send", "-b", f"amqp://{credentials}@127.0.0.1:1/{amqp_address}",
+                              "--conn-urls", f"amqp://127.0.0.1:1,{amqp_url}",
+                              "--conn-heartbeat", "5", "--msg-content", "via failover"])
+    assert proc.returncode == 0, describe(proc)
+    assert [m.body for m in pe.receive(url(amqp_url, amqp_address), timeout=5)] == [
+        "via failover"]
+
+
 # -- errors ---------------------------------------------------------------------------------
 def test_unreachable_broker_is_one_line_and_non_zero(amqp_url: str) -> None:
     dead = "amqp://admin:s3cr3t-pw@127.0.0.1:1/q"
