@@ -1,0 +1,663 @@
+"""``make bench``: proton_easy against the same jobs written by hand, on one local Artemis.
+
+Each figure stands next to the same job written with proton's ``MessagingHandler`` (the seed's
+examples, see ``handwritten.py``) and, where it has one, ``proton.utils.BlockingConnection``.
+Every setup runs in a worker process of its own (no shared GIL, its own peak RSS); the setups
+of a group take turns, round after round, so that a busy machine slows them all alike, and the
+best round counts. Printed: msg/s, ratios, client CPU per message, latency p50/p99, peak RSS;
+written: ``bench-results.json``. Benchmarks report; they never fail on a slow figure.
+
+Usage::
+
+    python benchmarks/run.py                 # full run, a few minutes; starts its own Artemis
+    python benchmarks/run.py --quick         # smoke run with tiny counts
+    python benchmarks/run.py --url amqp://admin:admin@localhost:5672   # a broker you run
+    python benchmarks/run.py --only send,receive --rounds 5
+
+Without ``--url`` a local Artemis is started through ``proton_easy.testing`` with the stock JVM
+options (not the quick-start ones the test fixtures use), warmed up, and stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+import handwritten  # noqa: E402 - benchmarks/ is not a package
+import proton  # noqa: E402
+from handwritten import now, since  # noqa: E402
+
+import proton_easy as pe  # noqa: E402
+from proton_easy import handlers  # noqa: E402
+
+SIZES = (100, 10 * 1024)
+GROUPS = ("send", "send-amo", "receive", "memory", "latency", "transactions", "perf")
+
+
+# =============================================================================================
+# The trials. Each runs in a worker process and returns {"seconds", "cpu_seconds", "count"}:
+# wall and CPU time from an open connection to the end of the job (connection closed).
+# =============================================================================================
+def payload(size: int) -> bytes:
+    """The body of every benchmark message: ``size`` bytes."""
+    return b"x" * size
+
+
+def _queue_url(url: str, address: str) -> str:
+    return f"{url}/queue://{address}"
+
+
+def _result(times: Any, count: int, **extra: Any) -> Dict:
+    return {"seconds": times[0], "cpu_seconds": times[1], "count": count, **extra}
+
+
+def trial_hand_send(url: str, address: str, n: int, size: int, at_most_once: bool) -> Dict:
+    send = handwritten.Send(_queue_url(url, address), n, payload(size), at_most_once)
+    return _result(handwritten.run_handler(send), send.confirmed)
+
+
+def trial_blocking_send(url: str, address: str, n: int, size: int, at_most_once: bool) -> Dict:
+    times = handwritten.blocking_send(url, "queue://" + address, n, payload(size),
+                                      at_most_once)
+    return _result(times, n)
+
+
+def trial_pe_send_many(url: str, address: str, n: int, size: int, at_most_once: bool) -> Dict:
+    body = payload(size)
+    client = pe.Client(url)
+    started = now()
+    try:
+        count = client.send_many(address, itertools.repeat(body, n), at_most_once=at_most_once)
+    finally:
+        client.close()
+    return _result(since(started), count)
+
+
+def trial_pe_send(url: str, address: str, n: int, size: int, at_most_once: bool) -> Dict:
+    body = payload(size)
+    client = pe.Client(url)
+    started = now()
+    try:
+        for _ in range(n):
+            client.send(address, body, at_most_once=at_most_once)
+    finally:
+        client.close()
+    return _result(since(started), n)
+
+
+class _Timed:
+    """Mixin for proton_easy's handler classes: note when the job's connection opened."""
+
+    opened_at: Optional[Any] = None
+
+    def start(self, container: Any, conn: Any, future: Any = None) -> None:
+        def opened(_: Any) -> None:
+            self.opened_at = now()
+
+        conn.opened.add_done_callback(opened)
+        super().start(container, conn, future)  # type: ignore[misc]
+
+
+class _TimedSender(_Timed, handlers.Sender):
+    pass
+
+
+class _TimedReceiver(_Timed, handlers.Receiver):
+    def on_received(self, msg: Any) -> None:  # like the seed's Recv: keep nothing
+        pass
+
+
+def trial_pe_handler_send(url: str, address: str, n: int, size: int,
+                          at_most_once: bool) -> Dict:
+    job = _TimedSender(f"{url}/{address}", itertools.repeat(payload(size), n),
+                       at_most_once=at_most_once)
+    times = handwritten.run_handler(job)
+    if job.error is not None:
+        raise job.error
+    return _result(times, job.confirmed)
+
+
+def trial_hand_recv(url: str, address: str, n: int, size: int) -> Dict:
+    recv = handwritten.Recv(_queue_url(url, address), n)
+    return _result(handwritten.run_handler(recv), recv.received)
+
+
+def trial_blocking_recv(url: str, address: str, n: int, size: int) -> Dict:
+    return _result(handwritten.blocking_receive(url, "queue://" + address, n), n)
+
+
+def trial_pe_receive(url: str, address: str, n: int, size: int) -> Dict:
+    client = pe.Client(url)
+    started = now()
+    try:
+        got = client.receive(address, count=n, timeout=60)
+    finally:
+        client.close()
+    return _result(since(started), len(got))
+
+
+def trial_pe_consume(url: str, address: str, n: int, size: int) -> Dict:
+    client = pe.Client(url)
+    started = now()
+    count = 0
+    try:
+        for _ in client.consume(address, idle_timeout=30):
+            count += 1
+            if count == n:
+                break
+    finally:
+        client.close()
+    return _result(since(started), count)
+
+
+def trial_pe_handler_recv(url: str, address: str, n: int, size: int) -> Dict:
+    job = _TimedReceiver(f"{url}/{address}", count=n)
+    times = handwritten.run_handler(job)
+    if job.error is not None:
+        raise job.error
+    return _result(times, job.received)
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def trial_pe_consume_memory(url: str, address: str, n: int, size: int) -> Dict:
+    """Consume ``n`` messages, sampling RSS; the baseline is taken after the first 5%."""
+    client = pe.Client(url)
+    started = now()
+    count, baseline, peak = 0, 0, 0
+    warm = max(1, n // 20)
+    try:
+        for _ in client.consume(address, idle_timeout=60):
+            count += 1
+            if count % 1000 == 0 or count == warm:
+                rss = _rss_bytes()
+                if count == warm:
+                    baseline = rss
+                peak = max(peak, rss)
+            if count == n:
+                break
+    finally:
+        client.close()
+    end = _rss_bytes()
+    return _result(since(started), count, rss_baseline=baseline,
+                   rss_peak_after_baseline=max(peak, end), rss_end=end)
+
+
+TRIALS: Dict[str, Callable[..., Dict]] = {
+    name[len("trial_"):]: fn for name, fn in globals().items() if name.startswith("trial_")
+}
+
+
+# =============================================================================================
+# Worker processes: one per setup and body size, fed trials one line of JSON at a time.
+# =============================================================================================
+def worker_main() -> None:
+    """Run trials read from stdin (JSON lines); answer each with one JSON line on stdout."""
+    out = sys.stdout
+    sys.stdout = sys.stderr  # nothing else may write to the answer channel
+    for line in sys.stdin:
+        spec = json.loads(line)
+        try:
+            result = TRIALS[spec["trial"]](**spec["kwargs"])
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            result = {"error": f"{type(exc).__name__}: {exc}",
+                      "traceback": traceback.format_exc()}
+        result["max_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        out.write(json.dumps(result) + "\n")
+        out.flush()
+
+
+class Worker:
+    """A worker process (started lazily) for one setup."""
+
+    def __init__(self) -> None:
+        self.proc: Optional[subprocess.Popen] = None
+
+    def run(self, trial: str, timeout: float = 300.0, **kwargs: Any) -> Dict:
+        if self.proc is None:
+            self.proc = subprocess.Popen(
+                [sys.executable, os.path.abspath(__file__), "--worker"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps({"trial": trial, "kwargs": kwargs}) + "\n")
+        self.proc.stdin.flush()
+        answer: List[str] = []
+        reader = threading.Thread(target=lambda: answer.append(self.proc.stdout.readline()),
+                                  daemon=True)
+        reader.start()
+        reader.join(timeout)
+        if not answer or not answer[0]:
+            self.close(kill=True)
+            return {"error": f"no answer from the worker within {timeout:g} s"}
+        return json.loads(answer[0])
+
+    def close(self, kill: bool = False) -> None:
+        if self.proc is None:
+            return
+        if kill:
+            self.proc.kill()
+        else:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.proc = None
+
+
+# =============================================================================================
+# The harness
+# =============================================================================================
+@dataclass
+class Setup:
+    """One way of doing a group's job."""
+
+    key: str
+    label: str
+    trial: str
+    slow: bool = False  # one round trip per message: run with fewer messages
+    baseline: Optional[str] = None  # "hand" or "blocking" for the reference rows
+
+
+@dataclass
+class Cell:
+    """One setup at one body size: its trials and what they add up to."""
+
+    group: str
+    setup: Setup
+    size: int
+    n: int
+    trials: List[Dict] = field(default_factory=list)
+
+    @property
+    def good(self) -> List[Dict]:
+        return [t for t in self.trials if "error" not in t and t.get("count")]
+
+    @property
+    def best_rate(self) -> Optional[float]:
+        rates = [t["count"] / t["seconds"] for t in self.good]
+        return max(rates) if rates else None
+
+    @property
+    def cpu_us(self) -> Optional[float]:
+        costs = [t["cpu_seconds"] / t["count"] * 1e6 for t in self.good]
+        return min(costs) if costs else None
+
+    @property
+    def peak_rss_mb(self) -> Optional[float]:
+        values = [t["max_rss_kb"] for t in self.trials if "max_rss_kb" in t]
+        return max(values) / 1024 if values else None
+
+    def as_json(self) -> Dict:
+        return {"group": self.group, "setup": self.setup.key, "label": self.setup.label,
+                "size": self.size, "messages": self.n, "best_msg_per_s": self.best_rate,
+                "client_cpu_us_per_msg": self.cpu_us, "peak_rss_mb": self.peak_rss_mb,
+                "trials": self.trials}
+
+
+SEND_SETUPS = [
+    Setup("hand", "hand-written MessagingHandler (seed 3.3)", "hand_send", baseline="hand"),
+    Setup("blocking", "BlockingConnection, send() per message", "blocking_send", slow=True,
+          baseline="blocking"),
+    Setup("pe_send_many", "proton_easy Client.send_many", "pe_send_many"),
+    Setup("pe_handler", "proton_easy handlers.Sender", "pe_handler_send"),
+    Setup("pe_send", "proton_easy Client.send per message", "pe_send", slow=True),
+]
+SEND_AMO_SETUPS = [
+    Setup("hand", "hand-written MessagingHandler (seed 3.12)", "hand_send", baseline="hand"),
+    Setup("blocking", "BlockingConnection, send() per message", "blocking_send", slow=True,
+          baseline="blocking"),
+    Setup("pe_send_many", "proton_easy Client.send_many", "pe_send_many"),
+    Setup("pe_handler", "proton_easy handlers.Sender", "pe_handler_send"),
+    Setup("pe_send", "proton_easy Client.send per message", "pe_send", slow=True),
+]
+RECEIVE_SETUPS = [
+    Setup("hand", "hand-written MessagingHandler (seed 3.4)", "hand_recv", baseline="hand"),
+    Setup("blocking", "BlockingConnection, receive()+accept()", "blocking_recv", slow=True,
+          baseline="blocking"),
+    Setup("pe_receive", "proton_easy Client.receive", "pe_receive"),
+    Setup("pe_consume", "proton_easy Client.consume", "pe_consume"),
+    Setup("pe_handler", "proton_easy handlers.Receiver", "pe_handler_recv"),
+]
+
+
+@dataclass
+class Config:
+    """Message counts per trial, rounds, sizes."""
+
+    rounds: int
+    fast: Dict[int, int]  # body size -> messages for pipelined setups
+    slow: Dict[int, int]  # body size -> messages for one-round-trip-per-message setups
+    memory_messages: int
+    latency_requests: int
+    latency_warmup: int
+    tx_messages: int
+    perf_seconds: int
+    warmup_messages: int
+
+    @classmethod
+    def full(cls) -> Config:
+        return cls(rounds=3, fast={100: 10000, 10240: 4000}, slow={100: 600, 10240: 400},
+                   memory_messages=200_000, latency_requests=1000, latency_warmup=100,
+                   tx_messages=2000, perf_seconds=10, warmup_messages=30000)
+
+    @classmethod
+    def quick(cls) -> Config:
+        return cls(rounds=1, fast={100: 200, 10240: 100}, slow={100: 20, 10240: 20},
+                   memory_messages=2000, latency_requests=20, latency_warmup=5,
+                   tx_messages=40, perf_seconds=0, warmup_messages=0)
+
+
+class Bench:
+    """Runs the groups against one broker and collects what they measured."""
+
+    def __init__(self, url: str, config: Config, sizes: Sequence[int]) -> None:
+        self.url = url
+        self.config = config
+        self.sizes = list(sizes)
+        self.cells: List[Cell] = []
+        self.extra: Dict[str, Any] = {}
+        self.run_id = uuid.uuid4().hex[:6]
+        self._names = itertools.count(1)
+
+    def address(self, kind: str) -> str:
+        return f"bench-{self.run_id}-{kind}-{next(self._names)}"
+
+    def prefill(self, address: str, n: int, size: int) -> None:
+        with pe.Client(self.url, timeout=60) as client:
+            client.send_many(address, itertools.repeat(payload(size), n), timeout=120)
+
+    def warm_up(self) -> None:
+        """Push messages through the broker first, so that its JIT has compiled the paths."""
+        n = self.config.warmup_messages
+        if not n:
+            return
+        address = self.address("warmup")
+        with pe.Client(self.url, timeout=60) as client:
+            for size in self.sizes:
+                client.send_many(address, itertools.repeat(payload(size), n // 2), timeout=120)
+                client.send_many(address, itertools.repeat(payload(size), n // 4),
+                                 at_most_once=True, timeout=120)
+                got = 0
+                for _ in client.consume(address, idle_timeout=5, window=100):
+                    got += 1
+                    if got == n // 2 + n // 4:
+                        break
+
+    # -- throughput groups -------------------------------------------------------------------
+    def throughput(self, group: str, setups: Sequence[Setup], **kwargs: Any) -> None:
+        receiving = group == "receive"
+        for size in self.sizes:
+            cells = [Cell(group, s, size, (self.config.slow if s.slow else self.config.fast)[size])
+                     for s in setups]
+            self.cells.extend(cells)
+            workers = {c.setup.key: Worker() for c in cells}
+            try:
+                for rnd in range(self.config.rounds):
+                    shift = rnd % len(cells)
+                    for cell in cells[shift:] + cells[:shift]:
+                        address = self.address(group)
+                        if receiving:
+                            self.prefill(address, cell.n, size)
+                        result = workers[cell.setup.key].run(
+                            cell.setup.trial, url=self.url, address=address, n=cell.n,
+                            size=size, **kwargs)
+                        cell.trials.append(result)
+                        _progress(cell, result)
+            finally:
+                for worker in workers.values():
+                    worker.close()
+
+    # -- memory ------------------------------------------------------------------------------
+    def memory(self) -> None:
+        n = self.config.memory_messages
+        address = self.address("memory")
+        filler = threading.Thread(target=self.prefill, args=(address, n, 100), daemon=True)
+        filler.start()  # the consumer follows the producer
+        worker = Worker()
+        try:
+            result = worker.run("pe_consume_memory", timeout=900, url=self.url,
+                                address=address, n=n, size=100)
+        finally:
+            worker.close()
+            filler.join(120)
+        self.extra["memory"] = result
+        if "error" in result:
+            print(f"  memory: {result['error']}", flush=True)
+        else:
+            growth = (result["rss_peak_after_baseline"] - result["rss_baseline"]) / 2**20
+            print(f"  memory: consumed {result['count']:,} messages, RSS growth "
+                  f"{growth:.1f} MB after the first 5%", flush=True)
+
+    # -- Artemis's own client ----------------------------------------------------------------
+    def artemis_perf(self) -> None:
+        seconds = self.config.perf_seconds
+        if not seconds:
+            return
+        self.extra["artemis_perf"] = artemis_perf(self.url, self.address("perf"), seconds)
+        result = self.extra["artemis_perf"]
+        if "error" in result:
+            print(f"  artemis perf client: {result['error']}", flush=True)
+        else:
+            print(f"  artemis perf client: {result['msg_per_s']:,.0f} msg/s", flush=True)
+
+
+def _progress(cell: Cell, result: Dict) -> None:
+    if "error" in result:
+        text = f"ERROR {result['error']}"
+    else:
+        text = f"{result['count'] / result['seconds']:>9,.0f} msg/s"
+    print(f"  {cell.group:<9} {_size(cell.size):>6}  {cell.setup.label:<44} {text}", flush=True)
+
+
+def artemis_perf(url: str, queue: str, seconds: int, size: int = 100) -> Dict:
+    """Run ``artemis perf client`` (Qpid JMS over AMQP) against the broker; its msg/s."""
+    from urllib.parse import unquote, urlsplit
+
+    from proton_easy.testing import artemis_home
+
+    try:
+        home = artemis_home(fetch=False)
+    except Exception as exc:  # noqa: BLE001 - reported, not fatal
+        return {"error": f"no Artemis distribution: {exc}"}
+    parts = urlsplit(url)
+    report = tempfile.NamedTemporaryFile(prefix="artemis-perf-", suffix=".json", delete=False)
+    report.close()
+    cmd = [str(home / "bin" / "artemis"), "perf", "client", "--protocol", "amqp",
+           "--url", f"amqp://{parts.hostname}:{parts.port}",
+           "--user", unquote(parts.username or ""), "--password", unquote(parts.password or ""),
+           "--max-pending", "100", "--duration", str(seconds), "--message-size", str(size),
+           "--silent", "--json", report.name, f"queue://{queue}"]
+    shown = " ".join("***" if i and cmd[i - 1] == "--password" else part
+                     for i, part in enumerate(cmd))
+    try:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              timeout=seconds + 120, check=False)
+        with open(report.name) as handle:
+            samples = json.load(handle)
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}", "command": shown}
+    finally:
+        os.unlink(report.name)
+    summary = next((s for s in samples if s.get("sampleType") == "summary"), None)
+    if proc.returncode != 0 or summary is None:
+        return {"error": f"exit {proc.returncode}: {proc.stdout[-500:]}", "command": shown}
+    return {"command": shown.replace(str(home), "$ARTEMIS_HOME"), "message_size": size,
+            "duration_s": seconds, "msg_per_s": summary["totalReceived"] / seconds,
+            "sent": summary["totalSent"], "received": summary["totalReceived"],
+            "transfer_us_p50": summary["totalTransferTime"]["50"] / 1000,
+            "transfer_us_p99": summary["totalTransferTime"]["99"] / 1000}
+
+
+# =============================================================================================
+# Reporting
+# =============================================================================================
+def _size(size: int) -> str:
+    return f"{size // 1024} KiB" if size >= 1024 and size % 1024 == 0 else f"{size} B"
+
+
+def _fmt(value: Optional[float], spec: str, suffix: str = "") -> str:
+    return "-" if value is None else format(value, spec) + suffix
+
+
+def summarize(bench: Bench) -> List[Dict]:
+    """Ratios of each proton_easy setup against the hand-written ones of its group."""
+    rows = []
+    for cell in bench.cells:
+        refs = {c.setup.baseline: c.best_rate for c in bench.cells
+                if c.group == cell.group and c.size == cell.size and c.setup.baseline}
+        rate = cell.best_rate
+        row = cell.as_json()
+        row.pop("trials")
+        for ref, ref_rate in refs.items():
+            row[f"vs_{ref}"] = rate / ref_rate if rate and ref_rate else None
+        rows.append(row)
+    return rows
+
+
+TITLES = {"send": "send, at-least-once", "send-amo": "send, at-most-once",
+          "receive": "receive (at-least-once, queue filled beforehand)"}
+
+
+def print_report(bench: Bench, rows: List[Dict]) -> None:
+    rounds = bench.config.rounds
+    print()
+    header = (f"{'setup':<44} {'body':>6} {'msg/s':>9} {'vs hand':>8} {'vs Blocking':>11} "
+              f"{'CPU us/msg':>10} {'peak RSS':>9}")
+    for group, title in TITLES.items():
+        group_rows = [r for r in rows if r["group"] == group]
+        if not group_rows:
+            continue
+        print(f"== {title}: best of {rounds} round(s)")
+        print(header)
+        for row in group_rows:
+            print(f"{row['label']:<44} {_size(row['size']):>6} "
+                  f"{_fmt(row['best_msg_per_s'], ',.0f'):>9} "
+                  f"{_fmt(row.get('vs_hand'), '.2f', 'x'):>8} "
+                  f"{_fmt(row.get('vs_blocking'), '.2f', 'x'):>11} "
+                  f"{_fmt(row['client_cpu_us_per_msg'], '.0f'):>10} "
+                  f"{_fmt(row['peak_rss_mb'], '.0f', ' MB'):>9}")
+        print()
+    memory = bench.extra.get("memory")
+    if memory and "error" not in memory:
+        growth = (memory["rss_peak_after_baseline"] - memory["rss_baseline"]) / 2**20
+        print(f"== memory: Client.consume of {memory['count']:,} messages (100 B): RSS "
+              f"{memory['rss_baseline'] / 2**20:.0f} MB after the first 5%, peak "
+              f"{memory['rss_peak_after_baseline'] / 2**20:.0f} MB, growth {growth:.1f} MB; "
+              f"{memory['count'] / memory['seconds']:,.0f} msg/s")
+    perf = bench.extra.get("artemis_perf")
+    if perf and "error" not in perf:
+        print(f"== the broker's own ceiling: artemis perf client (Qpid JMS, AMQP, "
+              f"--max-pending 100, {perf['message_size']} B, {perf['duration_s']} s): "
+              f"{perf['msg_per_s']:,.0f} msg/s, transfer p50 {perf['transfer_us_p50']:,.0f} us")
+
+
+def machine_info() -> Dict:
+    info = {"python": platform.python_version(), "platform": platform.platform(),
+            "cpus": os.cpu_count(), "proton": getattr(proton, "VERSION", None),
+            "proton_easy": pe.__version__}
+    try:
+        info["loadavg_start"] = os.getloadavg()
+    except OSError:
+        pass
+    return info
+
+
+# =============================================================================================
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--url", help="an already-running broker: amqp://user:pw@host:port "
+                        "(default: start a local Artemis)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: tiny counts, 1 round")
+    parser.add_argument("--rounds", type=int, help="rounds per group (full: 3)")
+    parser.add_argument("--only", help=f"comma-separated groups: {','.join(GROUPS)}")
+    parser.add_argument("--sizes", help="comma-separated body sizes in bytes (100,10240)")
+    parser.add_argument("--perf-seconds", type=int,
+                        help="duration of artemis perf client, 0 to skip (full: 10)")
+    parser.add_argument("--json", default="bench-results.json", help="where to write results")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker_main()
+        return 0
+
+    config = Config.quick() if args.quick else Config.full()
+    if args.rounds:
+        config.rounds = args.rounds
+    if args.perf_seconds is not None:
+        config.perf_seconds = args.perf_seconds
+    groups = args.only.split(",") if args.only else list(GROUPS)
+    unknown = set(groups) - set(GROUPS)
+    if unknown:
+        parser.error(f"unknown group(s): {', '.join(sorted(unknown))}")
+    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else list(SIZES)
+    config.fast = {s: config.fast.get(s, config.fast[100]) for s in sizes}
+    config.slow = {s: config.slow.get(s, config.slow[100]) for s in sizes}
+
+    began = time.monotonic()
+    broker = None
+    url = args.url
+    if url is None:
+        from proton_easy.testing import ArtemisBroker
+
+        print("starting a local Artemis (stock JVM options)...", flush=True)
+        broker = ArtemisBroker(java_options=())
+        broker.start()
+        url = broker.url
+    try:
+        bench = Bench(url, config, sizes)
+        bench.warm_up()
+        if "send" in groups:
+            bench.throughput("send", SEND_SETUPS, at_most_once=False)
+        if "send-amo" in groups:
+            bench.throughput("send-amo", SEND_AMO_SETUPS, at_most_once=True)
+        if "receive" in groups:
+            bench.throughput("receive", RECEIVE_SETUPS)
+        if "memory" in groups:
+            bench.memory()
+        if "perf" in groups:
+            bench.artemis_perf()
+    finally:
+        if broker is not None:
+            broker.stop()
+    rows = summarize(bench)
+    print_report(bench, rows)
+    info = machine_info()
+    try:
+        info["loadavg_end"] = os.getloadavg()
+    except OSError:
+        pass
+    results = {"machine": info, "broker": "local Artemis, stock JVM options" if broker else
+               "external", "command": " ".join([os.path.basename(sys.executable),
+                                                "benchmarks/run.py", *(argv or sys.argv[1:])]),
+               "config": config.__dict__, "seconds": time.monotonic() - began,
+               "results": rows, "cells": [c.as_json() for c in bench.cells], **bench.extra}
+    with open(args.json, "w") as handle:
+        json.dump(results, handle, indent=1)
+    print(f"\nwrote {args.json} ({time.monotonic() - began:.0f} s in all)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
