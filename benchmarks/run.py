@@ -388,6 +388,19 @@ class Bench:
         with pe.Client(self.url, timeout=60) as client:
             client.send_many(address, itertools.repeat(payload(size), n), timeout=120)
 
+    def drop(self, address: str) -> None:
+        """Delete a queue and whatever is left on it, through Artemis's management address
+        (left alone, the messages of every send trial would fill the broker's heap)."""
+        op = pe.Message(json.dumps([address, True, True]), properties={
+            "_AMQ_ResourceName": "broker", "_AMQ_OperationName": "destroyQueue"})
+        try:
+            with pe.Client(self.url, timeout=30) as client:
+                reply = client.request("activemq.management", op, timeout=30)
+            if not reply.properties.get("_AMQ_OperationSucceeded"):
+                print(f"  (could not delete queue {address}: {reply.body})", flush=True)
+        except pe.AMQPError as exc:
+            print(f"  (could not delete queue {address}: {exc})", flush=True)
+
     def warm_up(self) -> None:
         """Push messages through the broker first, so that its JIT has compiled the paths."""
         n = self.config.warmup_messages
@@ -404,6 +417,7 @@ class Bench:
                     got += 1
                     if got == n // 2 + n // 4:
                         break
+        self.drop(address)
 
     # -- throughput groups -------------------------------------------------------------------
     def throughput(self, group: str, setups: Sequence[Setup], **kwargs: Any) -> None:
@@ -423,6 +437,7 @@ class Bench:
                         result = workers[cell.setup.key].run(
                             cell.setup.trial, url=self.url, address=address, n=cell.n,
                             size=size, **kwargs)
+                        self.drop(address)
                         cell.trials.append(result)
                         _progress(cell, result)
             finally:
@@ -442,6 +457,7 @@ class Bench:
         finally:
             worker.close()
             filler.join(120)
+            self.drop(address)
         self.extra["memory"] = result
         if "error" in result:
             print(f"  memory: {result['error']}", flush=True)
@@ -455,7 +471,9 @@ class Bench:
         seconds = self.config.perf_seconds
         if not seconds:
             return
-        self.extra["artemis_perf"] = artemis_perf(self.url, self.address("perf"), seconds)
+        address = self.address("perf")
+        self.extra["artemis_perf"] = artemis_perf(self.url, address, seconds)
+        self.drop(address)
         result = self.extra["artemis_perf"]
         if "error" in result:
             print(f"  artemis perf client: {result['error']}", flush=True)

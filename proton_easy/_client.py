@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import threading
 import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Deque, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
-from proton import Delivery
-
+from . import _raw
 from ._connection import Connection
 from ._errors import AMQPError, ConnectError, Timeout
 from ._loop import Loop
@@ -20,6 +20,7 @@ from ._options import ConnectionOptions
 from ._request_reply import RequestChannel
 from ._request_reply import request as _request
 from ._request_reply import serve as _serve
+from ._sender_cache import SenderCache
 from ._tls import TLS
 from ._transaction import Transaction
 from .handlers import Job, Receiver, Sender
@@ -70,6 +71,7 @@ class Client:
         self._closed = False
         self._lock = threading.Lock()
         self._requests: Optional[RequestChannel] = None
+        self._senders = SenderCache(self)
         self._loop = Loop(f"proton-easy {self.options.display_url}")
         self._conn = Connection(self.options)
         try:
@@ -149,15 +151,37 @@ class Client:
         durable: bool = False,
         timeout: Optional[float] = None,
     ) -> None:
-        """Send one message; return once the broker accepted it (or, at-most-once, sent it).
+        """Send one message; return once the broker accepted it (at-most-once: once it is
+        handed to the connection, which writes it out at once; closing the client flushes it).
 
         ``message`` is a plain body or a :class:`~proton_easy.Message`. Raises
-        :class:`~proton_easy.Rejected`/:class:`~proton_easy.Released` when not accepted.
+        :class:`~proton_easy.Rejected`/:class:`~proton_easy.Released` when not accepted, and
+        :class:`~proton_easy.Timeout` when not confirmed within ``timeout`` seconds (not counting
+        time spent reconnecting). One sender link per address stays open for these calls,
+        shared by all threads; a message not confirmed when the connection drops is sent again.
 
         >>> client.send("orders", {"id": 1})   # doctest: +SKIP
         """
-        self.send_many(address, [message], at_most_once=at_most_once, durable=durable,
-                       timeout=timeout)
+        address = self._address(address)
+        payload = pre_encode(message, durable)  # a TypeError before any I/O
+        if self._closed:
+            raise RuntimeError("the client is closed")
+        fut: Future = Future()
+        link = self._senders.submit(address, at_most_once, payload, fut)
+        limit = self.timeout if timeout is None else timeout
+        since = time.monotonic()
+        while True:
+            try:
+                return fut.result(min(1.0, limit))
+            except FutureTimeout:
+                now = time.monotonic()
+                if not self._conn.up and self._conn.failed is None:  # reconnecting
+                    since = now
+                elif now - since >= limit and fut.cancel():
+                    break
+        self._loop.post(lambda: link.withdraw(fut))
+        raise Timeout(f"send to {address!r} on {self.options.display_url} was not confirmed "
+                      f"within {limit:g} s (it may still arrive)")
 
     def send_many(
         self,
@@ -308,6 +332,7 @@ class Client:
         try:
             if channel is not None:  # threads waiting for replies learn why none will come
                 self._loop.call(channel.finish)
+            self._loop.call(self._senders.close)  # and so do threads waiting in send()
             self._loop.call(self._conn.close).result(self.timeout)
             self._conn.closed.result(self.timeout)
         except (FutureTimeout, RuntimeError, AMQPError):
@@ -324,58 +349,89 @@ def pre_encode(item: Any, durable: bool = False) -> Encoded:
     """Encode a body or message now (TypeError if it cannot be); encoded input passes through."""
     if type(item) is Encoded:
         return item
-    if durable and not isinstance(item, Message):
-        item = Message(item, durable=True)
-    return encode(item)
+    return encode(item, durable)
 
 
 class _Consumer(Receiver):
-    """A receiver that hands messages to a waiting thread instead of a hook."""
+    """A receiver that hands messages to a waiting thread instead of a hook.
+
+    Each delivery handed over is held (``_raw.hold``) until the loop settles it for the
+    consuming thread, or drops it unseen (after a drop of the connection, or at the end).
+    The consuming thread queues the deliveries it finished with in ``acks``; the loop accepts
+    them in batches (:meth:`accept_acks`), one wake-up and one write for several."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(count=0, **kwargs)
-        self.queue: queue.Queue = queue.Queue()
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.acks: Deque[Any] = collections.deque()
 
     def deliver(self, msg: Message, dlv: Any) -> None:
+        _raw.hold(dlv)
         self.queue.put((msg, dlv))
 
     def settle(self, dlv: Any, outcome: int) -> None:
-        """Settle one handed-out message and grant credit for the next (on the loop)."""
+        """Settle one handed-out message and grant credit for more (on the loop)."""
         self._settle(dlv, outcome)
+        _raw.release(dlv)
         self.received += 1
         self._top_up()
 
+    def accept_acks(self) -> None:
+        """Accept every delivery queued in ``acks`` and grant credit for more (on the loop)."""
+        acks, settle = self.acks, self._settle
+        while acks:
+            dlv = acks.popleft()
+            settle(dlv, _raw.ACCEPTED)
+            _raw.release(dlv)
+            self.received += 1
+        self._top_up()
+
     def on_finished(self) -> None:
+        self._drop_queued()  # not handed out: the broker gets them back with the link
         self.queue.put((_END, None))
 
     def _dropped(self) -> None:
         # Unsettled messages not yet handed out come again after the reconnect: drop them here
         # rather than hand out copies whose settlement can no longer reach the broker.
-        try:
-            while True:
-                self.queue.get_nowait()
-        except queue.Empty:
-            pass
+        self._drop_queued()
+
+    def _drop_queued(self) -> None:
+        while True:
+            try:
+                msg, dlv = self.queue.get_nowait()
+            except queue.Empty:
+                return
+            if msg is not _END:
+                _raw.release(dlv)
 
     def _top_up(self) -> None:
         recv = self.receiver
         if recv is None or self.done:
             return
-        missing = self.window - recv.credit - recv.queued - self.queue.qsize()
-        if missing > 0:
+        outstanding = recv.credit + recv.queued + self.queue.qsize()
+        missing = self.window - outstanding
+        # credit in batches of half the window: one flow frame per few messages, not per message
+        if missing > 0 and (2 * missing >= self.window or outstanding == 0):
             recv.flow(missing)
 
 
 def _consume(client: Client, job: _Consumer, idle: Optional[float]) -> Iterator[Message]:
     fut: Future = Future()
-    client._loop.call(lambda: job.start(client._loop.container, client._conn, fut))
+    loop = client._loop
+    loop.call(lambda: job.start(loop.container, client._conn, fut))
     pending: Optional[Tuple[Message, Any]] = None
+    acks, batch = job.acks, max(1, job.window // 2)
     try:
         while True:
             try:
-                msg, dlv = job.queue.get(timeout=idle)
+                msg, dlv = job.queue.get_nowait()
             except queue.Empty:
-                return
+                if acks:  # about to wait: accept what was handled, which also grants credit
+                    loop.post(job.accept_acks)
+                try:
+                    msg, dlv = job.queue.get(timeout=idle)
+                except queue.Empty:
+                    return
             if msg is _END:
                 if job.error is not None:
                     raise job.error
@@ -383,10 +439,14 @@ def _consume(client: Client, job: _Consumer, idle: Optional[float]) -> Iterator[
             pending = (msg, dlv)
             yield msg
             pending = None
-            client._loop.call(lambda d=dlv: job.settle(d, Delivery.ACCEPTED))
+            acks.append(dlv)
+            if len(acks) >= batch:
+                loop.post(job.accept_acks)
     finally:
+        if acks and not client._closed:
+            loop.post(job.accept_acks)
         if pending is not None and not client._closed:
-            client._loop.call(lambda d=pending[1]: job.settle(d, Delivery.MODIFIED))
+            client._loop.post(lambda d=pending[1]: job.settle(d, _raw.MODIFIED))
         if not client._closed:
             client._loop.call(job.finish)
             try:

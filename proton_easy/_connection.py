@@ -6,7 +6,7 @@ import logging
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Optional, Set
 
-from proton.handlers import MessagingHandler
+from proton.handlers import EndpointStateHandler, MessagingHandler
 
 from ._errors import (
     AMQPError,
@@ -35,6 +35,9 @@ class Connection(MessagingHandler):
 
     def __init__(self, options: ConnectionOptions) -> None:
         super().__init__(prefetch=0, auto_accept=False, auto_settle=False)
+        # Links have handlers of their own: of MessagingHandler's children, only the one that
+        # names connection events is needed here (every transport event passes through them).
+        self.handlers = [h for h in self.handlers if isinstance(h, EndpointStateHandler)]
         self.options = options
         self.jobs: Set[Job] = set()
         self.proton: Any = None

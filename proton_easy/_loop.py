@@ -1,7 +1,11 @@
 """The loop thread: one proton Container per Client, fed work from other threads.
 
 Only ``EventInjector.trigger`` is safe to call from outside the reactor thread, so every call
-from a user thread goes through :meth:`Loop.call`, which queues a callable and wakes the reactor.
+from a user thread goes through :meth:`Loop.call` (or :meth:`Loop.post`), which queues a callable
+and wakes the reactor; calls queued while a wake-up is pending share it.
+
+Delivery events, one or more per message, skip proton's generic dispatch when the link's
+handler has an ``on_raw_delivery(delivery)`` method: see :class:`RawDeliveryCollector`.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ import uuid
 from concurrent.futures import Future
 from typing import Any, Callable, Deque, Optional
 
+from cproton import ffi, lib
+from proton import Handler
+from proton._events import Collector, Event
 from proton._reactor import GlobalOverrides
-from proton.handlers import MessagingHandler
 from proton.reactor import ApplicationEvent, Container, EventInjector
 
 log = logging.getLogger("proton_easy")
@@ -23,14 +29,46 @@ log = logging.getLogger("proton_easy")
 _WAKEUP = "proton_easy_wakeup"
 
 
+class RawDeliveryCollector(Collector):
+    """proton's event collector, with a short cut for delivery events.
+
+    For every event proton wraps the delivery, link, session, connection and transport in
+    Python objects, looks for the handler, then dispatches to it and to the global handler
+    (which ignores deliveries). A delivery event whose link handler has an
+    ``on_raw_delivery(delivery)`` method is instead handed the raw ``pn_delivery_t`` pointer
+    here and popped, in order with every other event, before proton's loop sees it.
+    """
+
+    def peek(self) -> Optional[Event]:
+        impl = self._impl
+        while True:
+            event = lib.pn_collector_peek(impl)
+            if event == ffi.NULL:
+                return None
+            if lib.pn_event_type(event) != lib.PN_DELIVERY:
+                return Event.wrap(event)
+            dlv = lib.pn_event_delivery(event)
+            record = lib.pn_record_get_py(lib.pn_link_attachments(lib.pn_delivery_link(dlv)))
+            handler = None if record == ffi.NULL else ffi.from_handle(record).get("_handler")
+            raw = getattr(handler, "on_raw_delivery", None)
+            if raw is None:
+                return Event.wrap(event)
+            try:
+                raw(dlv)
+            finally:
+                lib.pn_collector_pop(impl)
+
+
 class LoopContainer(Container):
-    """A Container without the two SSL domains proton builds eagerly (~100 ms per Container).
+    """A Container without the two SSL domains proton builds eagerly (~100 ms per Container),
+    and with a :class:`RawDeliveryCollector`.
 
     TLS connections always get their own domain from :class:`proton_easy.TLS`.
     """
 
     def __init__(self, *handlers: Any) -> None:
         super().__init__(*handlers, impl=None)  # "impl" skips Container's eager set-up ...
+        self._collector = RawDeliveryCollector()  # (nothing was collected yet)
         self.ssl = None  # ... which is redone here, minus the SSL domains
         self.global_handler = GlobalOverrides(self.global_handler)
         self.trigger = None
@@ -42,11 +80,12 @@ class LoopContainer(Container):
         self.password = None
 
 
-class _LoopHandler(MessagingHandler):
-    """The container's own handler: runs queued calls on the reactor thread."""
+class _LoopHandler(Handler):
+    """The container's own handler: runs queued calls on the reactor thread. Every reactor and
+    I/O event passes through it, so it has no child handlers to dispatch them to."""
 
     def __init__(self, loop: Loop) -> None:
-        super().__init__(prefetch=0, auto_accept=False, auto_settle=False)
+        self.handlers: list = []
         self.loop = loop
 
     def on_proton_easy_wakeup(self, event: Any) -> None:
@@ -67,6 +106,7 @@ class Loop:
 
     def __init__(self, name: str = "proton-easy") -> None:
         self._calls: Deque[tuple[Callable[[], Any], Optional[Future]]] = collections.deque()
+        self._wakeup_pending = False  # a wake-up is on its way: later calls need no other
         self._handler = _LoopHandler(self)
         self.container = LoopContainer(self._handler)
         self._injector = EventInjector()
@@ -74,7 +114,6 @@ class Loop:
         self._started = threading.Event()
         self._stopped = False
         self._lock = threading.Lock()  # guards the injector's pipe against closing mid-write
-        self._wakeup_pending = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -89,15 +128,27 @@ class Loop:
         if self.in_loop and not self._stopped:
             self._invoke(fn, fut)
             return fut
+        if not self._queue(fn, fut):
+            fut.set_exception(RuntimeError("the client is closed"))
+        return fut
+
+    def post(self, fn: Callable[[], Any]) -> bool:
+        """Run ``fn()`` on the loop thread without waiting for it (errors are logged);
+        False if the loop has stopped. Cheaper than :meth:`call`: no Future."""
+        if self.in_loop and not self._stopped:
+            self._invoke(fn, None)
+            return True
+        return self._queue(fn, None)
+
+    def _queue(self, fn: Callable[[], Any], fut: Optional[Future]) -> bool:
         with self._lock:
             if self._stopped:
-                fut.set_exception(RuntimeError("the client is closed"))
-                return fut
+                return False
             self._calls.append((fn, fut))
-            if not self._wakeup_pending:  # one wakeup drains every call queued until then
+            if not self._wakeup_pending:
                 self._wakeup_pending = True
                 self._injector.trigger(ApplicationEvent(_WAKEUP))
-        return fut
+        return True
 
     def _invoke(self, fn: Callable[[], Any], fut: Optional[Future]) -> None:
         try:
@@ -112,7 +163,8 @@ class Loop:
                 fut.set_result(result)
 
     def _drain(self) -> None:
-        self._wakeup_pending = False  # before draining: a call queued from now on wakes again
+        with self._lock:
+            self._wakeup_pending = False  # calls queued from now on send a wake-up of their own
         while self._calls:
             fn, fut = self._calls.popleft()
             self._invoke(fn, fut)
@@ -142,10 +194,7 @@ class Loop:
                 self._injector.close()
                 self.container.stop()
 
-            with self._lock:
-                if not self._stopped:
-                    self._calls.append((_shutdown, None))
-                    self._injector.trigger(ApplicationEvent(_WAKEUP))
+            self._queue(_shutdown, None)
             if not self.in_loop:
                 self._thread.join(timeout)
         self._stopped = True

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Dict, Optional
 
 import proton
-from proton import symbol
+from cproton import ffi, lib, msgid2py
+from proton import Data, symbol
 
 _FIELDS = ("id", "correlation_id", "reply_to", "subject", "durable", "ttl", "priority",
            "content_type", "address", "user_id", "group_id", "creation_time")
@@ -148,18 +150,85 @@ class Encoded(bytes):
     """The AMQP encoding of a whole message (as opposed to a ``bytes`` body)."""
 
 
-def encode(value: Any) -> Encoded:
+# What proton's Message.encode writes before a plain body: an empty (or durable) header, empty
+# properties, and the amqp-value section's descriptor. A plain body is appended to these by hand
+# (bytes, str) or through one reused pn_data (other values): byte for byte proton's own output,
+# without a proton.Message, its four Data wrappers and its 16-byte-and-double encode buffer.
+_HEADER = b"\x00SpE"
+_DURABLE_HEADER = b"\x00Sp\xc0\x02\x01A"  # list8, size 2, one field: durable=true
+_PROPERTIES = b"\x00SsE"
+_VALUE = b"\x00Sw"
+_PLAIN = _HEADER + _PROPERTIES + _VALUE
+_PLAIN_DURABLE = _DURABLE_HEADER + _PROPERTIES + _VALUE
+_ENCODE_ERRORS = (KeyError, TypeError, OverflowError, proton.MessageException, AttributeError)
+
+_local = threading.local()  # one scratch pn_data and decoder per thread
+
+
+def encode(value: Any, durable: bool = False) -> Encoded:
     """Encode a body or message to its AMQP bytes; TypeError if it cannot be encoded.
+
+    ``durable`` marks a plain body durable (a :class:`Message` says so itself).
 
     >>> len(encode("hello")) > 0
     True
     """
+    kind = type(value)
+    if kind is bytes or kind is str:
+        head = _PLAIN_DURABLE if durable else _PLAIN
+        if kind is str:
+            data, short, long = value.encode(), b"\xa1", b"\xb1"  # str8-utf8 / str32-utf8
+        else:
+            data, short, long = value, b"\xa0", b"\xb0"  # vbin8 / vbin32
+        size = len(data)
+        if size < 256:
+            return Encoded(b"".join((head, short, size.to_bytes(1, "big"), data)))
+        return Encoded(b"".join((head, long, size.to_bytes(4, "big"), data)))
     try:
-        pm = to_proton(value)
-        return Encoded(pm.encode())
-    except (KeyError, TypeError, OverflowError, proton.MessageException, AttributeError) as exc:
+        if kind is Message or kind is proton.Message or isinstance(value, (Message,
+                                                                           proton.Message)):
+            return _encode_message(to_proton(value))
+        return _encode_body(value, durable)
+    except _ENCODE_ERRORS as exc:
         raise TypeError(f"cannot encode {_describe(value)} as an AMQP message: "
                         f"{type(exc).__name__}: {exc}") from None
+
+
+def _encode_body(body: Any, durable: bool) -> Encoded:
+    head = _PLAIN_DURABLE if durable else _PLAIN
+    if body is None:
+        return Encoded(head[:-len(_VALUE)])  # proton writes no body section for None
+    data = getattr(_local, "data", None)
+    if data is None:
+        data = _local.data = Data()
+    data.clear()
+    data.put_object(body)
+    impl = data._data
+    size = lib.pn_data_encoded_size(impl)
+    if size < 0:
+        data._check(size)
+    buf = bytearray(len(head) + size)
+    buf[:len(head)] = head
+    written = lib.pn_data_encode(impl, ffi.from_buffer(buf) + len(head), size)
+    if written < 0:
+        data._check(written)
+    return Encoded(buf)
+
+
+def _encode_message(pm: proton.Message) -> Encoded:
+    """proton's Message.encode, with a buffer sized for the message instead of 16 bytes that
+    double until the message fits (each try encodes the whole message again)."""
+    pm._pre_encode()
+    body = pm.body
+    size = 1024 + (len(body) if isinstance(body, (bytes, str)) else 0)
+    while True:
+        buf = bytearray(size)
+        err = lib.pn_message_encode_py(pm._msg, ffi.from_buffer(buf), size)
+        if err == lib.PN_OVERFLOW:
+            size *= 4
+            continue
+        pm._check(err)
+        return Encoded(memoryview(buf)[:err])
 
 
 def _describe(value: Any) -> str:
@@ -168,8 +237,79 @@ def _describe(value: Any) -> str:
     return f"body of type {type(value).__name__}"
 
 
+def _string(ptr: Any) -> Optional[str]:
+    return None if ptr == ffi.NULL else ffi.string(ptr).decode("utf8")
+
+
+class Decoder:
+    """Turns AMQP message bytes into plain :class:`Message` objects.
+
+    One proton message is reused for every decode, and its fields are read straight from
+    proton-c: no ``proton.Message`` properties, no Data wrappers made per message. Not
+    thread-safe: one per receiving link (or per thread).
+
+    >>> Decoder().decode(encode("hello")).body
+    'hello'
+    """
+
+    def __init__(self) -> None:
+        self._pm = proton.Message()  # owns the pn_message_t (freed with it)
+        msg = self._msg = self._pm._msg
+        # These pointers live as long as msg; proton-c fills them lazily when they are asked for.
+        self._body = Data(lib.pn_message_body(msg))
+        self._properties = Data(lib.pn_message_properties(msg))
+        self._annotations = Data(lib.pn_message_annotations(msg))
+
+    def decode(self, data: Any) -> Message:
+        """Decode one message (``data``: bytes, bytearray or memoryview)."""
+        msg = self._msg
+        self._pm._check(lib.pn_message_decode(msg, ffi.from_buffer(data), len(data)))
+        out = Message.__new__(Message)
+        out.body = self._value(self._body, lib.pn_message_body(msg))
+        props = self._value(self._properties, lib.pn_message_properties(msg))
+        out.properties = dict(props) if props else {}
+        ann = self._value(self._annotations, lib.pn_message_annotations(msg))
+        out.annotations = dict(ann) if ann else {}
+        out.id = plain(msgid2py(lib.pn_message_get_id(msg)))
+        out.correlation_id = plain(msgid2py(lib.pn_message_get_correlation_id(msg)))
+        out.reply_to = _string(lib.pn_message_get_reply_to(msg))
+        out.subject = _string(lib.pn_message_get_subject(msg))
+        out.durable = bool(lib.pn_message_is_durable(msg))
+        out.ttl = lib.pn_message_get_ttl(msg) / 1000.0 or None
+        priority = lib.pn_message_get_priority(msg)
+        out.priority = None if priority == 4 else priority  # 4 is AMQP's default
+        ctype = _string(lib.pn_message_get_content_type(msg))
+        out.content_type = None if ctype in (None, "None", "") else ctype
+        out.address = _string(lib.pn_message_get_address(msg))
+        user_id = lib.pn_message_get_user_id(msg)
+        out.user_id = ffi.unpack(user_id.start, user_id.size) if user_id.size else None
+        out.group_id = _string(lib.pn_message_get_group_id(msg))
+        out.creation_time = lib.pn_message_get_creation_time(msg) / 1000.0 or None
+        count = lib.pn_message_get_delivery_count(msg)
+        out.delivery_count = count
+        out.redelivered = count > 0
+        lib.pn_message_clear(msg)  # a next message without some section must not see this one's
+        return out
+
+    @staticmethod
+    def _value(data: Data, impl: Any) -> Any:
+        """The value in ``data`` (whose pointer is ``impl``: asking for it decodes it)."""
+        lib.pn_data_rewind(impl)
+        if not lib.pn_data_next(impl):
+            return None
+        kind = lib.pn_data_type(impl)
+        if kind == lib.PN_BINARY:
+            value = lib.pn_data_get_binary(impl)
+            return ffi.unpack(value.start, value.size)
+        if kind == lib.PN_STRING:
+            value = lib.pn_data_get_string(impl)
+            return ffi.unpack(value.start, value.size).decode("utf8")
+        return plain(data.get_object())
+
+
 def decode(data: bytes) -> Message:
     """Decode AMQP message bytes into a plain :class:`Message`."""
-    pm = proton.Message()
-    pm.decode(data)
-    return Message.from_proton(pm)
+    decoder = getattr(_local, "decoder", None)
+    if decoder is None:
+        decoder = _local.decoder = Decoder()
+    return decoder.decode(data)

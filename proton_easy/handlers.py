@@ -28,7 +28,7 @@ from proton import Condition, Data, Delivery, Described, Terminus, byte, symbol,
 from proton.handlers import MessagingHandler
 from proton.reactor import LinkOption
 
-from . import _links
+from . import _links, _raw
 from ._connection import Connection
 from ._errors import (
     ConnectionLost,
@@ -39,7 +39,7 @@ from ._errors import (
     link_error,
     transaction_error,
 )
-from ._message import Encoded, Message, encode
+from ._message import Decoder, Encoded, Message, encode
 from ._options import DEFAULT_TIMEOUT, ConnectionOptions
 
 __all__ = ["Job", "Sender", "Receiver", "Requester", "Responder", "TxJob", "TxSender",
@@ -232,12 +232,20 @@ class Job(MessagingHandler):
 
 class _Lean:
     """Raw-event handling for the hot path: no MessagingHandler child handlers, whose dispatch
-    costs more per message than the work itself. Link close is translated here."""
+    costs more per message than the work itself. Link close is translated here.
+
+    A class that defines ``on_raw_delivery(dlv)`` gets delivery events there, with the raw
+    ``pn_delivery_t`` (see :mod:`proton_easy._raw`): straight from a Client's loop, which skips
+    proton's event objects for them, or through ``on_delivery`` under a plain ``Container``.
+    Such a class and its subclasses must not override ``on_delivery``."""
 
     handlers: List[Any]
 
     def _go_lean(self) -> None:
         self.handlers = []
+
+    def on_delivery(self, event: Any) -> None:
+        self.on_raw_delivery(event.delivery._impl)  # type: ignore[attr-defined]
 
     def on_link_remote_close(self, event: Any) -> None:
         link = event.link
@@ -292,7 +300,7 @@ class Sender(_Lean, Job):
         self.sender: Any = None
         self._exhausted = False
         self._resend: Deque[bytes] = collections.deque()
-        self._unsettled: Dict[Any, bytes] = {}
+        self._unsettled: Dict[Any, bytes] = {}  # raw pn_delivery_t -> its encoded message
         self._tags = itertools.count(1)
         self._go_lean()
 
@@ -330,43 +338,42 @@ class Sender(_Lean, Job):
             return None
         if type(item) is Encoded:
             return item
-        if self.durable and not isinstance(item, Message):
-            item = Message(item, durable=True)
-        return encode(item)
+        return encode(item, self.durable)
 
     def on_link_flow(self, event: Any) -> None:
         link = event.link
         if link.is_sender and link.credit:
             self._guard(self._pump, link)  # make_message and the iterable are user code
 
-    def on_delivery(self, event: Any) -> None:
-        dlv = event.delivery
-        if not dlv.updated:
+    def on_raw_delivery(self, dlv: Any) -> None:
+        if not _raw.updated(dlv):
             return
-        state = dlv.remote_state
-        if state == Delivery.ACCEPTED:
+        state = _raw.remote_state(dlv)
+        if state == _raw.ACCEPTED:
             if self._unsettled.pop(dlv, None) is not None:
                 self.confirmed += 1
-        elif state in (Delivery.REJECTED, Delivery.RELEASED, Delivery.MODIFIED):
+        elif state in _raw.REFUSED:
             self._refused(dlv)
-        if dlv.settled:
-            dlv.settle()
-        self._guard(self._check_done)  # on_all_accepted is user code
+        if _raw.remote_settled(dlv):
+            _raw.settle_now(dlv)
+        if self._exhausted:
+            self._guard(self._check_done)  # on_all_accepted is user code
 
     def _pump(self, sender: Any) -> None:
-        while sender.credit and not self.done:
+        link = sender._impl
+        tags = self._tags
+        unsettled = self._unsettled
+        while _raw.link_credit(link) > 0 and not self.done:
             payload = self._next_payload()
             if payload is None:
                 break
-            dlv = sender.delivery(b"%d" % next(self._tags))
-            sender.stream(payload)
-            sender.advance()
+            dlv = _raw.send(link, b"%x" % next(tags), payload)
             self.sent += 1
             if self.at_most_once:
-                dlv.settle()
+                _raw.settle_now(dlv)
                 self.confirmed += 1
             else:
-                self._unsettled[dlv] = payload
+                unsettled[dlv] = payload
         self._check_done()
 
     def _check_done(self) -> None:
@@ -377,8 +384,8 @@ class Sender(_Lean, Job):
     def _refused(self, dlv: Any) -> None:
         if self._unsettled.pop(dlv, None) is None:
             return
-        state = dlv.remote_state
-        cond = dlv.remote.condition if state == Delivery.REJECTED else None
+        state = _raw.remote_state(dlv)
+        cond = _raw.wrap(dlv).remote.condition if state == _raw.REJECTED else None
         self._fail(delivery_error(state, cond))
 
     def _dropped(self) -> None:
@@ -446,7 +453,7 @@ class Receiver(_Lean, Job):
         self.messages: List[Message] = []
         self.receiver: Any = None
         self._highest_id = 0
-        self._decoder = proton.Message()
+        self._decoder = Decoder()
         self._go_lean()
 
     def on_received(self, msg: Message) -> None:
@@ -472,12 +479,16 @@ class Receiver(_Lean, Job):
         recv = self.receiver
         if recv is None or self.done:
             return
-        missing = self._wanted() - recv.credit - recv.queued
-        if missing > 0:
-            if self.drain:
-                recv.drain(missing)  # credit with the drain flag: "send what you have"
-            else:
-                recv.flow(missing)
+        wanted = self._wanted()
+        outstanding = recv.credit + recv.queued
+        missing = wanted - outstanding
+        if missing <= 0:
+            return
+        if self.drain:
+            recv.drain(missing)  # credit with the drain flag: "send what you have"
+        elif 2 * missing >= wanted or outstanding == 0:
+            # credit in batches of half the window: a flow frame per few messages, not per one
+            recv.flow(missing)
 
     def on_link_flow(self, event: Any) -> None:
         # With drain, the broker answers a flow it cannot fill by using up the credit: nothing
@@ -496,25 +507,17 @@ class Receiver(_Lean, Job):
     def _idle(self) -> None:
         self.finish(self.messages)
 
-    def on_delivery(self, event: Any) -> None:
-        dlv = event.delivery
-        link = dlv.link
-        if not link.is_receiver or not dlv.readable or dlv.partial:
+    def on_raw_delivery(self, dlv: Any) -> None:
+        data = _raw.receive(dlv)
+        if data is None:
             return
-        data = link.recv(dlv.pending)
-        link.advance()
-        if link.remote_snd_settle_mode == link.SND_SETTLED:
-            dlv.settle()
-        decoder = self._decoder
         try:
-            decoder.decode(data)
-            msg = Message.from_proton(decoder)
+            msg = self._decoder.decode(data)
         except Exception as exc:  # noqa: BLE001 - an undecodable message is rejected
             log.warning("rejecting a message that cannot be decoded: %s", exc)
             self._settle(dlv, Delivery.REJECTED)
             self._top_up()
             return
-        decoder.clear()
         if self.dedupe and isinstance(msg.id, int) and not isinstance(msg.id, bool):
             if msg.id <= self._highest_id:
                 self._settle(dlv, Delivery.ACCEPTED)
@@ -524,7 +527,8 @@ class Receiver(_Lean, Job):
         self.deliver(msg, dlv)
 
     def deliver(self, msg: Message, dlv: Any) -> None:
-        """Hand one message to :meth:`on_received` and settle it (overridable plumbing)."""
+        """Hand one message to :meth:`on_received` and settle it (overridable plumbing; ``dlv``
+        is a raw ``pn_delivery_t``, valid until this returns unless held: see ``_raw.hold``)."""
         try:
             self.on_received(msg)
         except Exception as exc:  # noqa: BLE001 - the message goes back, the job fails
@@ -540,14 +544,7 @@ class Receiver(_Lean, Job):
         if self.idle_timeout is not None:
             self.set_timer("idle", self.idle_timeout, self._idle)
 
-    @staticmethod
-    def _settle(dlv: Any, outcome: int) -> None:
-        if dlv.settled:
-            return
-        if outcome == Delivery.MODIFIED:
-            dlv.local.failed = True
-        dlv.update(outcome)
-        dlv.settle()
+    _settle = staticmethod(_raw.settle)
 
     def _reconnected(self) -> None:
         self._top_up()
