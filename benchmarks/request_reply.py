@@ -3,9 +3,13 @@
 Runs 1,000 sequential requests (after a warm-up) in each setup and prints p50/p99 in
 microseconds:
 
-- ``hand-written``: a seed-style client (Example 3.7) against a seed-style server (3.6);
+- ``hand-written pair``: a seed-style client (Example 3.7) against a seed-style server (3.6);
+- ``SyncRequestResponse``: ``proton.utils``' blocking client against the hand-written server;
 - ``Client.request``: ``proton_easy.Client.request`` against the same hand-written server;
-- ``Client.request + serve``: ``Client.request`` against ``proton_easy.Client.serve``.
+- ``Client.request + Responder``: ``Client.request`` against ``proton_easy.handlers.Responder``
+  run like the seed's server (``Container(handler).run()``, the reply sent from the event);
+- ``Client.request + serve``: ``Client.request`` against ``proton_easy.Client.serve`` (the
+  handler runs in the serving thread: two thread hand-offs per request on the server side).
 
 Each server runs in its own process, so clients and servers do not share a GIL; the setups
 take turns request by request, so that a busy machine slows them all alike. Usage::
@@ -13,6 +17,7 @@ take turns request by request, so that a busy machine slows them all alike. Usag
     python benchmarks/request_reply.py [URL] [-n 1000]
 
 URL defaults to ``$PROTON_EASY_URL``, else ``amqp://admin:admin@localhost:5672``.
+``benchmarks/run.py`` (``make bench``) runs this too, through :func:`measure`.
 """
 
 from __future__ import annotations
@@ -30,8 +35,10 @@ from typing import Any, Dict, List, Optional
 from proton import Data, Message, symbol
 from proton.handlers import MessagingHandler
 from proton.reactor import ApplicationEvent, Container, EventInjector, LinkOption
+from proton.utils import BlockingConnection, SyncRequestResponse
 
 import proton_easy as pe
+from proton_easy.handlers import Responder
 
 
 class QueueCapability(LinkOption):
@@ -132,16 +139,30 @@ def start_server(kind: str, url: str, address: str) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, __file__, url, "--serve", kind, "--address",
                              address], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
+    timer = threading.Timer(30, proc.kill)  # a server that never gets ready must not hang us
+    timer.start()
     line = proc.stdout.readline()
+    timer.cancel()
     if line.strip() != "ready":
         proc.kill()
         raise SystemExit(f"the {kind} server did not start")
     return proc
 
 
+class ReadyResponder(Responder):
+    """proton_easy's Responder, saying "ready" once its receiver is attached."""
+
+    def on_link_remote_open(self, event: Any) -> None:  # a lean handler: raw events
+        if event.link == self.receiver:
+            print("ready", flush=True)
+
+
 def serve(kind: str, url: str, address: str) -> None:
     if kind == "seed":
         Container(SeedServer(url, address)).run()
+        return
+    if kind == "responder":
+        Container(ReadyResponder(f"{url}/{address}", lambda msg: msg.body.upper())).run()
         return
     with pe.Client(url) as client:
         print("ready", flush=True)  # requests wait in the queue until serve's link is up
@@ -156,13 +177,63 @@ def timed_request(client: pe.Client, address: str) -> float:
     return latency
 
 
-def report(name: str, latencies: List[float], base: Optional[float]) -> float:
+def timed_call(rr: SyncRequestResponse) -> float:
+    started = time.perf_counter()
+    reply = rr.call(Message(body="hello"))
+    latency = time.perf_counter() - started
+    assert reply.body == "HELLO", reply
+    return latency
+
+
+SETUPS = ("hand-written pair", "SyncRequestResponse", "Client.request",
+          "Client.request + Responder", "Client.request + serve")
+
+
+def percentiles(latencies: List[float]) -> Dict[str, float]:
+    """p50 and p99 of some latencies (seconds), in microseconds."""
     micros = sorted(x * 1e6 for x in latencies)
-    p50 = statistics.median(micros)
-    p99 = micros[min(len(micros) - 1, int(len(micros) * 0.99))]
-    ratio = f"   p50 = {p50 / base:.2f}x hand-written" if base else ""
-    print(f"{name:<26} p50 {p50:8.0f} us   p99 {p99:8.0f} us{ratio}")
-    return p50
+    return {"p50_us": statistics.median(micros),
+            "p99_us": micros[min(len(micros) - 1, int(len(micros) * 0.99))],
+            "requests": len(micros)}
+
+
+def measure(url: str, n: int = 1000, warmup: int = 100) -> Dict[str, List[float]]:
+    """Round-trip latencies (seconds) of ``n`` requests per setup (see :data:`SETUPS`)."""
+    addresses = {kind: f"bench-rr-{kind}-{uuid.uuid4().hex[:8]}"
+                 for kind in ("seed", "pe", "responder")}
+    servers = [start_server(kind, url, address) for kind, address in addresses.items()]
+    seed = SeedClient(url, addresses["seed"])
+    thread = threading.Thread(target=Container(seed).run, daemon=True)
+    thread.start()
+    results: Dict[str, List[float]] = {name: [] for name in SETUPS}
+    blocking = None
+    try:
+        if not seed.ready.wait(10):
+            raise SystemExit("the hand-written client could not attach")
+        blocking = BlockingConnection(url, timeout=10)
+        rr = SyncRequestResponse(blocking, "queue://" + addresses["seed"])
+        with pe.Client(url) as client:
+            setups = (
+                ("hand-written pair", seed.go),
+                ("SyncRequestResponse", lambda: timed_call(rr)),
+                ("Client.request", lambda: timed_request(client, addresses["seed"])),
+                ("Client.request + Responder",
+                 lambda: timed_request(client, addresses["responder"])),
+                ("Client.request + serve", lambda: timed_request(client, addresses["pe"])))
+            for i in range(n + warmup):
+                for name, timed in setups:
+                    latency = timed()
+                    if i >= warmup:
+                        results[name].append(latency)
+    finally:
+        if blocking is not None:
+            blocking.close()
+        seed.injector.trigger(ApplicationEvent("stop"))
+        thread.join(10)
+        for server in servers:
+            server.terminate()
+            server.wait(10)
+    return results
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -171,7 +242,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         "PROTON_EASY_URL", "amqp://admin:admin@localhost:5672"))
     parser.add_argument("-n", type=int, default=1000, help="requests per setup (1000)")
     parser.add_argument("--warmup", type=int, default=100)
-    parser.add_argument("--serve", choices=["seed", "pe"], help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=["seed", "pe", "responder"], help=argparse.SUPPRESS)
     parser.add_argument("--address", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
@@ -180,37 +251,13 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     print(f"{args.n} sequential requests per setup, after {args.warmup} warm-up requests; "
           "the setups take turns request by request, so machine load hits all alike")
-    seed_address = f"bench-rr-seed-{uuid.uuid4().hex[:8]}"
-    pe_address = f"bench-rr-pe-{uuid.uuid4().hex[:8]}"
-    servers = [start_server("seed", args.url, seed_address),
-               start_server("pe", args.url, pe_address)]
-    seed = SeedClient(args.url, seed_address)
-    thread = threading.Thread(target=Container(seed).run, daemon=True)
-    thread.start()
-    results: Dict[str, List[float]] = {"hand-written": [], "Client.request": [],
-                                       "Client.request + serve": []}
-    try:
-        if not seed.ready.wait(10):
-            raise SystemExit("the hand-written client could not attach")
-        with pe.Client(args.url) as client:
-            for i in range(args.n + args.warmup):
-                keep = i >= args.warmup
-                for name, measure in (
-                        ("hand-written", seed.go),
-                        ("Client.request", lambda: timed_request(client, seed_address)),
-                        ("Client.request + serve", lambda: timed_request(client, pe_address))):
-                    latency = measure()
-                    if keep:
-                        results[name].append(latency)
-    finally:
-        seed.injector.trigger(ApplicationEvent("stop"))
-        thread.join(10)
-        for server in servers:
-            server.terminate()
-            server.wait(10)
-    base = report("hand-written pair", results["hand-written"], None)
-    report("Client.request", results["Client.request"], base)
-    report("Client.request + serve", results["Client.request + serve"], base)
+    results = measure(args.url, args.n, args.warmup)
+    base = percentiles(results["hand-written pair"])["p50_us"]
+    for name in SETUPS:
+        stats = percentiles(results[name])
+        ratio = f"   p50 = {stats['p50_us'] / base:.2f}x hand-written" if name != SETUPS[0] \
+            else ""
+        print(f"{name:<28} p50 {stats['p50_us']:8.0f} us   p99 {stats['p99_us']:8.0f} us{ratio}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """The loop thread: one proton Container per Client, fed work from other threads.
 
-Only ``EventInjector.trigger`` is safe to call from outside the reactor thread, so every call
+Only an ``EventInjector``'s pipe is safe to use from outside the reactor thread, so every call
 from a user thread goes through :meth:`Loop.call` (or :meth:`Loop.post`), which queues a callable
-and wakes the reactor; calls queued while a wake-up is pending share it.
+and wakes the reactor through that pipe (:class:`_Waker`); calls queued while a wake-up is pending
+share it.
 
 Delivery events, one or more per message, skip proton's generic dispatch when the link's
 handler has an ``on_raw_delivery(delivery)`` method: see :class:`RawDeliveryCollector`.
@@ -22,11 +23,10 @@ from cproton import ffi, lib
 from proton import Handler
 from proton._events import Collector, Event
 from proton._reactor import GlobalOverrides
-from proton.reactor import ApplicationEvent, Container, EventInjector
+from proton.reactor import Container, EventInjector
 
 log = logging.getLogger("proton_easy")
 
-_WAKEUP = "proton_easy_wakeup"
 
 
 class RawDeliveryCollector(Collector):
@@ -88,11 +88,29 @@ class _LoopHandler(Handler):
         self.handlers: list = []
         self.loop = loop
 
-    def on_proton_easy_wakeup(self, event: Any) -> None:
-        self.loop._drain()
-
     def on_reactor_init(self, event: Any) -> None:
         self.loop._started.set()
+
+
+class _Waker(EventInjector):
+    """The loop's wake-up pipe: when it is readable the loop runs the queued calls right there
+    (rather than through an ApplicationEvent per wake-up, dispatched like any other event)."""
+
+    def __init__(self, loop: Loop) -> None:
+        super().__init__()
+        self._loop = loop
+
+    def wake(self) -> None:
+        """Wake the loop (from any thread)."""
+        os.write(self.pipe[1], b"!")
+
+    def on_selectable_readable(self, event: Any) -> None:
+        os.read(self.pipe[0], 512)
+        self._loop._drain()
+        if self._closed:
+            sel = event.context
+            sel.terminate()
+            sel.update()
 
 
 class Loop:
@@ -109,7 +127,7 @@ class Loop:
         self._wakeup_pending = False  # a wake-up is on its way: later calls need no other
         self._handler = _LoopHandler(self)
         self.container = LoopContainer(self._handler)
-        self._injector = EventInjector()
+        self._injector = _Waker(self)
         self.container.selectable(self._injector)
         self._started = threading.Event()
         self._stopped = False
@@ -147,7 +165,7 @@ class Loop:
             self._calls.append((fn, fut))
             if not self._wakeup_pending:
                 self._wakeup_pending = True
-                self._injector.trigger(ApplicationEvent(_WAKEUP))
+                self._injector.wake()
         return True
 
     def _invoke(self, fn: Callable[[], Any], fut: Optional[Future]) -> None:

@@ -100,7 +100,7 @@ class _Server(Responder):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.queue: queue.Queue = queue.Queue()
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
 
     def handle(self, msg: Message, dlv: Any) -> None:
         self.queue.put((msg, dlv))
@@ -154,7 +154,7 @@ def serve(client: Client, address: str, handler: Callable[[Message], Any],
                 result, error = job.respond(msg), None
             except Exception as exc:  # noqa: BLE001 - rejected by the loop, serving goes on
                 result, error = None, exc
-            loop.call(lambda m=msg, d=dlv, r=result, e=error: job.complete(m, d, r, e))
+            loop.post(lambda m=msg, d=dlv, r=result, e=error: job.complete(m, d, r, e))
             in_hand = None
         return done.result(client.timeout)
     except BaseException:

@@ -569,15 +569,11 @@ def as_message(value: Any) -> Message:
     return Message(value)
 
 
-def _read(link: Any, dlv: Any, decoder: proton.Message) -> Message:
+def _read(link: Any, dlv: Any, decoder: Decoder) -> Message:
     """Take one complete incoming message off ``link`` as a plain Message."""
     data = link.recv(dlv.pending)
     link.advance()
-    try:
-        decoder.decode(data)
-        return Message.from_proton(decoder)
-    finally:
-        decoder.clear()
+    return decoder.decode(data)
 
 
 def _settle(dlv: Any, outcome: int, error: Optional[BaseException] = None) -> None:
@@ -665,7 +661,7 @@ class Requester(_Lean, Job):
         self._prefix = uuid.uuid4().hex[:12]
         self._ids = itertools.count(1)
         self._tags = itertools.count(1)
-        self._decoder = proton.Message()
+        self._decoder = Decoder()
         self._go_lean()
 
     # -- hooks ----------------------------------------------------------------------------------
@@ -973,7 +969,7 @@ class Responder(_Lean, Job):
         self._reply_links: Dict[Any, Optional[str]] = {}
         self._replies: Dict[Any, str] = {}
         self._tags = itertools.count(1)
-        self._decoder = proton.Message()
+        self._decoder = Decoder()
         self._go_lean()
 
     def respond(self, msg: Message) -> Any:
