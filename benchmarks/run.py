@@ -42,6 +42,8 @@ if HERE not in sys.path:
 
 import handwritten  # noqa: E402 - benchmarks/ is not a package
 import proton  # noqa: E402
+import request_reply  # noqa: E402
+import transactions  # noqa: E402
 from handwritten import now, since  # noqa: E402
 
 import proton_easy as pe  # noqa: E402
@@ -173,6 +175,44 @@ def trial_pe_handler_recv(url: str, address: str, n: int, size: int) -> Dict:
     if job.error is not None:
         raise job.error
     return _result(times, job.received)
+
+
+class _TimedSeedTxSend(transactions.SeedTxSend):
+    opened_at: Optional[Any] = None
+
+    def on_connection_opened(self, event: Any) -> None:
+        self.opened_at = now()
+
+
+class _TimedTxSender(_Timed, handlers.TxSender):
+    pass
+
+
+def trial_hand_tx(url: str, address: str, n: int, size: int, batch: int) -> Dict:
+    send = _TimedSeedTxSend(_queue_url(url, address), n, batch, payload(size))
+    return _result(handwritten.run_handler(send), send.committed)
+
+
+def trial_pe_tx_handler(url: str, address: str, n: int, size: int, batch: int) -> Dict:
+    job = _TimedTxSender(f"{url}/{address}", itertools.repeat(payload(size), n), batch)
+    times = handwritten.run_handler(job)
+    if job.error is not None:
+        raise job.error
+    return _result(times, job.committed)
+
+
+def trial_pe_transaction(url: str, address: str, n: int, size: int, batch: int) -> Dict:
+    body = payload(size)
+    client = pe.Client(url)
+    started = now()
+    try:
+        for _ in range(n // batch):
+            with client.transaction(address) as tx:
+                for _ in range(batch):
+                    tx.send(body)
+    finally:
+        client.close()
+    return _result(since(started), n // batch * batch)
 
 
 def _rss_bytes() -> int:
@@ -332,6 +372,11 @@ SEND_AMO_SETUPS = [
     Setup("pe_handler", "proton_easy handlers.Sender", "pe_handler_send"),
     Setup("pe_send", "proton_easy Client.send per message", "pe_send", slow=True),
 ]
+TX_SETUPS = [
+    Setup("hand", "hand-written TxSend (seed 3.8)", "hand_tx", baseline="hand"),
+    Setup("pe_transaction", "proton_easy Client.transaction", "pe_transaction"),
+    Setup("pe_handler", "proton_easy handlers.TxSender", "pe_tx_handler"),
+]
 RECEIVE_SETUPS = [
     Setup("hand", "hand-written MessagingHandler (seed 3.4)", "hand_recv", baseline="hand"),
     Setup("blocking", "BlockingConnection, receive()+accept()", "blocking_recv", slow=True,
@@ -366,7 +411,7 @@ class Config:
     def quick(cls) -> Config:
         return cls(rounds=1, fast={100: 200, 10240: 100}, slow={100: 20, 10240: 20},
                    memory_messages=2000, latency_requests=20, latency_warmup=5,
-                   tx_messages=40, perf_seconds=0, warmup_messages=0)
+                   tx_messages=200, perf_seconds=0, warmup_messages=0)
 
 
 class Bench:
@@ -377,6 +422,7 @@ class Bench:
         self.config = config
         self.sizes = list(sizes)
         self.cells: List[Cell] = []
+        self.titles: Dict[str, str] = {}
         self.extra: Dict[str, Any] = {}
         self.run_id = uuid.uuid4().hex[:6]
         self._names = itertools.count(1)
@@ -420,10 +466,14 @@ class Bench:
         self.drop(address)
 
     # -- throughput groups -------------------------------------------------------------------
-    def throughput(self, group: str, setups: Sequence[Setup], **kwargs: Any) -> None:
+    def throughput(self, group: str, title: str, setups: Sequence[Setup],
+                   counts: Optional[Dict[int, int]] = None, **kwargs: Any) -> None:
+        """Run each setup at each body size, taking turns, ``rounds`` times."""
+        self.titles[group] = title
         receiving = group == "receive"
         for size in self.sizes:
-            cells = [Cell(group, s, size, (self.config.slow if s.slow else self.config.fast)[size])
+            cells = [Cell(group, s, size, counts[size] if counts else
+                          (self.config.slow if s.slow else self.config.fast)[size])
                      for s in setups]
             self.cells.extend(cells)
             workers = {c.setup.key: Worker() for c in cells}
@@ -443,6 +493,26 @@ class Bench:
             finally:
                 for worker in workers.values():
                     worker.close()
+
+    # -- request/reply -------------------------------------------------------------------------
+    def latency(self) -> None:
+        """Request/reply round trips (benchmarks/request_reply.py), setups taking turns."""
+        print("  request/reply: "
+              f"{self.config.latency_requests} sequential requests per setup...", flush=True)
+        try:
+            results = request_reply.measure(self.url, self.config.latency_requests,
+                                            self.config.latency_warmup)
+        except (SystemExit, Exception) as exc:  # noqa: BLE001 - reported, not fatal
+            self.extra["latency"] = {"error": f"{type(exc).__name__}: {exc}"}
+            print(f"  request/reply: {self.extra['latency']['error']}", flush=True)
+            return
+        base = request_reply.percentiles(results[request_reply.SETUPS[0]])
+        stats = {}
+        for name in request_reply.SETUPS:
+            row = request_reply.percentiles(results[name])
+            row["p50_vs_hand"] = row["p50_us"] / base["p50_us"]
+            stats[name] = row
+        self.extra["latency"] = stats
 
     # -- memory ------------------------------------------------------------------------------
     def memory(self) -> None:
@@ -554,16 +624,12 @@ def summarize(bench: Bench) -> List[Dict]:
     return rows
 
 
-TITLES = {"send": "send, at-least-once", "send-amo": "send, at-most-once",
-          "receive": "receive (at-least-once, queue filled beforehand)"}
-
-
 def print_report(bench: Bench, rows: List[Dict]) -> None:
     rounds = bench.config.rounds
     print()
     header = (f"{'setup':<44} {'body':>6} {'msg/s':>9} {'vs hand':>8} {'vs Blocking':>11} "
               f"{'CPU us/msg':>10} {'peak RSS':>9}")
-    for group, title in TITLES.items():
+    for group, title in bench.titles.items():
         group_rows = [r for r in rows if r["group"] == group]
         if not group_rows:
             continue
@@ -576,6 +642,15 @@ def print_report(bench: Bench, rows: List[Dict]) -> None:
                   f"{_fmt(row.get('vs_blocking'), '.2f', 'x'):>11} "
                   f"{_fmt(row['client_cpu_us_per_msg'], '.0f'):>10} "
                   f"{_fmt(row['peak_rss_mb'], '.0f', ' MB'):>9}")
+        print()
+    latency = bench.extra.get("latency")
+    if latency and "error" not in latency:
+        print(f"== request/reply round trip ({bench.config.latency_requests} sequential "
+              "requests per setup, taking turns; servers in their own processes)")
+        print(f"{'setup (client + server)':<44} {'p50 us':>9} {'p99 us':>9} {'p50 vs hand':>12}")
+        for name, row in latency.items():
+            print(f"{name:<44} {row['p50_us']:>9,.0f} {row['p99_us']:>9,.0f} "
+                  f"{row['p50_vs_hand']:>11.2f}x")
         print()
     memory = bench.extra.get("memory")
     if memory and "error" not in memory:
@@ -647,11 +722,20 @@ def main(argv: Optional[List[str]] = None) -> int:
         bench = Bench(url, config, sizes)
         bench.warm_up()
         if "send" in groups:
-            bench.throughput("send", SEND_SETUPS, at_most_once=False)
+            bench.throughput("send", "send, at-least-once", SEND_SETUPS, at_most_once=False)
         if "send-amo" in groups:
-            bench.throughput("send-amo", SEND_AMO_SETUPS, at_most_once=True)
+            bench.throughput("send-amo", "send, at-most-once", SEND_AMO_SETUPS,
+                             at_most_once=True)
         if "receive" in groups:
-            bench.throughput("receive", RECEIVE_SETUPS)
+            bench.throughput("receive", "receive (at-least-once, queue filled beforehand)",
+                             RECEIVE_SETUPS)
+        if "transactions" in groups:
+            for batch in (10, 100):
+                bench.throughput(f"tx-{batch}", f"transactional send, batches of {batch}",
+                                 TX_SETUPS, counts={s: config.tx_messages for s in sizes},
+                                 batch=batch)
+        if "latency" in groups:
+            bench.latency()
         if "memory" in groups:
             bench.memory()
         if "perf" in groups:

@@ -45,10 +45,12 @@ class QueueCapability(LinkOption):
 
 
 class SeedTxSend(MessagingHandler, TransactionHandler):
-    """The seed's Example 3.8, in Python 3."""
+    """The seed's Example 3.8, in Python 3 (``body``: what to send instead of the seed's
+    ``{'sequence': n}``)."""
 
-    def __init__(self, url: str, messages: int, batch_size: int) -> None:
+    def __init__(self, url: str, messages: int, batch_size: int, body: Any = None) -> None:
         super().__init__()
+        self.body = body
         self.url = Url(url)
         self.current_batch = 0
         self.committed = 0
@@ -76,7 +78,7 @@ class SeedTxSend(MessagingHandler, TransactionHandler):
         while (self.transaction and self.sender.credit
                and (self.committed + self.current_batch) < self.total):
             seq = self.committed + self.current_batch + 1
-            msg = Message(id=seq, body={"sequence": seq})
+            msg = Message(id=seq, body={"sequence": seq} if self.body is None else self.body)
             self.transaction.send(self.sender, msg)
             self.current_batch += 1
             if self.current_batch == self.batch_size:

@@ -1,0 +1,197 @@
+"""The per-message fast paths: byte-exact encoding, the raw decoder, Client.send's cached sender
+links, batched consume acknowledgements, and the benchmark harness (a smoke run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, List
+
+import proton
+import pytest
+
+import proton_easy as pe
+from proton_easy._message import Decoder, Message, decode, encode
+
+BODIES: List[Any] = [
+    b"", b"x", b"x" * 255, b"x" * 256, b"\x00\xff" * 5000, "", "h", "é" * 200, "h" * 70000,
+    None, 0, -1, 2 ** 62, 1.5, True, False, [], {}, [1, "two", b"3", None],
+    {"a": [1, 2.5, None, True], "nested": {"bin": b"xy"}},
+]
+
+
+# -- encoding and decoding ---------------------------------------------------------------------
+@pytest.mark.parametrize("durable", [False, True])
+@pytest.mark.parametrize("body", BODIES, ids=lambda b: f"{type(b).__name__}-{len(repr(b))}")
+def test_plain_bodies_encode_exactly_like_proton(body: Any, durable: bool) -> None:
+    assert encode(body, durable) == bytes(proton.Message(body=body, durable=durable).encode())
+
+
+def test_messages_encode_exactly_like_proton() -> None:
+    msg = Message(b"x" * 5000, properties={"colour": "green", "n": 3}, id=7, durable=True,
+                  correlation_id="c-1", reply_to="replies", subject="s", ttl=60, priority=9,
+                  content_type="text/plain", address="a", user_id=b"u", group_id="g",
+                  creation_time=1700000000.5, annotations={"x-opt-a": 1})
+    assert encode(msg) == bytes(msg.to_proton().encode())
+    assert encode(msg.to_proton()) == bytes(msg.to_proton().encode())
+
+
+def test_decoder_matches_proton_decoding() -> None:
+    messages = [Message(body) for body in BODIES] + [
+        Message({"k": b"v"}, properties={"p": b"q", "i": 1}, id=7, correlation_id=b"c",
+                durable=True, ttl=5, subject="s", content_type="application/json",
+                reply_to="r", address="a", user_id=b"u", group_id="g", creation_time=12.5,
+                priority=7, annotations={"x-opt-a": 1}),
+        Message("uuid id", id=uuid.UUID(int=5), correlation_id="text"),
+    ]
+    decoder = Decoder()
+    for msg in messages:  # one decoder for all: nothing may leak from one message to the next
+        data = encode(msg)
+        pm = proton.Message()
+        pm.decode(data)
+        expected = Message.from_proton(pm)
+        got = decoder.decode(data)
+        assert got == expected
+        for name in ("annotations", "delivery_count", "redelivered"):
+            assert getattr(got, name) == getattr(expected, name)
+        assert type(got.body) is type(expected.body)
+    assert decode(encode(None)).body is None
+
+
+def test_unencodable_values_still_raise_type_error() -> None:
+    with pytest.raises(TypeError):
+        encode(Message(object()))
+    with pytest.raises(TypeError):
+        encode({"k": 2 ** 64})
+
+
+# -- Client.send's sender links ----------------------------------------------------------------
+def test_client_send_keeps_one_link_per_address_and_mode(amqp_url: str,
+                                                          amqp_address: str) -> None:
+    with pe.Client(amqp_url) as client:
+        for i in range(5):
+            client.send(amqp_address, i)
+        link = client._senders._links[(amqp_address, False)]
+        for i in range(5, 10):
+            client.send(amqp_address, i)
+        client.send(amqp_address, 10, at_most_once=True)
+        assert client._senders._links[(amqp_address, False)] is link
+        assert len(client._senders._links) == 2
+        got = client.receive(amqp_address, count=11, timeout=10)
+    assert [m.body for m in got] == list(range(11))
+
+
+def test_threads_share_one_sender_link(amqp_url: str, amqp_address: str) -> None:
+    errors: List[BaseException] = []
+    with pe.Client(amqp_url) as client:
+        def worker(k: int) -> None:
+            try:
+                for i in range(20):
+                    client.send(amqp_address, {"thread": k, "i": i})
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors
+        assert len(client._senders._links) == 1
+        assert len(client.receive(amqp_address, count=120, timeout=10)) == 120
+
+
+def test_a_sender_link_closed_under_the_client_is_replaced(amqp_url: str,
+                                                            amqp_address: str) -> None:
+    with pe.Client(amqp_url) as client:
+        client.send(amqp_address, "first")
+        link = client._senders._links[(amqp_address, False)]
+        client._loop.call(link.sender.close).result(5)  # the broker answers with a detach
+        deadline = time.monotonic() + 10
+        while not link.done and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert link.done
+        client.send(amqp_address, "second")  # on a new link
+        assert client._senders._links[(amqp_address, False)] is not link
+        assert [m.body for m in client.receive(amqp_address, count=2, timeout=10)] \
+            == ["first", "second"]
+
+
+def test_least_recently_used_sender_links_are_closed(amqp_url: str, amqp_address: str) -> None:
+    with pe.Client(amqp_url) as client:
+        client._senders._limit = 2
+        for k in range(4):
+            client.send(f"{amqp_address}-{k}", k)
+        assert [key[0] for key in client._senders._links] == [f"{amqp_address}-2",
+                                                               f"{amqp_address}-3"]
+        for k in range(4):
+            assert [m.body for m in client.receive(f"{amqp_address}-{k}", timeout=5)] == [k]
+
+
+def test_send_on_a_closed_client_raises(amqp_url: str,
+                                                            amqp_address: str) -> None:
+    client = pe.Client(amqp_url)
+    client.send(amqp_address, "x")
+    client.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        client.send(amqp_address, "y")
+
+
+def test_client_send_waits_out_a_broker_restart(artemis_factory: Any) -> None:
+    broker = artemis_factory()
+    with pe.Client(broker.url, timeout=10) as client:
+        client.send("restart-send-q", pe.Message(0, durable=True))
+        broker.kill()
+
+        def restart() -> None:
+            time.sleep(1)
+            broker.restart()
+
+        restarter = threading.Thread(target=restart)
+        restarter.start()
+        try:  # waits while the client reconnects (not counted in the timeout), then sends
+            client.send("restart-send-q", pe.Message(1, durable=True), timeout=10)
+        finally:
+            restarter.join(60)
+        got = client.receive("restart-send-q", count=2, timeout=10)
+    assert [m.body for m in got] == [0, 1]
+
+
+# -- consume's batched acknowledgements --------------------------------------------------------
+def test_consume_accepts_what_was_handled_when_the_loop_is_left(amqp_url: str,
+                                                                 amqp_address: str) -> None:
+    url = f"{amqp_url}/{amqp_address}"
+    pe.send_many(url, range(30))
+    handled = []
+    for msg in pe.consume(url, idle_timeout=5):  # default window 10: acks go in batches of 5
+        if msg.body == 12:
+            break  # 12 goes back; 0-11 were handled and must not come again
+        handled.append(msg.body)
+    assert handled == list(range(12))
+    rest = pe.receive(url, count=30, timeout=2)
+    assert sorted(m.body for m in rest) == list(range(12, 30))
+
+
+# -- the benchmark harness -------------------------------------------------------------------
+def test_benchmark_harness_smoke_run(amqp_url: str, tmp_path: Path) -> None:
+    """``benchmarks/run.py --quick`` runs every group with tiny counts (nothing is timed)."""
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "run.py"), "--quick", "--url", amqp_url,
+         "--sizes", "100", "--json", str(out)],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600,
+        env={**os.environ, "PYTHONPATH": str(root)})
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    results = json.loads(out.read_text())
+    groups = {row["group"] for row in results["results"]}
+    assert groups == {"send", "send-amo", "receive", "tx-10", "tx-100"}
+    assert all(row["best_msg_per_s"] for row in results["results"]), proc.stdout[-3000:]
+    assert set(results["latency"]) >= {"hand-written pair", "Client.request + serve"}
+    assert results["memory"]["count"] > 0
