@@ -6,6 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: help venv fetch test demo broker bench lint clean
 
@@ -13,7 +14,7 @@ help:
 	@echo "make test    create .venv, install, fetch Artemis, run the whole test suite"
 	@echo "make demo    start a local Artemis, run examples/demo.py against it, stop it"
 	@echo "make broker  run a local Artemis in the foreground (Ctrl-C stops it)"
-	@echo "make bench   run benchmarks/run.py"
+	@echo "make bench   benchmarks against a local Artemis (a few minutes; BENCH_ARGS=--quick)"
 	@echo "make lint    ruff check"
 
 $(PY):
@@ -38,8 +39,8 @@ demo: fetch
 broker: fetch
 	$(PY) -m proton_easy.testing broker
 
-bench: venv
-	$(PY) benchmarks/run.py
+bench: fetch
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -206,11 +206,12 @@ def trial_pe_transaction(url: str, address: str, n: int, size: int, batch: int) 
     client = pe.Client(url)
     started = now()
     try:
-        for _ in range(n // batch):
-            with client.transaction(address) as tx:
-                for _ in range(batch):
-                    tx.send(body)
-    finally:
+        with client.transaction(address) as tx:  # commit() starts the next batch
+            for k in range(1, n // batch * batch + 1):
+                tx.send(body)
+                if k % batch == 0 and k < n // batch * batch:
+                    tx.commit()
+    finally:  # leaving the block commits the last batch
         client.close()
     return _result(since(started), n // batch * batch)
 
@@ -218,6 +219,19 @@ def trial_pe_transaction(url: str, address: str, n: int, size: int, batch: int) 
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_rss_kb() -> int:
+    """This process's peak RSS since it started (``VmHWM``; ``ru_maxrss`` would count the memory
+    of the parent it was forked from)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def trial_pe_consume_memory(url: str, address: str, n: int, size: int) -> Dict:
@@ -262,7 +276,7 @@ def worker_main() -> None:
         except BaseException as exc:  # noqa: BLE001 - reported to the parent
             result = {"error": f"{type(exc).__name__}: {exc}",
                       "traceback": traceback.format_exc()}
-        result["max_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        result["max_rss_kb"] = peak_rss_kb()
         out.write(json.dumps(result) + "\n")
         out.flush()
 

@@ -343,6 +343,8 @@ class Client:
     def _shutdown(self) -> None:
         self._closed = True
         self._loop.stop()
+        if self._loop.finished:
+            self._conn.release()
 
 
 def pre_encode(item: Any, durable: bool = False) -> Encoded:

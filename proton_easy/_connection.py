@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, Optional, Set
+from typing import TYPE_CHECKING, Any, List, Optional, Set
 
 from proton.handlers import EndpointStateHandler, MessagingHandler
 
@@ -84,6 +84,34 @@ class Connection(MessagingHandler):
                 self._resolve(self.closed, None)
         else:
             self._resolve(self.closed, None)
+
+    def release(self) -> None:
+        """Let a finished connection's proton objects be freed (call once its loop stopped).
+
+        proton keeps each endpoint's Python attributes alive for as long as the C object lives,
+        and those attributes (the handler, the container) hold Python wrappers that keep the C
+        objects alive: without this, every closed Client would keep its whole connection, with
+        its buffers and handlers, for the life of the process.
+        """
+        conn, self.proton = self.proton, None
+        self.jobs.clear()
+        if conn is None:
+            return
+        endpoints: List[Any] = [conn]
+        link = conn.link_head(0)
+        while link is not None:
+            endpoints.append(link)
+            link = link.next(0)
+        session = conn.session_head(0)
+        while session is not None:
+            endpoints.append(session)
+            session = session.next(0)
+        if conn.transport is not None:
+            endpoints.append(conn.transport)
+        for endpoint in endpoints:
+            attrs = endpoint.__dict__.get("_attrs")
+            if isinstance(attrs, dict):
+                attrs.clear()
 
     # -- proton events ----------------------------------------------------------------------
     def on_connection_opened(self, event: Any) -> None:

@@ -136,6 +136,11 @@ class Loop:
         self._thread.start()
 
     @property
+    def finished(self) -> bool:
+        """True once the loop thread has ended (nothing runs on its proton objects any more)."""
+        return not self._thread.is_alive()
+
+    @property
     def in_loop(self) -> bool:
         """True when called from the loop thread itself."""
         return threading.current_thread() is self._thread

@@ -418,9 +418,7 @@ class Transaction:
         self._check()
         address = self._address(address)
         if type(message) is not Encoded:
-            if durable and not isinstance(message, Message):
-                message = Message(message, durable=True)
-            message = encode(message)
+            message = encode(message, durable)
         while self._window and self._window[0].done():
             self._window.popleft().result()  # raises if the batch failed
         self._window.append(self._submit(self._job.op_send, address, message))
@@ -504,9 +502,8 @@ class Transaction:
 
     def _submit(self, op: Callable[..., None], *args: Any) -> Future:
         fut: Future = Future()
-        call = self._client._loop.call(lambda: self._job.run_op(fut, op, *args))
-        if call.done() and call.exception() is not None:
-            _resolve(fut, call.exception())
+        if not self._client._loop.post(lambda: self._job.run_op(fut, op, *args)):
+            _resolve(fut, RuntimeError("the client is closed"))
         return fut
 
     def _end(self, commit: bool, then_declare: bool) -> None:
