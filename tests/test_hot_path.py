@@ -163,6 +163,21 @@ def test_client_send_waits_out_a_broker_restart(artemis_factory: Any) -> None:
     assert [m.body for m in got] == [0, 1]
 
 
+def test_a_closed_client_is_freed(amqp_url: str, amqp_address: str) -> None:
+    import gc
+    import weakref
+
+    client = pe.Client(amqp_url)
+    client.send(amqp_address, "x")
+    assert [m.body for m in client.receive(amqp_address, timeout=5)] == ["x"]
+    container = weakref.ref(client._loop.container)
+    connection = weakref.ref(client._conn)
+    client.close()
+    del client
+    gc.collect()
+    assert container() is None and connection() is None
+
+
 # -- consume's batched acknowledgements --------------------------------------------------------
 def test_consume_accepts_what_was_handled_when_the_loop_is_left(amqp_url: str,
                                                                  amqp_address: str) -> None:
