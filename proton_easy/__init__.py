@@ -7,7 +7,7 @@
 """
 
 from ._api import consume, receive, request, send, send_many, serve, transaction
-from ._client import Client
+from ._client import Client, Consumer
 from ._errors import (
     AMQPError,
     AuthenticationError,
@@ -36,6 +36,7 @@ __all__ = [
     "Client",
     "ConnectError",
     "ConnectionLost",
+    "Consumer",
     "DEFAULT_TIMEOUT",
     "DeliveryError",
     "LinkError",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Iterator, List, Optional
 
-from ._client import Client, pre_encode
+from ._client import Client, Consumer, pre_encode
 from ._message import Message, encode
 from ._request_reply import check_serve_args
 from ._transaction import Transaction
@@ -56,16 +56,20 @@ def receive(url: Optional[str], count: int = 1, *, timeout: Optional[float] = No
 
 def consume(url: Optional[str], *, idle_timeout: Optional[float] = -1,
             selector: Optional[str] = None, at_most_once: bool = False,
-            **options: Any) -> Iterator[Message]:
+            **options: Any) -> Consumer:
     """Iterate over messages; each is accepted after the loop body finished with it, and put back
     on the queue if the body raised. Stops after ``idle_timeout`` seconds without a message.
+    Also a context manager: inside ``with``, a ``break`` accepts the message in hand.
 
     >>> for msg in pe.consume("amqp://localhost:5672/examples", idle_timeout=5):  # doctest: +SKIP
     ...     print(msg.body)
     """
-    with Client(url, **options) as client:
-        yield from client.consume(None, idle_timeout=idle_timeout, selector=selector,
-                                  at_most_once=at_most_once)
+
+    def run(keep: List[bool]) -> Iterator[Message]:
+        with Client(url, **options) as client:
+            yield from client._consume(None, idle_timeout, selector, at_most_once, 10, keep)
+
+    return Consumer(run)
 
 
 def request(url: Optional[str], message: Any, *, timeout: Optional[float] = None,

@@ -239,19 +239,31 @@ class Client:
         selector: Optional[str] = None,
         at_most_once: bool = False,
         window: int = 10,
-    ) -> Iterator[Message]:
+    ) -> Consumer:
         """Iterate over messages as they arrive; each is accepted only after the loop body
-        finished with it and asked for the next one. Leaving the loop by an exception or
-        ``break`` puts the message in hand back on the queue. Stops after ``idle_timeout``
-        seconds without a message (default: the client's timeout; None waits forever).
+        finished with it and asked for the next one. Stops after ``idle_timeout`` seconds
+        without a message (default: the client's timeout; None waits forever).
 
-        >>> for msg in client.consume("orders", idle_timeout=5):   # doctest: +SKIP
-        ...     handle(msg.body)
+        Leaving the loop early: inside ``with client.consume(...) as messages:`` a ``break``
+        accepts the message in hand and an exception puts it back on the queue; a bare ``for``
+        loop cannot tell the two apart, so it always puts the message back.
+
+        >>> with client.consume("orders", idle_timeout=5) as messages:   # doctest: +SKIP
+        ...     for msg in messages:
+        ...         if handle(msg.body) == "done":
+        ...             break
         """
         address = self._address(address)
+        return Consumer(lambda keep: self._consume(address, idle_timeout, selector,
+                                                   at_most_once, window, keep))
+
+    def _consume(self, address: Optional[str], idle_timeout: Optional[float],
+                 selector: Optional[str], at_most_once: bool, window: int,
+                 keep: List[bool]) -> Iterator[Message]:
         idle = self.timeout if idle_timeout == -1 else idle_timeout
-        return _consume(self, _Consumer(address=address, selector=selector,
-                                        at_most_once=at_most_once, window=window), idle)
+        job = _Consumer(address=self._address(address), selector=selector,
+                        at_most_once=at_most_once, window=window)
+        return _consume(self, job, idle, keep)
 
     def request(
         self,
@@ -417,7 +429,43 @@ class _Consumer(Receiver):
             recv.flow(missing)
 
 
-def _consume(client: Client, job: _Consumer, idle: Optional[float]) -> Iterator[Message]:
+class Consumer(Iterator[Message]):
+    """What ``consume`` returns: an iterator over arriving messages and a context manager.
+
+    In a ``with`` block, leaving the loop by ``break`` accepts the message in hand (the loop
+    body finished with it) and an exception puts it back on the queue; :meth:`close` (or the
+    end of the block) closes the receiver.
+
+    >>> with pe.consume(url, idle_timeout=5) as messages:   # doctest: +SKIP
+    ...     first_two = [m.body for m in itertools.islice(messages, 2)]
+    """
+
+    def __init__(self, start: Any) -> None:
+        self._keep = [False]  # set when the message in hand is to be accepted on close
+        self._gen: Iterator[Message] = start(self._keep)
+
+    def __iter__(self) -> Consumer:
+        return self
+
+    def __next__(self) -> Message:
+        return next(self._gen)
+
+    def close(self) -> None:
+        """Stop: the message in hand goes back to the queue (unless leaving a ``with`` block
+        normally), and the receiver closes."""
+        self._gen.close()  # type: ignore[attr-defined]
+
+    def __enter__(self) -> Consumer:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self._keep[0] = True
+        self.close()
+
+
+def _consume(client: Client, job: _Consumer, idle: Optional[float],
+             keep: List[bool]) -> Iterator[Message]:
     fut: Future = Future()
     loop = client._loop
     loop.call(lambda: job.start(loop.container, client._conn, fut))
@@ -445,6 +493,9 @@ def _consume(client: Client, job: _Consumer, idle: Optional[float]) -> Iterator[
             if len(acks) >= batch:
                 loop.post(job.accept_acks)
     finally:
+        if pending is not None and keep[0]:
+            acks.append(pending[1])  # left a with block normally: the body is done with it
+            pending = None
         if acks and not client._closed:
             loop.post(job.accept_acks)
         if pending is not None and not client._closed:

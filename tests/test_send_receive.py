@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from datetime import datetime
@@ -412,3 +413,39 @@ def test_client_reconnects_promptly_after_a_graceful_broker_restart(artemis_fact
         client.send("graceful-q", pe.Message(2, durable=True), timeout=20)
         assert time.monotonic() - start < 10
         assert [m.body for m in client.receive("graceful-q", count=2, timeout=5)] == [1, 2]
+
+
+def test_consume_in_a_with_block_break_keeps_the_message_taken(amqp_url: str,
+                                                               amqp_address: str) -> None:
+    url = url_for(amqp_url, amqp_address)
+    pe.send_many(url, range(6))
+    with pe.consume(url, idle_timeout=3) as messages:
+        taken = [m.body for m in itertools.islice(messages, 2)]  # "take two", then leave
+    with pe.Client(amqp_url) as client, client.consume(amqp_address, idle_timeout=3) as more:
+        for msg in more:
+            taken.append(msg.body)
+            if msg.body == 3:
+                break
+    assert taken == [0, 1, 2, 3]
+    assert [m.body for m in pe.receive(url, count=10, timeout=2)] == [4, 5]
+
+
+def test_consume_in_a_with_block_exception_puts_the_message_back(amqp_url: str,
+                                                                 amqp_address: str) -> None:
+    url = url_for(amqp_url, amqp_address)
+    pe.send_many(url, ["a", "b"])
+    with pytest.raises(ZeroDivisionError), pe.consume(url, idle_timeout=3) as messages:
+        for msg in messages:
+            if msg.body == "b":
+                raise ZeroDivisionError("cannot handle b")
+    (again,) = pe.receive(url, count=10, timeout=2)
+    assert again.body == "b" and again.redelivered
+
+
+def test_consume_to_the_end_closes_its_connection(amqp_url: str, amqp_address: str) -> None:
+    url = url_for(amqp_url, amqp_address)
+    pe.send_many(url, range(3))
+    threads = threading.active_count()
+    assert [m.body for m in pe.consume(url, idle_timeout=1)] == [0, 1, 2]
+    time.sleep(0.2)
+    assert threading.active_count() == threads
