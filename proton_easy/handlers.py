@@ -230,6 +230,20 @@ class Job(MessagingHandler):
             self._fail(exc)
 
 
+
+def _message_source(messages: Union[int, Iterable[Any]],
+                    make_message: Any) -> Tuple[Optional[int], Iterator[Any]]:
+    """(total or None, iterator of messages) for a count (made by ``make_message(n)``, 1-based)
+    or an iterable of bodies/messages."""
+    if isinstance(messages, bool):
+        raise TypeError("messages must be a count or an iterable")
+    if isinstance(messages, int):
+        if messages < 0:
+            raise ValueError("messages must not be negative")
+        return messages, (make_message(n) for n in range(1, messages + 1))
+    total = len(messages) if hasattr(messages, "__len__") else None  # type: ignore[arg-type]
+    return total, iter(messages)
+
 class _Lean:
     """Raw-event handling for the hot path: no MessagingHandler child handlers, whose dispatch
     costs more per message than the work itself. Link close is translated here.
@@ -283,16 +297,7 @@ class Sender(_Lean, Job):
         **options: Any,
     ) -> None:
         super().__init__(url, address=address, **options)
-        if isinstance(messages, bool):
-            raise TypeError("messages must be a count or an iterable")
-        if isinstance(messages, int):
-            if messages < 0:
-                raise ValueError("messages must not be negative")
-            self.total: Optional[int] = messages
-            self._items: Iterator[Any] = (self.make_message(n) for n in range(1, messages + 1))
-        else:
-            self.total = len(messages) if hasattr(messages, "__len__") else None  # type: ignore
-            self._items = iter(messages)
+        self.total, self._items = _message_source(messages, self.make_message)
         self.at_most_once = at_most_once
         self.durable = durable
         self.sent = 0
@@ -1635,16 +1640,7 @@ class TxSender(TxJob):
         super().__init__(url, address=address, **options)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
-        if isinstance(messages, bool):
-            raise TypeError("messages must be a count or an iterable")
-        if isinstance(messages, int):
-            if messages < 0:
-                raise ValueError("messages must not be negative")
-            self.total: Optional[int] = messages
-            self._items: Iterator[Any] = (self.make_message(n) for n in range(1, messages + 1))
-        else:
-            self.total = len(messages) if hasattr(messages, "__len__") else None  # type: ignore
-            self._items = iter(messages)
+        self.total, self._items = _message_source(messages, self.make_message)
         self.batch_size = batch_size
         self.durable = durable
         self.sent = 0
