@@ -726,6 +726,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     config.slow = {s: config.slow.get(s, config.slow[100]) for s in sizes}
 
     began = time.monotonic()
+    info = machine_info()  # the load average before the run
     broker = None
     url = args.url
     if url is None:
@@ -762,7 +763,6 @@ def main(argv: Optional[List[str]] = None) -> int:
             broker.stop()
     rows = summarize(bench)
     print_report(bench, rows)
-    info = machine_info()
     try:
         info["loadavg_end"] = os.getloadavg()
     except OSError:
