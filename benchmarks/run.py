@@ -641,6 +641,9 @@ def summarize(bench: Bench) -> List[Dict]:
 def print_report(bench: Bench, rows: List[Dict]) -> None:
     rounds = bench.config.rounds
     print()
+    print("msg/s: best round; vs hand / vs Blocking: ratio of msg/s to the hand-written "
+          "MessagingHandler / BlockingConnection setup of the same run;\nCPU us/msg: the client "
+          "process's CPU time (all threads) per message; peak RSS: the client process's.\n")
     header = (f"{'setup':<44} {'body':>6} {'msg/s':>9} {'vs hand':>8} {'vs Blocking':>11} "
               f"{'CPU us/msg':>10} {'peak RSS':>9}")
     for group, title in bench.titles.items():
@@ -723,6 +726,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     config.slow = {s: config.slow.get(s, config.slow[100]) for s in sizes}
 
     began = time.monotonic()
+    info = machine_info()  # the load average before the run
     broker = None
     url = args.url
     if url is None:
@@ -759,7 +763,6 @@ def main(argv: Optional[List[str]] = None) -> int:
             broker.stop()
     rows = summarize(bench)
     print_report(bench, rows)
-    info = machine_info()
     try:
         info["loadavg_end"] = os.getloadavg()
     except OSError:

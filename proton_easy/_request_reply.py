@@ -81,7 +81,8 @@ def request(client: Client, address: str, message: Any, timeout: Optional[float]
     msg.reply_to = channel.reply_to  # None until the reply queue exists; the loop then re-encodes
     payload = encode(msg)  # here: a TypeError before any I/O, and less work for the loop
     waiter: Future = Future()
-    client._loop.call(lambda: channel.submit(msg, address, waiter, payload))
+    if not client._loop.post(lambda: channel.submit(msg, address, waiter, payload)):
+        raise RuntimeError("the client is closed")
     try:
         return waiter.result(limit)
     except FutureTimeout:
