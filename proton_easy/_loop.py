@@ -59,6 +59,15 @@ class RawDeliveryCollector(Collector):
                 lib.pn_collector_pop(impl)
 
 
+def use_raw_deliveries(container: Any) -> None:
+    """Give a plain proton ``Container`` the delivery short cut of :class:`RawDeliveryCollector`
+    (for the handler classes run as ``Container(handler).run()``); other handlers' events are
+    dispatched as before."""
+    collector = getattr(container, "_collector", None)
+    if type(collector) is Collector:
+        collector.__class__ = RawDeliveryCollector  # same state, one method more
+
+
 class LoopContainer(Container):
     """A Container without the two SSL domains proton builds eagerly (~100 ms per Container),
     and with a :class:`RawDeliveryCollector`.

@@ -39,6 +39,7 @@ from ._errors import (
     link_error,
     transaction_error,
 )
+from ._loop import use_raw_deliveries
 from ._message import Decoder, Encoded, Message, encode
 from ._options import DEFAULT_TIMEOUT, ConnectionOptions
 
@@ -97,6 +98,7 @@ class Job(MessagingHandler):
         if self.options is None:
             self.options = ConnectionOptions.build(None, **self._options_kwargs)
             self.address = self.address or self.options.address
+        use_raw_deliveries(event.container)
         conn = Connection(self.options)
         conn.open(event.container)
         self._owns_connection = True
