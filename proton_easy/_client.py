@@ -79,7 +79,7 @@ class Client:
             self._conn.opened.result(timeout=self.timeout)
         except FutureTimeout:
             self._shutdown()
-            raise ConnectError(f"cannot connect to {self.options.display_url}: no answer "
+            raise ConnectError(f"cannot connect to {self.options.display_urls}: no answer "
                                f"within {self.timeout:g} s") from None
         except BaseException:
             self._shutdown()
@@ -87,7 +87,7 @@ class Client:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        return f"<proton_easy.Client {self.options.display_url} {state}>"
+        return f"<proton_easy.Client {self._conn.current_url} {state}>"
 
     def __enter__(self) -> Client:
         return self

@@ -51,6 +51,8 @@ class Connection(MessagingHandler):
         self._backoff: Optional[Backoff] = None
         self._mechs: Optional[str] = None
         self.offered_capabilities: tuple = ()
+        self.current_url = options.display_url
+        """The URL being tried or connected to, without its password."""
 
     # -- driving ----------------------------------------------------------------------------
     def open(self, container: Any) -> Any:
@@ -60,7 +62,28 @@ class Connection(MessagingHandler):
         self._backoff = kwargs["reconnect"]
         self._backoff.on_give_up = self._gave_up
         self.proton = container.connect(handler=self, **kwargs)
+        self._per_url_credentials(getattr(self.proton, "_overrides", None))
         return self.proton
+
+    def _per_url_credentials(self, connector: Any) -> None:
+        # proton gives every failover URL the same user and password, and names none of them
+        # in its errors. Its connector opens each attempt through ``_connect(connection, url)``:
+        # set that URL's own credentials first, and remember which URL is being tried.
+        original = getattr(connector, "_connect", None)
+        if original is None or len(self.options.urls) < 2:
+            return
+        by_url = {u.connect_url: u for u in self.options.urls}
+
+        def _connect(connection: Any, url: Any) -> None:
+            parsed = by_url.get(str(url))
+            if parsed is not None:
+                self.current_url = str(parsed)
+                creds = self.options.credentials(parsed)
+                connector.user, connector.password = creds["user"], creds["password"]
+                connector.allowed_mechs = self._mechs = creds["allowed_mechs"]
+            original(connection, url)
+
+        connector._connect = _connect
 
     def add(self, job: Job) -> None:
         """Register a job to hear about drops, returns and failure."""
@@ -123,14 +146,14 @@ class Connection(MessagingHandler):
         if self._backoff is not None:
             self._backoff.connected = True
         if reopened:
-            log.info("reconnected to %s", event.connection.hostname)
+            log.info("reconnected to %s", self.current_url)
             for job in list(self.jobs):
                 job._guard(job._reconnected)
         self._resolve(self.opened, self)
 
     def on_transport_error(self, event: Any) -> None:
         cond = event.transport.condition
-        err = transport_error(cond, self.options.display_url, self._mechs)
+        err = transport_error(cond, self.current_url, self._mechs)
         if isinstance(err, (TLSError, AuthenticationError)) and self._backoff is not None:
             self._backoff.stopped = True  # a retry cannot mend these
         specific = (TLSError, AuthenticationError)
@@ -139,7 +162,7 @@ class Connection(MessagingHandler):
         log.debug("transport error: %s", err)
 
     def on_connection_error(self, event: Any) -> None:
-        err = connection_error(event.connection.remote_condition, self.options.display_url)
+        err = connection_error(event.connection.remote_condition, self.current_url)
         self._fail(err)
 
     def on_transport_tail_closed(self, event: Any) -> None:
@@ -157,7 +180,7 @@ class Connection(MessagingHandler):
         self.drops += 1
         if self.closed.done() or (self._backoff is not None and self._backoff.stopped):
             return
-        log.warning("connection to %s lost; reconnecting", self.options.display_url)
+        log.warning("connection to %s lost; reconnecting", self.current_url)
         for job in list(self.jobs):
             job._guard(job._dropped)
 
@@ -174,11 +197,15 @@ class Connection(MessagingHandler):
                                                                   AuthenticationError)):
             in_doubt = sum(job.in_doubt for job in self.jobs)
             err: AMQPError = ConnectionLost(
-                f"connection to {self.options.display_url} lost and not recovered "
+                f"connection to {self.options.display_urls} lost and not recovered "
                 f"({in_doubt} deliveries in doubt)", in_doubt=in_doubt)
         else:
-            err = self._last_error or ConnectError(
-                f"cannot connect to {self.options.display_url}")
+            last = self._last_error
+            err = last or ConnectError(f"cannot connect to {self.options.display_urls}")
+            if type(last) is ConnectError and len(self.options.urls) > 1:
+                err = ConnectError(f"cannot connect to any of {self.options.display_urls} "
+                                   f"(last error: {last})", condition=last.condition,
+                                   description=last.description)
         self._fail(err)
 
     def _fail(self, err: AMQPError) -> None:

@@ -170,12 +170,15 @@ class ConnectionOptions:
             raise TypeError("reconnect must be True, False or a number of seconds")
         if reconnect is not False and reconnect is not True:
             _check_seconds("reconnect", reconnect)
+        for p in parsed:
+            if p.password is not None and p.user is None:
+                raise ValueError(f"a password was given without a user in {str(p)!r}")
+        if password is not None and user is None and parsed[0].user is None:
+            # proton would quietly log in ANONYMOUS and never send it
+            raise ValueError("a password was given without a user: give user= too")
         first = parsed[0]
         user = user if user is not None else first.user
         password = password if password is not None else first.password
-        if password is not None and user is None:
-            # proton would quietly log in ANONYMOUS and never send it
-            raise ValueError("a password was given without a user: give user= too")
         return cls(
             urls=parsed,
             user=user,
@@ -198,31 +201,48 @@ class ConnectionOptions:
         """The first URL without its password, for messages and logs."""
         return str(self.urls[0])
 
-    def connect_kwargs(self) -> Dict[str, Any]:
-        """Keyword arguments for ``proton.reactor.Container.connect`` (secrets included)."""
-        kwargs: Dict[str, Any] = {
-            "urls": [u.connect_url for u in self.urls],
-            "reconnect": Backoff(self.reconnect),
-        }
-        if self.heartbeat:
-            kwargs["heartbeat"] = self.heartbeat
+    @property
+    def display_urls(self) -> str:
+        """Every URL without passwords ("a or b"), for an error after trying them all."""
+        return " or ".join(dict.fromkeys(str(u) for u in self.urls))
+
+    def credentials(self, url: ParsedURL) -> Dict[str, Any]:
+        """SASL settings for one URL: its own ``user:password`` if it names a user, else
+        ``user=``/``password=`` (or the first URL's). Given credentials are always used: the
+        mechanisms are limited to PLAIN (proton would pick ANONYMOUS or EXTERNAL first)."""
+        user, password = (url.user, url.password) if url.user else (self.user, self.password)
         mechs = self.allowed_mechs
-        if self.user is not None:
-            kwargs["user"] = self.user
-            kwargs["password"] = self.password or ""
-            kwargs["allow_insecure_mechs"] = True
-            # Given credentials are used: never ANONYMOUS, and never EXTERNAL either (proton
-            # picks EXTERNAL first whenever the server offers it, leaving the password unused).
+        if user is not None:
             mechs = mechs or "PLAIN"
         elif mechs is None and (self.tls is None or self.tls.cert is None):
             # Nothing to authenticate with: EXTERNAL (proton's first choice) needs a client
             # certificate, PLAIN a user.
             mechs = "ANONYMOUS"
-        if mechs:
-            kwargs["allowed_mechs"] = mechs
-        if self.urls[0].scheme == "amqps":
+        return {"user": user, "password": (password or "") if user is not None else None,
+                "allowed_mechs": mechs}
+
+    def connect_kwargs(self) -> Dict[str, Any]:
+        """Keyword arguments for ``proton.reactor.Container.connect`` (secrets included).
+
+        They hold the first URL's credentials; :class:`~proton_easy._connection.Connection`
+        swaps in each URL's own before proton tries it. No ``sni``: proton then checks each
+        broker's certificate against that broker's own host name.
+        """
+        kwargs: Dict[str, Any] = {
+            "urls": [u.connect_url for u in self.urls],
+            "reconnect": Backoff(self.reconnect),
+            "allow_insecure_mechs": True,
+        }
+        if self.heartbeat:
+            kwargs["heartbeat"] = self.heartbeat
+        creds = self.credentials(self.urls[0])
+        if creds["user"] is not None:
+            kwargs["user"] = creds["user"]
+            kwargs["password"] = creds["password"]
+        if creds["allowed_mechs"]:
+            kwargs["allowed_mechs"] = creds["allowed_mechs"]
+        if any(u.scheme == "amqps" for u in self.urls):
             kwargs["ssl_domain"] = (self.tls or TLS()).make_domain()
-            kwargs["sni"] = self.urls[0].host
         if self.container_id:
             kwargs["container_id"] = self.container_id
         return kwargs

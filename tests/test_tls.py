@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 from pathlib import Path
@@ -271,6 +272,20 @@ def test_tls_options_with_an_amqp_url_raise_value_error(artemis_tls: ArtemisBrok
         Sender(artemis_tls.url + "/q", tls=tls)
 
 
+def test_failover_checks_each_brokers_own_host_name(artemis_tls: ArtemisBroker,
+                                                    amqp_address: str) -> None:
+    # The first URL's host is not in the broker certificate: were its name used for the
+    # second URL too (proton's sni= applies to every URL), verification would fail there.
+    with socket.socket() as s:
+        s.bind(("127.0.0.2", 0))
+        dead = f"amqps://127.0.0.2:{s.getsockname()[1]}"
+    tls = artemis_tls.client_tls()
+    with pe.Client(urls=[dead, artemis_tls.tls_url], tls=tls, timeout=10) as client:
+        client.send(amqp_address, "verified against 127.0.0.1")
+        (got,) = client.receive(amqp_address, timeout=5)
+    assert got.body == "verified against 127.0.0.1"
+
+
 # -- secrets -------------------------------------------------------------------------------------
 def test_secrets_never_appear_in_logs_reprs_or_errors(artemis_tls: ArtemisBroker,
                                                       amqp_address: str,
@@ -373,7 +388,7 @@ def test_sasl_mechanisms_follow_what_was_given(kwargs: dict, cert: bool, expecte
     opts = ConnectionOptions.build("amqps://broker.example/q", tls=tls, **kwargs)
     connect = opts.connect_kwargs()
     assert connect.get("allowed_mechs") == expected
-    assert connect["sni"] == "broker.example"
+    assert "sni" not in connect  # proton checks each URL's own host name
     assert connect["urls"] == ["amqps://broker.example:5671"]  # proton logs this: no secrets
 
 
