@@ -14,6 +14,7 @@ from typing import Any, Callable, Deque, Iterable, Iterator, List, Optional, Seq
 from . import _raw
 from ._connection import Connection
 from ._errors import AMQPError, ConnectError, Timeout
+from ._job import Job
 from ._loop import Loop
 from ._message import Encoded, Message, encode
 from ._options import ConnectionOptions
@@ -23,7 +24,7 @@ from ._request_reply import serve as _serve
 from ._sender_cache import SenderCache
 from ._tls import TLS
 from ._transaction import Transaction
-from .handlers import Job, Receiver, Sender
+from ._transfer import Receiver, Sender
 
 log = logging.getLogger("proton_easy")
 

@@ -20,7 +20,7 @@ from ._errors import (
 from ._options import Backoff, ConnectionOptions
 
 if TYPE_CHECKING:
-    from .handlers import Job
+    from ._job import Job
 
 log = logging.getLogger("proton_easy")
 

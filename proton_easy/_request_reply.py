@@ -15,8 +15,9 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 from ._errors import AMQPError, Timeout
+from ._job import _check_seconds
 from ._message import Message, encode
-from .handlers import Requester, Responder, _check_seconds
+from ._rr_handlers import Requester, Responder
 
 if TYPE_CHECKING:
     from ._client import Client

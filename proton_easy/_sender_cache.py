@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Tuple
 
 from . import _links, _raw
 from ._errors import AMQPError, LinkError, delivery_error
-from .handlers import Job, _Lean
+from ._job import Job, _Lean
 
 if TYPE_CHECKING:
     from ._client import Client

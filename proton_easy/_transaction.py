@@ -19,7 +19,7 @@ from proton import Delivery
 from . import _links
 from ._errors import AMQPError, ConnectionLost, Timeout, TransactionError, link_error
 from ._message import Encoded, Message, encode
-from .handlers import TxJob
+from ._tx_handlers import TxJob
 
 if TYPE_CHECKING:
     from ._client import Client

@@ -1,0 +1,294 @@
+"""The base of every handler class: :class:`Job`, the raw-event mix-in :class:`_Lean`, and the
+small helpers the handler modules share (message sources, settling, argument checks).
+
+The public names are re-exported by :mod:`proton_easy.handlers`.
+
+>>> from proton_easy.handlers import Job
+>>> class Noop(Job):
+...     def open_links(self):
+...         self.finish("nothing to do")
+>>> # Container(Noop("amqp://localhost:5672")).run()
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from concurrent.futures import Future
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
+
+import proton
+from proton import Condition
+from proton.handlers import MessagingHandler
+
+from . import _links
+from ._connection import Connection
+from ._errors import link_error
+from ._loop import use_raw_deliveries
+from ._message import Decoder, Message
+from ._options import ConnectionOptions
+
+log = logging.getLogger("proton_easy")
+
+_CONNECTION_OPTIONS = ("user", "password", "tls", "reconnect", "heartbeat", "timeout",
+                       "allowed_mechs", "urls", "container_id")
+
+
+class Job(MessagingHandler):
+    """What every handler class shares: its own connection when run standalone, or a place on a
+    Client's connection when driven by the blocking layer; completion, errors, clean-up.
+
+    Subclasses open their links in :meth:`open_links` and call :meth:`finish` or ``fail``.
+    After ``Container(job).run()`` returns, ``job.error`` holds what went wrong (or None).
+    """
+
+    def __init__(
+        self,
+        url: Optional[str] = None,
+        *,
+        address: Optional[str] = None,
+        prefetch: int = 0,
+        auto_accept: bool = False,
+        **options: Any,
+    ) -> None:
+        super().__init__(prefetch=prefetch, auto_accept=auto_accept, auto_settle=True,
+                         peer_close_is_error=False)
+        unknown = set(options) - set(_CONNECTION_OPTIONS)
+        if unknown:
+            raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+        self.url = url
+        self._options_kwargs = options
+        self.options: Optional[ConnectionOptions] = None
+        if url is not None or options.get("urls"):
+            self.options = ConnectionOptions.build(url, **options)
+            address = address or self.options.address
+        self.address = address
+        self.error: Optional[BaseException] = None
+        self.result: Any = None
+        self.done = False
+        self.container: Any = None
+        self.connection: Any = None
+        self._conn: Optional[Connection] = None
+        self._owns_connection = False
+        self._future: Optional[Future] = None
+        self._links: List[Any] = []
+        self._timers: Dict[str, Any] = {}
+
+    # -- how a job starts ---------------------------------------------------------------------
+    def on_start(self, event: Any) -> None:
+        """Standalone start (``Container(job).run()``): open our own connection, then the links."""
+        if self.options is None:
+            self.options = ConnectionOptions.build(None, **self._options_kwargs)
+            self.address = self.address or self.options.address
+        use_raw_deliveries(event.container)
+        conn = Connection(self.options)
+        conn.open(event.container)
+        self._owns_connection = True
+        self.start(event.container, conn)
+
+    def start(self, container: Any, conn: Connection, future: Optional[Future] = None) -> None:
+        """Run this job on an open (or opening) connection; ``future`` gets the result."""
+        self.container = container
+        self._conn = conn
+        self.connection = conn.proton
+        self._future = future
+        if conn.failed is not None:
+            self._fail(conn.failed)
+            return
+        conn.add(self)
+        self._guard(self.open_links)
+
+    def open_links(self) -> None:
+        """Create this job's links (override)."""
+        raise NotImplementedError
+
+    def add_link(self, link: Any) -> Any:
+        """Remember a link so that finishing the job closes it."""
+        self._links.append(link)
+        return link
+
+    def set_timer(self, name: str, seconds: Optional[float], callback: Any) -> None:
+        """Call ``callback()`` on the loop after ``seconds`` unless the job is done first;
+        setting a timer of the same name again replaces it, ``seconds=None`` cancels it."""
+        old = self._timers.pop(name, None)
+        if old is not None:
+            old.cancel()
+        if seconds is not None and self.container is not None and not self.done:
+            job = self
+
+            class _Tick:
+                def on_timer_task(self, event: Any) -> None:
+                    if not job.done:
+                        job._guard(callback)
+
+            self._timers[name] = self.container.schedule(seconds, _Tick())
+
+    # -- how a job ends -----------------------------------------------------------------------
+    def finish(self, result: Any = None) -> None:
+        """End the job successfully: close its links (and its connection when standalone)."""
+        if self.done:
+            return
+        self.result = result
+        self._end()
+
+    def _fail(self, error: BaseException) -> None:
+        if self.done:
+            return
+        self.error = error
+        log.debug("%s failed: %s", type(self).__name__, error)
+        self._end()
+
+    def _end(self) -> None:
+        self.done = True
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        self.on_finished()
+        open_links = [lnk for lnk in self._links if not lnk.state & lnk.LOCAL_CLOSED]
+        for link in open_links:
+            link.close()
+        if self._owns_connection and self._conn is not None:
+            self._conn.close()
+        if not any(self._awaiting_close()):
+            self._complete()
+
+    def _awaiting_close(self) -> Iterator[Any]:
+        if self._conn is None or not self._conn.up:
+            return iter(())
+        return (lnk for lnk in self._links if lnk.state & lnk.REMOTE_ACTIVE)
+
+    def _complete(self) -> None:
+        if self._conn is not None:
+            self._conn.discard(self)
+        fut = self._future
+        if fut is not None and not fut.done():
+            if self.error is not None:
+                fut.set_exception(self.error)
+            else:
+                fut.set_result(self.result)
+
+    def on_finished(self) -> None:
+        """Hook: called once when the job ends, before its links close."""
+
+    def on_link_closed(self, event: Any) -> None:
+        if self.done and not any(self._awaiting_close()):
+            self._complete()
+
+    def on_link_error(self, event: Any) -> None:
+        """A link was refused or closed by the broker: the job fails with a LinkError."""
+        link = event.link
+        err = link_error(link.remote_condition, _links.describe(link))
+        link.close()
+        if self.done:
+            if not any(self._awaiting_close()):
+                self._complete()
+            return
+        self._fail(err)
+
+    def on_reactor_final(self, event: Any) -> None:
+        # Standalone run: make Container(job).run() raise what went wrong.
+        if self._owns_connection and self.error is not None:
+            raise self.error
+
+    # -- the connection tells the job ----------------------------------------------------------
+    @property
+    def in_doubt(self) -> int:
+        """Deliveries whose outcome is unknown if the connection drops now."""
+        return 0
+
+    def _dropped(self) -> None:
+        """The connection dropped; proton is reconnecting."""
+
+    def _reconnected(self) -> None:
+        """The connection came back; proton re-attached the links."""
+
+    def _guard(self, fn: Any, *args: Any) -> None:
+        """Call a hook on the loop thread; an exception fails the job instead of the loop."""
+        try:
+            fn(*args)
+        except Exception as exc:  # noqa: BLE001 - a hook error must not break the reactor
+            if fn == self._fail:
+                log.exception("error while failing %s", type(self).__name__)
+                return
+            log.debug("%s hook raised", type(self).__name__, exc_info=True)
+            self._fail(exc)
+
+
+def _message_source(messages: Union[int, Iterable[Any]],
+                    make_message: Any) -> Tuple[Optional[int], Iterator[Any]]:
+    """(total or None, iterator of messages) for a count (made by ``make_message(n)``, 1-based)
+    or an iterable of bodies/messages."""
+    if isinstance(messages, bool):
+        raise TypeError("messages must be a count or an iterable")
+    if isinstance(messages, int):
+        if messages < 0:
+            raise ValueError("messages must not be negative")
+        return messages, (make_message(n) for n in range(1, messages + 1))
+    total = len(messages) if hasattr(messages, "__len__") else None  # type: ignore[arg-type]
+    return total, iter(messages)
+
+
+class _Lean:
+    """Raw-event handling for the hot path: no MessagingHandler child handlers, whose dispatch
+    costs more per message than the work itself. Link close is translated here.
+
+    A class that defines ``on_raw_delivery(dlv)`` gets delivery events there, with the raw
+    ``pn_delivery_t`` (see :mod:`proton_easy._raw`): straight from a Client's loop, which skips
+    proton's event objects for them, or through ``on_delivery`` under a plain ``Container``.
+    Such a class and its subclasses must not override ``on_delivery``."""
+
+    handlers: List[Any]
+
+    def _go_lean(self) -> None:
+        self.handlers = []
+
+    def on_delivery(self, event: Any) -> None:
+        self.on_raw_delivery(event.delivery._impl)  # type: ignore[attr-defined]
+
+    def on_link_remote_close(self, event: Any) -> None:
+        link = event.link
+        if link.remote_condition is not None:
+            self.on_link_error(event)  # type: ignore[attr-defined]
+        else:
+            if not link.state & link.LOCAL_CLOSED:
+                link.close()
+            self.on_link_closed(event)  # type: ignore[attr-defined]
+
+
+def as_message(value: Any) -> Message:
+    """A private :class:`~proton_easy.Message` for a body or message (the caller's is not changed).
+
+    >>> as_message("hello").body
+    'hello'
+    """
+    if isinstance(value, Message):
+        return copy.copy(value)
+    if isinstance(value, proton.Message):
+        return Message.from_proton(value)
+    return Message(value)
+
+
+def _read(link: Any, dlv: Any, decoder: Decoder) -> Message:
+    """Take one complete incoming message off ``link`` as a plain Message."""
+    data = link.recv(dlv.pending)
+    link.advance()
+    return decoder.decode(data)
+
+
+def _settle(dlv: Any, outcome: int, error: Optional[BaseException] = None) -> None:
+    if dlv.settled:  # settled by the sender already (pre-settled): only forget it
+        dlv.settle()
+        return
+    if error is not None:
+        dlv.local.condition = Condition("amqp:internal-error", f"{type(error).__name__}: {error}")
+    dlv.update(outcome)
+    dlv.settle()
+
+
+def _check_seconds(name: str, value: Optional[float]) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds or None, not {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, not {value!r}")
