@@ -40,6 +40,17 @@ class Job(MessagingHandler):
 
     Subclasses open their links in :meth:`open_links` and call :meth:`finish` or ``fail``.
     After ``Container(job).run()`` returns, ``job.error`` holds what went wrong (or None).
+
+    >>> from proton.reactor import Container
+    >>> class Attach(Job):
+    ...     # finish as soon as the broker attached a sender to the address
+    ...     def open_links(self):
+    ...         self.add_link(self.container.create_sender(self.connection, self.address,
+    ...                                                    handler=self))
+    ...     def on_link_opened(self, event):
+    ...         self.finish("attached")
+    >>> job = Attach("amqp://localhost:5672/examples")
+    >>> # Container(job).run(); job.result == "attached"; job.error is None
     """
 
     def __init__(
