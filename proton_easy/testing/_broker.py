@@ -176,7 +176,9 @@ class ArtemisBroker:
                 most specific match only, so a role granted something on ``"orders.#"`` and
                 on ``"#"`` needs both listed in the first; role ``amq`` keeps every permission
                 on each match. Receiving from or sending to an address that does not exist
-                yet also needs ``createAddress`` and ``createDurableQueue`` (auto-creation).
+                yet also needs ``createAddress`` and ``createDurableQueue`` (auto-creation);
+                a requester's reply queue ``createNonDurableQueue``, ``createAddress`` and
+                ``consume``.
             address_settings: ``{address match: {setting: value}}``, Artemis address settings
                 (``autoCreateQueues``, ``autoCreateAddresses``, ``maxDeliveryAttempts``,
                 ``deadLetterAddress`` ...; ``auto-create-queues`` as in broker.xml works
