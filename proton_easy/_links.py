@@ -73,9 +73,12 @@ def resolve(address: Optional[str]) -> tuple[Optional[str], Optional[str]]:
 
 
 def describe(link: Any) -> str:
-    """The address of a link, for error texts."""
+    """The address of a link, for error texts (``(dynamic)`` for a queue the broker was to
+    name, such as a requester's reply queue)."""
     try:
         term = link.target if link.is_sender else link.source
-        return term.address or "?"
+        if term.address:
+            return term.address
+        return "(dynamic)" if term.dynamic else "?"
     except Exception:  # noqa: BLE001
         return "?"

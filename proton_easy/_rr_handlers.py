@@ -30,6 +30,7 @@ log = logging.getLogger("proton_easy")
 
 _JMS_DEST = symbol("x-opt-jms-dest")  # tells Artemis the routing type of an anonymous-relay send
 _SENDER_CACHE = 64  # senders kept open per requester or responder (least recently used closed)
+_REFUSAL_GRACE = 1.0  # seconds to wait for the detach that follows a refusing attach
 
 
 class _Request:
@@ -263,7 +264,12 @@ class Requester(_Lean, Job):
             return
         address = link.remote_source.address
         if not address:
-            self._fail(LinkError("the broker gave the dynamic reply receiver no address"))
+            # A broker that refuses the reply queue (the user may not create one) attaches with
+            # no source and detaches right after, saying why: let that detach fail the job with
+            # its typed error (on_link_error). Only a broker that never says why gets this one.
+            if not link.state & link.REMOTE_CLOSED:
+                self.set_timer("no reply address", _REFUSAL_GRACE, lambda: self._fail(
+                    LinkError("the broker gave the dynamic reply receiver no address")))
             return
         self.reply_to = address
         log.debug("replies come to %s", address)

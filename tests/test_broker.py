@@ -309,6 +309,158 @@ def test_bad_arguments_fail_before_any_io():
         ArtemisBroker(mode="local").url  # noqa: B018
 
 
+def test_users_permissions_and_settings_are_checked_before_any_io():
+    secret = "pw-never-shown-42"
+    bad = [
+        (ValueError, "main user", dict(users={"admin": (secret, "x")})),
+        (ValueError, "password of user 'r'", dict(users={"r": ("has space", "x")})),
+        (ValueError, "password of user 'r'", dict(users={"r": ("", "x")})),
+        (TypeError, "password, roles", dict(users={"r": secret})),
+        (ValueError, "user 'a=b'", dict(users={"a=b": (secret, "x")})),
+        (ValueError, "role 'a,b'", dict(users={"r": (secret, ["a,b"])})),
+        (ValueError, "address match 'a b'", dict(permissions={"a b": {"x": "send"}})),
+        (ValueError, "unknown permission 'write'", dict(permissions={"#": {"x": "write"}})),
+        (TypeError, "map roles", dict(permissions={"#": ["send"]})),
+        (ValueError, "did you mean 'autoCreateQueues'",
+         dict(address_settings={"#": {"autoCreateQueue": False}})),
+        (TypeError, "bool, a number or a string",
+         dict(address_settings={"#": {"maxDeliveryAttempts": None}})),
+        (ValueError, "one line", dict(address_settings={"#": {"deadLetterAddress": "a\nb"}})),
+    ]
+    for cls, text, kwargs in bad:
+        with pytest.raises(cls, match=re.escape(text)) as info:
+            ArtemisBroker(mode="local", user="admin", **kwargs)
+        assert secret not in str(info.value) and "has space" not in str(info.value)
+
+
+def test_access_renders_artemis_configuration():
+    import hashlib
+
+    from proton_easy.testing._access import Access
+
+    access = Access.build(
+        users={"reader": ("r-pw", "viewer"), "both": ("b-pw", ["viewer", "amq"])},
+        permissions={"orders.#": {"viewer": ["consume", "browse", "consume"],
+                                  "amq": ["view"]}},
+        address_settings={"strict.#": {"auto-create-queues": False, "max_delivery_attempts": 3,
+                                       "deadLetterAddress": "DLQ", "IDCacheSize": 10}},
+        main_user="admin",
+    )
+    assert bool(access) and not Access.build()
+    assert "r-pw" not in repr(access) and "reader" in repr(access)
+    lines = access.broker_properties().splitlines()
+    amq = [line for line in lines if line.startswith('securityRoles."orders.#".amq.')]
+    assert len(amq) == 11  # every permission of `artemis create`'s amq, plus view
+    assert lines[len(amq):] == [
+        'securityRoles."orders.#".viewer.consume=true',
+        'securityRoles."orders.#".viewer.browse=true',
+        'addressSettings."strict.#".autoCreateQueues=false',
+        'addressSettings."strict.#".maxDeliveryAttempts=3',
+        'addressSettings."strict.#".deadLetterAddress=DLQ',
+        'addressSettings."strict.#".IDCacheSize=10',
+    ]
+    users = access.users_properties("admin", "a-pw").splitlines()[1:]
+    assert [line.split(" = ")[0] for line in users] == ["admin", "reader", "both"]
+    for line, password in zip(users, ["a-pw", "r-pw", "b-pw"]):
+        iterations, salt, digest = line.split(" = ")[1][len("ENC("):-1].split(":")
+        assert hashlib.pbkdf2_hmac("sha1", password.encode(), bytes.fromhex(salt),
+                                   int(iterations), dklen=64).hex().upper() == digest
+    assert access.roles_properties("admin").splitlines()[1:] == [
+        "amq = admin,both", "viewer = reader,both"]
+
+
+def test_docker_container_config_carries_users_and_permissions():
+    from proton_easy.testing._access import Access
+    from proton_easy.testing._tls_config import CONTAINER_ETC_OVERRIDE, instance_files
+
+    access = Access.build(users={"reader": ("r-secret-pw", ["viewer"])},
+                          permissions={"#": {"viewer": ["consume"]}},
+                          address_settings={"strict.#": {"autoCreateQueues": False}})
+    assert docker_container_config(user="app", password="pw").files == {}
+    cfg = docker_container_config(user="app", password="pw", access=access, tls=True)
+    names = {path.rsplit("/", 1)[1] for path in cfg.files}
+    assert all(path.startswith(CONTAINER_ETC_OVERRIDE + "/") for path in cfg.files)
+    assert names == {"broker.properties", "login.config", "cert-users.properties",
+                     "cert-roles.properties", "artemis-users.properties",
+                     "artemis-roles.properties"}
+    props = cfg.files[f"{CONTAINER_ETC_OVERRIDE}/broker.properties"]
+    assert "acceptorConfigurations.amqps-mutual.params.port=5673" in props  # TLS kept
+    assert 'securityRoles."#".viewer.consume=true' in props
+    assert 'addressSettings."strict.#".autoCreateQueues=false' in props
+    for text in (repr(cfg), *cfg.files.values()):
+        assert "r-secret-pw" not in text
+    # the local path gets the very same texts (bar the hashes' random salts)
+    local = instance_files(user="app", password="pw", access=access)
+    assert set(local) == {"broker.properties", "artemis-users.properties",
+                          "artemis-roles.properties"}
+    assert local["broker.properties"] == instance_files(
+        user="app", password="pw", access=access, plain_prefixes=True)["broker.properties"]
+    assert local["artemis-roles.properties"] == cfg.files[
+        f"{CONTAINER_ETC_OVERRIDE}/artemis-roles.properties"]
+
+
+def test_docker_mode_copies_the_access_files_into_the_container(monkeypatch):
+    class FakeContainer:
+        made: List[FakeContainer] = []
+
+        def __init__(self, image):
+            self.env, self.ports, self.files, self.status = {}, {}, {}, "created"
+            FakeContainer.made.append(self)
+
+        def with_env(self, key, value):
+            self.env[key] = value
+            return self
+
+        def with_bind_ports(self, container, host):
+            self.ports[container] = host
+            return self
+
+        def with_copy_into_container(self, data, path):
+            self.files[path] = data
+            return self
+
+        def start(self):
+            self.status = "running"
+            return self
+
+        def get_container_host_ip(self):
+            return "localhost"
+
+        def get_wrapped_container(self):
+            return self
+
+        def reload(self):
+            pass
+
+        def get_logs(self):
+            return b"AMQ221007: Server is now active\n", b""
+
+        def stop(self, timeout=10):
+            self.status = "removed"
+
+    fake_module = type(sys)("testcontainers.core.container")
+    fake_module.DockerContainer = FakeContainer
+    monkeypatch.setitem(sys.modules, "testcontainers.core.container", fake_module)
+    monkeypatch.setattr(docker_module, "docker_available", lambda refresh=False: True)
+    monkeypatch.setattr(broker_module, "STARTUPS", [])  # keep the fake out of the summary
+
+    broker = ArtemisBroker(mode="docker", user="app", password="pw",
+                           users={"reader": ("r-pw-7", "viewer")},
+                           permissions={"#": {"viewer": "consume"}})
+    broker.start()
+    (container,) = FakeContainer.made
+    override = "/var/lib/artemis-instance/etc-override/"
+    assert sorted(container.files) == [override + name for name in (
+        "artemis-roles.properties", "artemis-users.properties", "broker.properties")]
+    users = container.files[override + "artemis-users.properties"].decode()
+    assert users.count("ENC(1024:") == 2 and "r-pw-7" not in users
+    assert broker.url_for("reader") == f"amqp://reader:r-pw-7@127.0.0.1:{broker.port}"
+    assert broker.users == {"app": ("amq",), "reader": ("viewer",)}
+    assert "r-pw-7" not in repr(broker)
+    broker.stop()
+    assert container.status == "removed"
+
+
 def test_external_broker_from_url():
     ext = ExternalBroker("amqp://us%40er:p%3Ass@broker.example:5673/ignored")
     assert (ext.host, ext.port, ext.user, ext.password) == (

@@ -16,10 +16,14 @@ Example::
     with ArtemisBroker(tls=True) as broker:  # + test certificates and two TLS acceptors
         pe.send(broker.tls_url + "/orders", "hi", tls=broker.client_tls())
 
+    with ArtemisBroker(users={"reader": ("pw", ["viewer"])},            # a broker that
+                       permissions={"#": {"viewer": ["consume"]}}) as broker:   # says no
+        pe.send(broker.url_for("reader") + "/orders", "hi")   # raises pe.Unauthorized
+
 The pytest plugin (``proton_easy.testing.plugin``, loaded automatically) provides the
-fixtures ``artemis``, ``amqp_url``, ``amqp_address``, ``artemis_factory`` and
-``artemis_tls``. :func:`make_certs` makes test certificates on its own (also
-``python -m proton_easy.testing certs DIR``).
+fixtures ``artemis``, ``amqp_url``, ``amqp_address``, ``artemis_factory``,
+``artemis_module_factory`` and ``artemis_tls``. :func:`make_certs` makes test certificates
+on its own (also ``python -m proton_easy.testing certs DIR``).
 """
 
 from __future__ import annotations

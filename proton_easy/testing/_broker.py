@@ -10,9 +10,10 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 from urllib.parse import quote, unquote, urlsplit
 
+from ._access import Access, PermissionsArg, SettingsArg, UsersArg
 from ._certs import DEFAULT_HOSTS, CertificateError, Certs, openssl_executable
 from ._distribution import ARTEMIS_VERSION
 from ._docker import DockerBackend, docker_available
@@ -94,6 +95,10 @@ class ArtemisBroker:
     :attr:`mutual_tls_url` (the client certificate is required and logs in with SASL
     EXTERNAL). :meth:`client_tls` gives the matching :class:`proton_easy.TLS`.
 
+    ``users``, ``permissions`` and ``address_settings`` set up a broker that says no: extra
+    logins with roles of their own, what those roles may do on which addresses, and
+    addresses that are not created on demand. :meth:`url_for` gives an extra login's URL.
+
     Example::
 
         with ArtemisBroker(queues=["orders"]) as broker:
@@ -106,6 +111,11 @@ class ArtemisBroker:
             pe.send(broker.tls_url + "/orders", "hi", tls=broker.client_tls())
             pe.send(broker.mutual_tls_url + "/orders", "hi",
                     tls=broker.client_tls(client_cert=True))
+
+        with ArtemisBroker(users={"reader": ("pw", ["viewer"])},
+                           permissions={"#": {"viewer": ["consume", "browse"]}}) as broker:
+            pe.send(broker.address_url("orders"), "hi")            # admin: allowed
+            pe.send(broker.url_for("reader") + "/orders", "hi")    # pe.Unauthorized
     """
 
     def __init__(
@@ -125,6 +135,9 @@ class ArtemisBroker:
         tls: bool = False,
         allow_anonymous: bool = False,
         cert_hosts: Optional[Sequence[str]] = None,
+        users: UsersArg = None,
+        permissions: PermissionsArg = None,
+        address_settings: SettingsArg = None,
     ) -> None:
         """Describe a broker; nothing starts before :meth:`start`.
 
@@ -148,11 +161,41 @@ class ArtemisBroker:
                 ``user``). A client that sends a password must still send the right one.
             cert_hosts: the names and IP addresses the broker certificate is valid for
                 (default ``localhost`` and ``127.0.0.1``, plus ``host`` if it is neither).
+            users: extra logins, ``{login: (password, roles)}``; ``roles`` is a role name or
+                a list of them. ``user`` itself has role ``amq``: every permission,
+                everywhere. An extra login may do only what ``permissions`` grants its roles
+                (nothing, by default). Passwords are stored hashed and never shown.
+            permissions: ``{address match: {role: permissions}}``, what each role may do on
+                the addresses a match covers. A match is an address name or a pattern with
+                Artemis's wildcards, ``#`` (any number of words) and ``*`` (one word), words
+                being separated by ``.``: ``"#"`` is every address, ``"orders.#"``
+                ``orders`` and everything under it. Permissions are Artemis's: ``send``,
+                ``consume``, ``browse``, ``createAddress``, ``deleteAddress``,
+                ``createDurableQueue``, ``deleteDurableQueue``, ``createNonDurableQueue``,
+                ``deleteNonDurableQueue``, ``manage``, ``view``, ``edit``. Artemis uses the
+                most specific match only, so a role granted something on ``"orders.#"`` and
+                on ``"#"`` needs both listed in the first; role ``amq`` keeps every permission
+                on each match. Receiving from or sending to an address that does not exist
+                yet also needs ``createAddress`` and ``createDurableQueue`` (auto-creation);
+                a requester's reply queue ``createNonDurableQueue``, ``createAddress`` and
+                ``consume``.
+            address_settings: ``{address match: {setting: value}}``, Artemis address settings
+                (``autoCreateQueues``, ``autoCreateAddresses``, ``maxDeliveryAttempts``,
+                ``deadLetterAddress`` ...; ``auto-create-queues`` as in broker.xml works
+                too); values are bools, numbers or strings. They are merged with those of
+                less specific matches. An unknown setting is a ``ValueError``.
 
         Example::
 
             broker = ArtemisBroker(mode="local", user="app", password="pw", queues=["jobs"])
             tls_broker = ArtemisBroker(tls=True, cert_hosts=["localhost", "broker.test"])
+            strict = ArtemisBroker(
+                queues=["jobs"],
+                users={"reader": ("pw", "viewer"), "writer": ("pw", ["sender"])},
+                permissions={"jobs": {"viewer": ["consume", "browse"], "sender": "send"}},
+                address_settings={"#": {"autoCreateQueues": False,
+                                        "autoCreateAddresses": False}},
+            )
         """
         if not user or any(ch.isspace() for ch in user):
             raise ValueError("user must be non-empty and contain no whitespace")
@@ -171,6 +214,8 @@ class ArtemisBroker:
         cert_hosts = tuple(cert_hosts)
         if tls and (not cert_hosts or not all(isinstance(h, str) and h for h in cert_hosts)):
             raise ValueError(f"cert_hosts must be non-empty host names, not {cert_hosts!r}")
+        self._access = Access.build(users=users, permissions=permissions,
+                                    address_settings=address_settings, main_user=user)
         self.tls = bool(tls)
         self.allow_anonymous = bool(allow_anonymous)
         self.cert_hosts = cert_hosts
@@ -185,6 +230,7 @@ class ArtemisBroker:
                 user=user, password=self._password, port=port, queues=queues,
                 java_memory=java_memory, java_options=java_options, stop_timeout=stop_timeout,
                 tls=self.tls, allow_anonymous=self.allow_anonymous, cert_hosts=cert_hosts,
+                access=self._access,
             )
         else:
             self._backend = LocalBackend(
@@ -193,6 +239,7 @@ class ArtemisBroker:
                 instance_dir=os.fspath(instance_dir) if instance_dir is not None else None,
                 stop_timeout=stop_timeout, tls=self.tls,
                 allow_anonymous=self.allow_anonymous, cert_hosts=cert_hosts,
+                access=self._access,
             )
 
     # -- connection details ------------------------------------------------------------
@@ -244,6 +291,32 @@ class ArtemisBroker:
             pe.send(broker.address_url("orders"), {"id": 1})
         """
         return f"{self.url}/{name}"
+
+    @property
+    def users(self) -> Dict[str, Tuple[str, ...]]:
+        """Every login and its roles: ``user`` with ``("amq",)``, then the extra ``users``.
+
+        Example::
+
+            broker.users   # {'admin': ('amq',), 'reader': ('viewer',)}
+        """
+        return {self.user: ("amq",), **self._access.users}
+
+    def url_for(self, user: str) -> str:
+        """:attr:`url` with another login's credentials (``user`` or one of ``users``).
+
+        Example::
+
+            pe.receive(broker.url_for("reader") + "/orders")
+        """
+        if user == self.user:
+            return self.url
+        try:
+            password = self._access.password(user)
+        except KeyError:
+            raise ValueError(f"no login {user!r} on this broker (it has "
+                             f"{', '.join(map(repr, self.users))})") from None
+        return f"amqp://{quote(user, safe='')}:{quote(password, safe='')}@{self.host}:{self.port}"
 
     # -- TLS -----------------------------------------------------------------------------
     def _tls_value(self, value: Any, what: str) -> Any:

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Sequence, Tuple
 
+from ._access import Access
 from ._certs import KEYSTORE_PASSWORD_ENV, Certs, make_certs
 from ._distribution import ARTEMIS_VERSION
 from ._errors import BrokerStartError, BrokerUnavailable
@@ -18,8 +19,8 @@ from ._tls_config import (
     CONTAINER_ETC_OVERRIDE,
     CONTAINER_MUTUAL_TLS_PORT,
     CONTAINER_TLS_PORT,
-    container_etc_files,
-    login_config,
+    container_acceptors,
+    instance_files,
 )
 
 log = logging.getLogger("proton_easy.testing")
@@ -78,14 +79,16 @@ def docker_container_config(
     image: str = DOCKER_IMAGE,
     tls: bool = False,
     allow_anonymous: bool = False,
+    access: Optional[Access] = None,
 ) -> DockerConfig:
     """Describe the Artemis container; pure, so it can be checked without a Docker engine.
 
     The image reads ``ARTEMIS_USER``, ``ARTEMIS_PASSWORD`` and ``ANONYMOUS_LOGIN`` and
     passes ``EXTRA_ARGS`` to ``artemis create``; ``JAVA_ARGS_APPEND`` reaches the broker's
-    java command line. Readiness is the log line ``AMQ221007``. With ``tls`` (or
-    ``allow_anonymous``) the ``etc-override`` files of :mod:`._tls_config` are copied into
-    the container, which copies them over its ``etc`` after ``artemis create``; the TLS
+    java command line. Readiness is the log line ``AMQ221007``. With ``tls``,
+    ``allow_anonymous`` or ``access`` (extra users, permissions, address settings) the
+    ``etc-override`` files of :func:`._tls_config.instance_files` are copied into the
+    container, which copies them over its ``etc`` after ``artemis create``; the TLS
     acceptors listen on 5671 (server authentication) and 5673 (client certificates).
 
     Example::
@@ -103,15 +106,15 @@ def docker_container_config(
         "EXTRA_ARGS": " ".join(extra),
         "JAVA_ARGS_APPEND": " ".join((*_PREFIX_PROPERTIES, *java_options)),
     }
-    files: Dict[str, str] = {}
+    texts = instance_files(
+        user=user, password=password,
+        acceptors=container_acceptors(allow_anonymous=allow_anonymous) if tls else None,
+        allow_anonymous=allow_anonymous, access=access, plain_prefixes=True,
+    )
+    files = {f"{CONTAINER_ETC_OVERRIDE}/{name}": text for name, text in texts.items()}
     ports: Tuple[int, ...] = (5672,)
     if tls:
-        texts = container_etc_files(user=user, allow_anonymous=allow_anonymous)
-        files = {f"{CONTAINER_ETC_OVERRIDE}/{name}": text for name, text in texts.items()}
         ports = (5672, CONTAINER_TLS_PORT, CONTAINER_MUTUAL_TLS_PORT)
-    elif allow_anonymous:
-        files = {f"{CONTAINER_ETC_OVERRIDE}/login.config":
-                 login_config(user=user, allow_anonymous=True)}
     return DockerConfig(image=image, env=env, ports=ports, files=files, tls=tls)
 
 
@@ -166,6 +169,7 @@ class DockerBackend:
         tls: bool = False,
         allow_anonymous: bool = False,
         cert_hosts: Sequence[str] = (),
+        access: Optional[Access] = None,
     ) -> None:
         self.user = user
         self._password = password
@@ -181,6 +185,7 @@ class DockerBackend:
         self._config = docker_container_config(
             user=user, password=password, queues=queues, java_memory=java_memory,
             java_options=java_options, image=image, tls=tls, allow_anonymous=allow_anonymous,
+            access=access,
         )
         self._stop_timeout = stop_timeout
         self._container: Any = None
@@ -245,7 +250,8 @@ class DockerBackend:
         container.with_bind_ports(cfg.amqp_port, self.port)
         if cfg.files and not hasattr(container, "with_copy_into_container"):
             raise BrokerUnavailable(
-                "tls=True or allow_anonymous=True in Docker mode needs a newer testcontainers "
+                "tls, allow_anonymous, users, permissions or address_settings in Docker mode "
+                "needs a newer testcontainers "
                 "(DockerContainer.with_copy_into_container): pip install -U testcontainers"
             )
         for path, text in cfg.files.items():

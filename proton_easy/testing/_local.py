@@ -16,10 +16,11 @@ import weakref
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from ._access import Access
 from ._certs import KEYSTORE_PASSWORD_ENV, Certs, make_certs
 from ._distribution import artemis_home, java_executable, log
 from ._errors import BrokerStartError
-from ._tls_config import TLSAcceptors, etc_files, login_config
+from ._tls_config import TLSAcceptors, instance_files
 
 READY_LINE = "AMQ221007"
 
@@ -190,9 +191,11 @@ class LocalBackend:
         tls: bool = False,
         allow_anonymous: bool = False,
         cert_hosts: Sequence[str] = (),
+        access: Optional[Access] = None,
     ) -> None:
         self.user = user
         self._password = password
+        self._access = access
         self.host = host
         self.port: Optional[int] = port
         self.core_port: Optional[int] = None
@@ -290,12 +293,8 @@ class LocalBackend:
             raise BrokerStartError(
                 f"`artemis create` failed (exit {proc.returncode}) in {self.instance_dir}", tail
             )
-        etc = self.instance_dir / "etc"
         if self._tls:
             self.certs = make_certs(self.instance_dir / "certs", hosts=self._cert_hosts)
-        elif self._allow_anonymous:
-            (etc / "login.config").write_text(
-                login_config(user=self.user, allow_anonymous=True), encoding="utf-8")
         self._created = True
         self._choose_ports(keep_amqp=self._fixed_port)
 
@@ -327,6 +326,7 @@ class LocalBackend:
         if count != 1:
             raise BrokerStartError(f"no <acceptors> block found in {broker_xml}")
         broker_xml.write_text(new, encoding="utf-8")
+        acc = None
         if self._tls:
             assert self.certs is not None
             self.tls_port, self.mutual_tls_port = another(), another()
@@ -335,8 +335,10 @@ class LocalBackend:
                 keystore=str(self.certs.broker_keystore), truststore=str(self.certs.ca),
                 allow_anonymous=self._allow_anonymous,
             )
-            for name, body in etc_files(acc, user=self.user).items():
-                (self.instance_dir / "etc" / name).write_text(body, encoding="utf-8")
+        files = instance_files(user=self.user, password=self._password, acceptors=acc,
+                               allow_anonymous=self._allow_anonymous, access=self._access)
+        for name, body in files.items():
+            (self.instance_dir / "etc" / name).write_text(body, encoding="utf-8")
 
     def _child_env(self, run: bool = False) -> dict:
         env = {k: v for k, v in os.environ.items() if k not in _LAUNCHER_ENV}

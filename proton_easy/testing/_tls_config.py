@@ -21,8 +21,9 @@ environment variable ``PROTON_EASY_KEYSTORE_PASSWORD`` (``${...}`` in broker.pro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict
+from typing import Dict, Optional
 
+from ._access import Access
 from ._certs import CLIENT_DN, KEYSTORE_PASSWORD_ENV
 
 _NETTY = "org.apache.activemq.artemis.core.remoting.impl.netty.NettyAcceptorFactory"
@@ -172,6 +173,64 @@ def etc_files(acc: TLSAcceptors, *, user: str, plain_prefixes: bool = False) -> 
     }
 
 
+def instance_files(
+    *,
+    user: str,
+    password: str,
+    acceptors: Optional[TLSAcceptors] = None,
+    allow_anonymous: bool = False,
+    access: Optional[Access] = None,
+    plain_prefixes: bool = False,
+) -> Dict[str, str]:
+    """Every file proton_easy writes into a broker's ``etc`` folder (name -> text): the one
+    place that decides them, for the local distribution and for the Docker image alike.
+
+    ``acceptors`` adds the TLS acceptors and the certificate login (:func:`etc_files`);
+    ``allow_anonymous`` the guest login; ``access`` (:class:`._access.Access`) its
+    permissions and address settings to ``broker.properties``, and, with extra users,
+    ``artemis-users.properties`` (``user`` and the extra logins, passwords hashed) and
+    ``artemis-roles.properties``. Empty when there is nothing to change: ``artemis create``'s
+    files stay.
+
+    Example::
+
+        files = instance_files(user="admin", password="pw",
+                               access=Access.build(users={"reader": ("pw2", ["viewer"])}))
+        sorted(files)   # ['artemis-roles.properties', 'artemis-users.properties']
+    """
+    files: Dict[str, str] = {}
+    if acceptors is not None:
+        files.update(etc_files(acceptors, user=user, plain_prefixes=plain_prefixes))
+    elif allow_anonymous:
+        files["login.config"] = login_config(user=user, allow_anonymous=True)
+    if access:
+        extra = access.broker_properties()
+        if extra:
+            head = files.get("broker.properties", "")
+            files["broker.properties"] = head + (
+                "# Made by proton_easy.testing: permissions and address settings.\n" + extra)
+        if access.users:
+            files["artemis-users.properties"] = access.users_properties(user, password)
+            files["artemis-roles.properties"] = access.roles_properties(user)
+    return files
+
+
+def container_acceptors(*, allow_anonymous: bool = False) -> TLSAcceptors:
+    """The TLS acceptors inside the Docker image: all interfaces, ports 5671 and 5673,
+    certificates in :data:`CONTAINER_CERTS_DIR`.
+
+    Example::
+
+        instance_files(user="admin", password="pw", acceptors=container_acceptors())
+    """
+    return TLSAcceptors(
+        host="0.0.0.0", tls_port=CONTAINER_TLS_PORT,
+        mutual_tls_port=CONTAINER_MUTUAL_TLS_PORT,
+        keystore=f"{CONTAINER_CERTS_DIR}/broker.p12", truststore=f"{CONTAINER_CERTS_DIR}/ca.pem",
+        allow_anonymous=allow_anonymous,
+    )
+
+
 def container_etc_files(*, user: str, allow_anonymous: bool = False) -> Dict[str, str]:
     """The ``etc-override`` files for the Docker image (certificates in
     :data:`CONTAINER_CERTS_DIR`, acceptors on all interfaces, ports 5671 and 5673).
@@ -183,10 +242,5 @@ def container_etc_files(*, user: str, allow_anonymous: bool = False) -> Dict[str
         files = container_etc_files(user="admin")
         files["broker.properties"]
     """
-    acc = TLSAcceptors(
-        host="0.0.0.0", tls_port=CONTAINER_TLS_PORT,
-        mutual_tls_port=CONTAINER_MUTUAL_TLS_PORT,
-        keystore=f"{CONTAINER_CERTS_DIR}/broker.p12", truststore=f"{CONTAINER_CERTS_DIR}/ca.pem",
-        allow_anonymous=allow_anonymous,
-    )
+    acc = container_acceptors(allow_anonymous=allow_anonymous)
     return etc_files(acc, user=user, plain_prefixes=True)

@@ -11,6 +11,9 @@ Fixtures:
   ``test-<test name>-<8 hex>``.
 - ``artemis_factory`` (function): ``artemis_factory(**kwargs)`` starts another
   ``ArtemisBroker(**kwargs)`` (for kill/restart tests); all are stopped at teardown.
+- ``artemis_module_factory`` (module): the same for module-scoped fixtures; its brokers are
+  stopped when the module's tests are done (e.g. one broker with ``users``/``permissions``
+  for a whole module).
 - ``artemis_tls`` (session): a started ``ArtemisBroker(tls=True)``: generated certificates
   (``.certs``), ``.tls_url`` (server authentication, SASL PLAIN), ``.mutual_tls_url``
   (client certificate, SASL EXTERNAL), ``.client_tls()``. Always a broker of its own, also
@@ -28,6 +31,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import uuid
@@ -115,20 +119,10 @@ def amqp_address(request: pytest.FixtureRequest) -> str:
     return f"test-{name or 'x'}-{uuid.uuid4().hex[:8]}"
 
 
-@pytest.fixture
-def artemis_factory() -> Iterator[Callable[..., ArtemisBroker]]:
-    """Start extra brokers: ``artemis_factory(**ArtemisBroker kwargs)`` returns a started one.
-
-    ``java_options`` defaults to :data:`~proton_easy.testing.QUICK_START_JAVA_OPTIONS`.
-    Every broker it started is stopped (and its temporary folder removed) at teardown.
-
-    Example::
-
-        def test_crash(artemis_factory):
-            broker = artemis_factory(queues=["jobs"])
-            broker.kill()
-            broker.restart()
-    """
+@contextlib.contextmanager
+def _broker_factory() -> Iterator[Callable[..., ArtemisBroker]]:
+    """A function starting ``ArtemisBroker(**kwargs)``; every broker it started is stopped
+    when the block ends."""
     started: List[ArtemisBroker] = []
 
     def factory(**kwargs: Any) -> ArtemisBroker:
@@ -143,6 +137,45 @@ def artemis_factory() -> Iterator[Callable[..., ArtemisBroker]]:
     finally:
         for broker in reversed(started):
             broker.stop()
+
+
+@pytest.fixture
+def artemis_factory() -> Iterator[Callable[..., ArtemisBroker]]:
+    """Start extra brokers: ``artemis_factory(**ArtemisBroker kwargs)`` returns a started one.
+
+    ``java_options`` defaults to :data:`~proton_easy.testing.QUICK_START_JAVA_OPTIONS`.
+    Every broker it started is stopped (and its temporary folder removed) at teardown.
+
+    Example::
+
+        def test_crash(artemis_factory):
+            broker = artemis_factory(queues=["jobs"])
+            broker.kill()
+            broker.restart()
+    """
+    with _broker_factory() as factory:
+        yield factory
+
+
+@pytest.fixture(scope="module")
+def artemis_module_factory() -> Iterator[Callable[..., ArtemisBroker]]:
+    """:func:`artemis_factory` for a module-scoped fixture: the brokers it starts are stopped
+    when the test module ends, so one broker (about 5 s to start) serves the module's tests.
+
+    Example::
+
+        @pytest.fixture(scope="module")
+        def strict_broker(artemis_module_factory):
+            return artemis_module_factory(
+                queues=["jobs"], users={"reader": ("pw", ["viewer"])},
+                permissions={"#": {"viewer": ["consume", "browse"]}})
+
+        def test_reader_may_not_send(strict_broker):
+            with pytest.raises(pe.Unauthorized):
+                pe.send(strict_broker.url_for("reader") + "/jobs", "hi")
+    """
+    with _broker_factory() as factory:
+        yield factory
 
 
 @pytest.hookimpl(hookwrapper=True)
