@@ -6,6 +6,7 @@ any I/O raise the builtin ``ValueError`` or ``TypeError`` instead.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Optional
 
 __all__ = [
@@ -126,10 +127,23 @@ def _text(what: str, name: Optional[str], description: Optional[str]) -> str:
     return ": ".join([parts[0], " ".join(parts[1:])]) if len(parts) > 1 else parts[0]
 
 
+# Artemis refuses a link it may not create an address or queue for with amqp:internal-error
+# ("AMQ229032: User: x does not have permission='CREATE_ADDRESS' ..."; AMQ229213 likewise).
+_PERMISSION_DENIED = re.compile(r"\bAMQ229(?:032|213)\b|does not have permission")
+
+
 def link_error(condition: Any, address: Optional[str]) -> LinkError:
-    """Translate a link's remote close condition into a :class:`LinkError` subclass."""
+    """Translate a link's remote close condition into a :class:`LinkError` subclass.
+
+    >>> from types import SimpleNamespace as Cond
+    >>> type(link_error(Cond(name="amqp:not-found", description="no such queue"), "q")).__name__
+    'NotFound'
+    """
     name, description = _condition_parts(condition)
     cls = _LINK_ERRORS.get(name or "", LinkError)
+    if (cls is LinkError and name == "amqp:internal-error"
+            and _PERMISSION_DENIED.search(description or "")):
+        cls = Unauthorized
     what = f"link to {address!r} refused" if address else "link refused"
     return cls(_text(what, name, description), condition=name, description=description)
 

@@ -185,13 +185,10 @@ def test_a_refused_reply_queue_carries_the_brokers_condition(broker: ArtemisBrok
     assert "CREATE_NON_DURABLE_QUEUE" in str(err) and err.description in str(err)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "Artemis 2.40 says amqp:internal-error when a missing permission stops it creating an "
-    "address or a temporary queue for a link (AMQ229032/AMQ229213 'does not have "
-    "permission'); link_error (proton_easy/_errors.py) maps that to LinkError, not "
-    "Unauthorized"))
 def test_refusals_reported_as_internal_errors_are_unauthorized(broker: ArtemisBroker,
                                                                amqp_address: str) -> None:
+    # Artemis 2.40 says amqp:internal-error when a missing permission stops it creating an
+    # address or a temporary queue for a link ("AMQ229032 ... does not have permission").
     errors = []
     for call in (lambda: pe.send(url(broker, "reader", amqp_address), "new address"),
                  lambda: pe.request(url(broker, "writer", amqp_address), "q", timeout=5)):
