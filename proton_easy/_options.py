@@ -221,7 +221,7 @@ class ConnectionOptions:
         if mechs:
             kwargs["allowed_mechs"] = mechs
         if self.urls[0].scheme == "amqps":
-            kwargs["ssl_domain"] = (self.tls or TLS()).make_domain()
+            kwargs["ssl_domain"] = (self.tls or TLS()).domain()
             kwargs["sni"] = self.urls[0].host
         if self.container_id:
             kwargs["container_id"] = self.container_id

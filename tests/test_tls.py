@@ -261,6 +261,78 @@ def test_unusable_files_are_tls_errors_naming_the_file(artemis_tls: ArtemisBroke
         Container(Sender(url, messages=1, tls=pe.TLS(ca=str(junk)))).run()
 
 
+# -- one SSLDomain per TLS configuration ---------------------------------------------------------
+def test_connections_share_the_tls_domain_until_a_file_changes(
+        artemis_tls: ArtemisBroker, amqp_address: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from proton_easy import _tls
+
+    built: List[pe.TLS] = []
+    make_domain = pe.TLS.make_domain
+
+    def counting(self: pe.TLS) -> SSLDomain:
+        built.append(self)
+        return make_domain(self)
+
+    monkeypatch.setattr(pe.TLS, "make_domain", counting)
+    _tls.clear_domain_cache()
+    certs = artemis_tls.certs
+    cert = tmp_path / "client-cert.pem"
+    cert.write_bytes(certs.client_cert.read_bytes())
+    url = f"{artemis_tls.mutual_tls_url}/{amqp_address}"
+    for n in range(3):  # equal settings, new TLS objects each time: one domain
+        pe.send(url, n, tls=pe.TLS(ca=str(certs.ca), cert=str(cert), key=str(certs.client_key),
+                                   password=certs.client_key_password))
+    assert len(built) == 1
+    # a rotated certificate (the file replaced) is read again by the next connection
+    rotated = tmp_path / "new-cert.pem"
+    rotated.write_bytes(certs.client_cert.read_bytes() + b"\n")
+    os.replace(rotated, cert)
+    tls = pe.TLS(ca=str(certs.ca), cert=str(cert), key=str(certs.client_key),
+                 password=certs.client_key_password)
+    pe.send(url, 3, tls=tls)
+    assert len(built) == 2
+    # a different password is another configuration (here a wrong one: an error, not cached)
+    with pytest.raises(pe.TLSError, match="password"):
+        pe.send(url, "x", tls=pe.TLS(ca=str(certs.ca), cert=str(cert),
+                                     key=str(certs.client_key), password="Other-Key-Pw"))
+    assert len(built) == 3
+    pe.send(url, 4, tls=tls)
+    assert len(built) == 3
+    assert [m.body for m in pe.receive(url, count=5, timeout=10, tls=tls)] == [0, 1, 2, 3, 4]
+
+
+def test_tls_domain_cache_is_bounded_thread_safe_and_keeps_no_password(tmp_path: Path) -> None:
+    from proton_easy import _tls
+
+    certs = make_certs(tmp_path)
+    _tls.clear_domain_cache()
+    tls = pe.TLS(ca=str(certs.ca), cert=str(certs.client_cert), key=str(certs.client_key),
+                 password=certs.client_key_password)
+    got: List[SSLDomain] = []
+    threads = [threading.Thread(target=lambda: got.append(tls.domain())) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(got) == 8 and len({id(d) for d in got}) == 1  # one domain for all of them
+    assert tls.domain() is got[0]
+    assert tls.make_domain() is not got[0]  # make_domain builds a new one, for its caller
+    # the key of the cache: paths and file states, the password only as a keyed digest
+    key_text = repr(list(_tls._domains))
+    assert str(certs.client_key) in key_text and certs.client_key_password not in key_text
+    assert pe.TLS(ca=str(certs.ca), verify="peer").domain() is not pe.TLS(ca=str(certs.ca)).domain()
+    for n in range(_tls.DOMAIN_CACHE_SIZE + 5):  # bounded: the least recently used goes first
+        folder = tmp_path / f"ca{n}"
+        folder.mkdir()
+        ca = folder / "ca.pem"
+        ca.write_bytes(certs.ca.read_bytes())
+        pe.TLS(ca=str(ca)).domain()
+    assert len(_tls._domains) == _tls.DOMAIN_CACHE_SIZE
+    assert tls.domain() is not got[0]  # evicted, then built again
+    _tls.clear_domain_cache()
+
+
 def test_tls_options_with_an_amqp_url_raise_value_error(artemis_tls: ArtemisBroker) -> None:
     tls = artemis_tls.client_tls()
     with pytest.raises(ValueError, match="clear text"):
