@@ -53,7 +53,8 @@ class AuthenticationError(ConnectError):
 
 
 class TLSError(ConnectError):
-    """The TLS handshake or certificate verification failed, or the TLS set-up is unusable."""
+    """The TLS handshake or certificate verification failed, the server did not answer the
+    handshake (not a TLS port), or the TLS set-up is unusable."""
 
 
 class ConnectionLost(AMQPError):

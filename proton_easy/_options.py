@@ -16,6 +16,11 @@ DEFAULT_TIMEOUT = 10.0
 """Seconds a blocking call waits by default (connecting, sending, a request's reply)."""
 DEFAULT_RECONNECT = 60.0
 """Seconds a dropped connection keeps trying to come back before the call fails."""
+HANDSHAKE_TIMEOUT = 3.0
+"""Seconds a new connection's server has, once the socket is connected, to answer the TLS
+handshake (``amqps://``) or the AMQP protocol header: a server that stays silent is taken to
+speak another protocol on that port (TLS on a plain port, or the reverse) and the connection
+fails then, without waiting for the whole timeout. A real broker answers in milliseconds."""
 
 _URL_RE = re.compile(
     r"^(?:(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://)?"

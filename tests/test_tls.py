@@ -261,6 +261,77 @@ def test_unusable_files_are_tls_errors_naming_the_file(artemis_tls: ArtemisBroke
         Container(Sender(url, messages=1, tls=pe.TLS(ca=str(junk)))).run()
 
 
+# -- the wrong protocol on a port: prompt, typed, no retry -----------------------------------------
+def test_amqps_on_a_plain_port_is_a_prompt_tls_error(artemis_tls: ArtemisBroker) -> None:
+    # Artemis's plain acceptor holds the socket open, silent, when a TLS ClientHello comes:
+    # without the handshake deadline this waited for the whole timeout (20 s here).
+    url = artemis_tls.url.replace("amqp://", "amqps://", 1) + "/q"  # the plain port
+    tls = artemis_tls.client_tls(verify="peer")  # the URL says 127.0.0.1
+    err = fails_promptly(pe.TLSError, lambda: pe.send(url, "x", tls=tls, timeout=20))
+    assert "did not answer the TLS handshake" in str(err) and "TLS port" in str(err)
+    assert f"amqps://{artemis_tls.user}@127.0.0.1:{artemis_tls.port}/q" in str(err)
+    assert artemis_tls.password not in texts_of(err)
+    # a Client that would reconnect for a minute fails just as fast: a retry cannot mend it
+    fails_promptly(pe.TLSError, lambda: pe.Client(url, tls=tls, timeout=20, reconnect=60))
+    # and a handler class run standalone (no timeout of its own) does not hang either
+    start = time.monotonic()
+    send = Sender(url, messages=1, tls=tls)
+    with pytest.raises(pe.TLSError, match="TLS handshake"):
+        Container(send).run()
+    assert time.monotonic() - start < PROMPT and send.confirmed == 0
+
+
+def test_amqp_on_a_tls_port_is_a_prompt_connect_error(artemis_tls: ArtemisBroker,
+                                                      amqp_address: str) -> None:
+    # Artemis's TLS acceptor reads the AMQP header as the start of a TLS record and waits for
+    # the rest (its own handshake timeout is 10 s): the server answers nothing.
+    plain_to_tls = (f"amqp://{artemis_tls.user}:{artemis_tls.password}"
+                    f"@localhost:{artemis_tls.tls_port}/{amqp_address}")
+    for url in (plain_to_tls, f"amqp://localhost:{artemis_tls.mutual_tls_port}/q"):
+        err = fails_promptly(pe.ConnectError, lambda u=url: pe.send(u, "x", timeout=20))
+        assert type(err) is pe.ConnectError  # not TLSError: no TLS was asked for
+        assert "did not answer the AMQP protocol header" in str(err)
+        assert "amqps://" in str(err) and artemis_tls.password not in texts_of(err)
+    # an attempt ended that way moves on to the next failover URL, which works
+    start = time.monotonic()
+    with pe.Client(urls=[plain_to_tls, f"{artemis_tls.url}/{amqp_address}"],
+                   timeout=20) as client:
+        client.send(None, "through the second URL")
+        assert [m.body for m in client.receive(None, timeout=10)] == ["through the second URL"]
+    assert time.monotonic() - start < PROMPT + 5
+
+
+def test_a_tls_port_that_does_not_speak_amqp_is_a_prompt_connect_error(tmp_path: Path) -> None:
+    # Not Artemis: a TLS server that completes the handshake, then says nothing (as a TLS
+    # port of another protocol might).
+    import socket
+    import ssl
+
+    certs = make_certs(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(certs.broker_cert), str(certs.broker_key))
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    done = threading.Event()
+
+    def serve() -> None:
+        sock, _ = listener.accept()
+        with context.wrap_socket(sock, server_side=True):  # the handshake, then silence
+            done.wait(30)
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        err = fails_promptly(pe.ConnectError, lambda: pe.send(
+            f"amqps://localhost:{port}/q", "x", tls=pe.TLS(ca=str(certs.ca)), timeout=20))
+        assert type(err) is pe.ConnectError
+        assert "answered the TLS handshake but not the AMQP protocol header" in str(err)
+    finally:
+        done.set()
+        server.join(10)
+        listener.close()
+
+
 # -- one SSLDomain per TLS configuration ---------------------------------------------------------
 def test_connections_share_the_tls_domain_until_a_file_changes(
         artemis_tls: ArtemisBroker, amqp_address: str, tmp_path: Path,
