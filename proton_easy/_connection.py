@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, List, Optional, Set
 
 from proton.handlers import EndpointStateHandler, MessagingHandler
 
+from . import _options
 from ._errors import (
     AMQPError,
     AuthenticationError,
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("proton_easy")
 
+_SOCKET_POLL = 0.1
+"""Seconds between looks at a connection attempt whose socket is not connected yet."""
+
 
 class Connection(MessagingHandler):
     """Owns one proton connection and tells its jobs when it opens, drops, returns or fails.
@@ -31,6 +35,12 @@ class Connection(MessagingHandler):
     Reconnecting is proton's (links re-attach by themselves); what proton does not do, this
     does: a fresh, bounded backoff for each outage, no retry after a TLS or login failure,
     typed errors, and telling each job so that a sender can re-send what was in doubt.
+
+    Until the connection first opens, a server that does not answer at all within
+    :data:`~proton_easy._options.HANDSHAKE_TIMEOUT` seconds of the socket connecting (no
+    TLS handshake, no AMQP header) ends the attempt: a port speaking the other protocol
+    (``amqps://`` on a plain port: :class:`TLSError`; ``amqp://`` on a TLS port:
+    :class:`ConnectError`) would otherwise hold the socket open until the whole timeout.
     """
 
     def __init__(self, options: ConnectionOptions) -> None:
@@ -53,6 +63,10 @@ class Connection(MessagingHandler):
         self.offered_capabilities: tuple = ()
         self.current_url = options.display_url
         """The URL being tried or connected to, without its password."""
+        self._container: Any = None
+        self._attempt = 0  # counts transports bound (connection attempts)
+        self._handshake_task: Any = None
+        self._aborted: Optional[ConnectError] = None  # why this attempt was ended here
 
     # -- driving ----------------------------------------------------------------------------
     def open(self, container: Any) -> Any:
@@ -61,6 +75,7 @@ class Connection(MessagingHandler):
         self._mechs = kwargs.get("allowed_mechs")
         self._backoff = kwargs["reconnect"]
         self._backoff.on_give_up = self._gave_up
+        self._container = container
         self.proton = container.connect(handler=self, **kwargs)
         self._per_url_credentials(getattr(self.proton, "_overrides", None))
         return self.proton
@@ -97,6 +112,7 @@ class Connection(MessagingHandler):
 
     def close(self) -> None:
         """Close gracefully; ``closed`` resolves when the broker answered or the link is gone."""
+        self._cancel_handshake_check()
         if self._backoff is not None:
             self._backoff.stopped = True
         if self.proton is not None and not self.closed.done():
@@ -118,6 +134,8 @@ class Connection(MessagingHandler):
         """
         conn, self.proton = self.proton, None
         self.jobs.clear()
+        self._cancel_handshake_check()
+        self._container = None
         if conn is None:
             return
         endpoints: List[Any] = [conn]
@@ -136,8 +154,83 @@ class Connection(MessagingHandler):
             if isinstance(attrs, dict):
                 attrs.clear()
 
+    # -- the handshake deadline -------------------------------------------------------------
+    def _watch_handshake(self, transport: Any, delay: float, armed: bool) -> None:
+        attempt = self._attempt
+        connection = self
+
+        class _Check:
+            def on_timer_task(self, event: Any) -> None:
+                connection._handshake_task = None
+                connection._check_handshake(attempt, transport, armed)
+
+        self._cancel_handshake_check()
+        self._handshake_task = self._container.schedule(delay, _Check())
+
+    def _cancel_handshake_check(self) -> None:
+        task, self._handshake_task = self._handshake_task, None
+        if task is not None:
+            task.cancel()
+
+    def _check_handshake(self, attempt: int, transport: Any, armed: bool) -> None:
+        """Watch one attempt: once its socket is connected the server has HANDSHAKE_TIMEOUT
+        seconds (``armed``) to answer something; if it said nothing, end the attempt."""
+        if (attempt != self._attempt or self.ever_opened or self.failed is not None
+                or self.closed.done() or transport.closed):
+            return  # this attempt is over, or it worked
+        if transport.frames_input:
+            return  # the server speaks AMQP (SASL or the open): slow perhaps, not wrong
+        if getattr(transport, "_connect_selectable", None) is not None:
+            # the socket is still connecting (proton's IO handler): no server to blame yet;
+            # the call's timeout bounds that part
+            self._watch_handshake(transport, _SOCKET_POLL, armed=False)
+            return
+        if not armed:  # the socket is connected: the server's time starts now
+            self._watch_handshake(transport, _options.HANDSHAKE_TIMEOUT, armed=True)
+            return
+        url, seconds = self.current_url, _options.HANDSHAKE_TIMEOUT
+        ssl = getattr(transport, "_ssl", None)
+        err: ConnectError
+        if ssl is not None and not ssl.cipher_name():
+            err = TLSError(f"cannot connect to {url}: the server did not answer the TLS "
+                           f"handshake within {seconds:g} s: is this a TLS port? (a plain "
+                           "AMQP port takes amqp://)")
+        elif ssl is not None:
+            err = ConnectError(f"cannot connect to {url}: the server answered the TLS "
+                               "handshake but not the AMQP protocol header within "
+                               f"{seconds:g} s: is this an AMQP port?")
+        else:
+            err = ConnectError(f"cannot connect to {url}: the server did not answer the AMQP "
+                               f"protocol header within {seconds:g} s: is this a TLS port? "
+                               "(a TLS port takes amqps:// and tls=pe.TLS(...))")
+        self._abort(transport, err)
+
+    def _abort(self, transport: Any, err: ConnectError) -> None:
+        """End this connection attempt with ``err``: proton then tries the next URL, if any,
+        or gives up (never after a TLSError, which a retry cannot mend)."""
+        log.debug("connection attempt ended: %s", err)
+        if isinstance(err, TLSError) and self._backoff is not None:
+            self._backoff.stopped = True
+        specific = (TLSError, AuthenticationError)
+        if isinstance(err, specific) or not isinstance(self._last_error, specific):
+            self._last_error = err
+        self._aborted = err
+        transport.close_tail()
+        transport.close_head()
+
     # -- proton events ----------------------------------------------------------------------
+    def on_connection_bound(self, event: Any) -> None:
+        # A transport is bound for every connection attempt (the first, each failover URL,
+        # each reconnect); only the attempts before the first open are watched.
+        self._attempt += 1
+        self._aborted = None
+        if self.ever_opened or self._container is None:
+            return
+        # (proton's IO handler opens the socket after this event: look shortly after)
+        self._watch_handshake(event.transport, _SOCKET_POLL, armed=False)
+
     def on_connection_opened(self, event: Any) -> None:
+        self._cancel_handshake_check()
         caps = event.connection.remote_offered_capabilities or ()
         self.offered_capabilities = tuple(str(c) for c in caps)
         reopened = self.ever_opened
@@ -152,6 +245,8 @@ class Connection(MessagingHandler):
         self._resolve(self.opened, self)
 
     def on_transport_error(self, event: Any) -> None:
+        if self._aborted is not None:
+            return  # ended by _abort, which knows better why than the cut transport does
         cond = event.transport.condition
         err = transport_error(cond, self.current_url, self._mechs)
         if isinstance(err, (TLSError, AuthenticationError)) and self._backoff is not None:
@@ -212,6 +307,7 @@ class Connection(MessagingHandler):
         if self.failed is not None:
             return
         self.failed = err
+        self._cancel_handshake_check()
         self.up = False
         if self._backoff is not None:
             self._backoff.stopped = True

@@ -54,7 +54,8 @@ class AuthenticationError(ConnectError):
 
 
 class TLSError(ConnectError):
-    """The TLS handshake or certificate verification failed, or the TLS set-up is unusable."""
+    """The TLS handshake or certificate verification failed, the server did not answer the
+    handshake (not a TLS port), or the TLS set-up is unusable."""
 
 
 class ConnectionLost(AMQPError):
@@ -157,8 +158,12 @@ _TLS_HINTS = (
     ("alert bad certificate", _NO_CLIENT_CERT),
     ("alert certificate required", _NO_CLIENT_CERT),
     ("alert unknown ca", "the broker does not trust the CA of the client certificate"),
-    ("wrong version number", "the port does not speak TLS: amqp:// instead of amqps://?"),
+    ("wrong version number", "the port does not speak TLS: is it a plain AMQP port? "
+     "(that takes amqp://)"),
 )
+_SPEAKS_TLS = "the port speaks TLS: is it a TLS port? (that takes amqps:// and tls=pe.TLS(...))"
+# what proton says when a plain (amqp://) connection gets TLS records instead of an AMQP header
+_TLS_ANSWERS = ("got: ssl/tls", "['\\x15\\x03", "['\\x16\\x03")
 
 
 def _mechanism_hint(mechs: Optional[str]) -> str:
@@ -192,6 +197,8 @@ def transport_error(condition: Any, url: str, mechs: Optional[str] = None) -> Co
         cls = AuthenticationError
         if "mech=none" in text:
             hint = _mechanism_hint(mechs)
+    elif "protocol header got:" in text and any(key in text for key in _TLS_ANSWERS):
+        hint = _SPEAKS_TLS
     message = _text(f"cannot connect to {url}", name, description)
     return cls(f"{message}: {hint}" if hint else message,
                condition=name, description=description)

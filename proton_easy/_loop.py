@@ -72,7 +72,7 @@ class LoopContainer(Container):
     """A Container without the two SSL domains proton builds eagerly (~100 ms per Container),
     and with a :class:`RawDeliveryCollector`.
 
-    TLS connections always get their own domain from :class:`proton_easy.TLS`.
+    TLS connections get the (cached) domain of their :class:`proton_easy.TLS`.
     """
 
     def __init__(self, *handlers: Any) -> None:

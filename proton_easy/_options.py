@@ -16,6 +16,12 @@ DEFAULT_TIMEOUT = 10.0
 """Seconds a blocking call waits by default (connecting, sending, a request's reply)."""
 DEFAULT_RECONNECT = 60.0
 """Seconds a dropped connection keeps trying to come back before the call fails."""
+HANDSHAKE_TIMEOUT = 5.0
+"""Seconds a new connection's server has, once the socket is connected, to answer the TLS
+handshake (``amqps://``) or the AMQP protocol header: a server that stays silent is taken to
+speak another protocol on that port (TLS on a plain port, or the reverse) and the connection
+fails then, without waiting for the whole timeout. A real broker answers in milliseconds;
+the margin is for a cold JVM's first TLS handshake on a busy machine."""
 
 _URL_RE = re.compile(
     r"^(?:(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://)?"
@@ -242,7 +248,7 @@ class ConnectionOptions:
         if creds["allowed_mechs"]:
             kwargs["allowed_mechs"] = creds["allowed_mechs"]
         if any(u.scheme == "amqps" for u in self.urls):
-            kwargs["ssl_domain"] = (self.tls or TLS()).make_domain()
+            kwargs["ssl_domain"] = (self.tls or TLS()).domain()
         if self.container_id:
             kwargs["container_id"] = self.container_id
         return kwargs

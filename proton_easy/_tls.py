@@ -1,12 +1,22 @@
-"""TLS settings: one small value object that becomes a proton SSLDomain."""
+"""TLS settings: one small value object that becomes a proton SSLDomain (built once per
+configuration and kept in a small cache: building one costs tens of milliseconds)."""
 
 from __future__ import annotations
 
+import collections
+import hashlib
+import hmac
+import logging
 import os
+import secrets
+import threading
+import time
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import Hashable, Optional, Tuple, Union
 
 from proton import SSLDomain, SSLException
+
+log = logging.getLogger("proton_easy")
 
 StrPath = Union[str, "os.PathLike[str]"]
 """A file name: a ``str`` or a ``pathlib.Path``."""
@@ -32,9 +42,10 @@ class TLS:
 
     Files are checked when the object is made (FileNotFoundError, PermissionError); an
     unusable file raises :class:`~proton_easy.TLSError` naming it when connecting. The password
-    never appears in ``repr``. A client certificate with no ``user`` authenticates with SASL
-    EXTERNAL where the broker offers it; with a ``user``, PLAIN is used unless
-    ``allowed_mechs="EXTERNAL"``.
+    never appears in ``repr``. Connections with the same settings share one proton
+    ``SSLDomain`` (see :meth:`domain`); a file replaced on disk is read again. A client
+    certificate with no ``user`` authenticates with SASL EXTERNAL where the broker offers
+    it; with a ``user``, PLAIN is used unless ``allowed_mechs="EXTERNAL"``.
 
     >>> tls = TLS(ca="ca.pem", verify="peer")                              # doctest: +SKIP
     >>> tls                                                                # doctest: +SKIP
@@ -67,9 +78,58 @@ class TLS:
             if not os.access(path, os.R_OK):
                 raise PermissionError(f"TLS {name} file not readable: {path}")
 
+    def domain(self) -> SSLDomain:
+        """The proton client ``SSLDomain`` for these settings, from a small cache shared by
+        every connection (thread-safe): built by :meth:`make_domain` the first time, and again
+        whenever a file changed (its modification time, size or inode), so that a rotated
+        certificate is picked up by the next connection. Do not modify it: it is shared.
+
+        >>> TLS(verify="none").domain() is TLS(verify="none").domain()
+        True
+        """
+        key = self._cache_key()
+        if key is None:  # a file went missing since: make_domain says which
+            return self.make_domain()
+        with _domains_lock:
+            domain = _domains.get(key)
+            if domain is not None:
+                _domains.move_to_end(key)
+                return domain
+        start = time.perf_counter()
+        domain = self.make_domain()  # outside the lock: tens of ms, and it may raise
+        log.debug("TLS settings %r loaded in %.0f ms", self, (time.perf_counter() - start) * 1e3)
+        with _domains_lock:
+            domain = _domains.setdefault(key, domain)  # another thread may have been first
+            _domains.move_to_end(key)
+            while len(_domains) > DOMAIN_CACHE_SIZE:
+                _domains.popitem(last=False)
+        return domain
+
+    def _cache_key(self) -> Optional[Tuple[Hashable, ...]]:
+        """What makes two domains the same: mode, verification, each file's path and state,
+        and the password as a keyed digest (never the password itself); None if a file
+        cannot be examined any more."""
+        files = []
+        for path in (self.ca, self.cert, self.key):
+            if path is None:
+                files.append(None)
+                continue
+            path = os.path.abspath(os.fspath(path))
+            try:
+                st = os.stat(path)
+            except OSError:
+                return None
+            files.append((path, st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev))
+        password = None
+        if self.password is not None:
+            password = hmac.new(_KEY_SALT, self.password.encode("utf-8"),
+                                hashlib.sha256).hexdigest()
+        return ("client", self.verify, *files, password)
+
     def make_domain(self) -> SSLDomain:
-        """Build the proton client ``SSLDomain``; raise :class:`~proton_easy.TLSError` naming
-        the file that cannot be used (not PEM, wrong key password, key not matching).
+        """Build a new proton client ``SSLDomain`` (uncached: connections use :meth:`domain`);
+        raise :class:`~proton_easy.TLSError` naming the file that cannot be used (not PEM,
+        wrong key password, key not matching).
 
         >>> TLS(verify="none").make_domain()   # doctest: +ELLIPSIS
         <proton._transport.SSLDomain object at ...>
@@ -99,6 +159,20 @@ class TLS:
         domain.set_peer_authentication(_VERIFY[self.verify], os.fspath(self.ca) if self.ca
                                        and self.verify != "none" else None)
         return domain
+
+
+DOMAIN_CACHE_SIZE = 16
+"""How many TLS configurations keep their ``SSLDomain`` (least recently used first out)."""
+
+_domains: collections.OrderedDict[Tuple[Hashable, ...], SSLDomain] = collections.OrderedDict()
+_domains_lock = threading.Lock()
+_KEY_SALT = secrets.token_bytes(16)  # per process: a cache key reveals nothing of a password
+
+
+def clear_domain_cache() -> None:
+    """Forget every cached ``SSLDomain`` (connections that use one keep it)."""
+    with _domains_lock:
+        _domains.clear()
 
 
 def _pem_text(path: str) -> str:

@@ -23,6 +23,7 @@ from proton.handlers import MessagingHandler
 from proton.reactor import Container
 
 import proton_easy as pe
+from proton_easy._options import HANDSHAKE_TIMEOUT
 from proton_easy.handlers import Receiver, Sender
 from proton_easy.testing import QUICK_START_JAVA_OPTIONS, ArtemisBroker, make_certs
 
@@ -30,6 +31,8 @@ from .seed_peers import run
 
 #: A failure must be reported this fast: no retry loop, no waiting for a timeout.
 PROMPT = 5.0
+#: A server that answers nothing is given up on after HANDSHAKE_TIMEOUT: that, plus slack.
+SILENT = HANDSHAKE_TIMEOUT + 3.0
 
 
 @pytest.fixture(scope="module")
@@ -55,13 +58,14 @@ def with_password(url: str, password: str) -> str:
     return f"{scheme}://{creds.split(':', 1)[0]}:{password}@{hostport}"
 
 
-def fails_promptly(exc_type: type, call: Callable[[], Any]) -> BaseException:
-    """Run ``call``; it must raise ``exc_type`` within :data:`PROMPT` seconds."""
+def fails_promptly(exc_type: type, call: Callable[[], Any], within: float = PROMPT
+                   ) -> BaseException:
+    """Run ``call``; it must raise ``exc_type`` within ``within`` seconds."""
     start = time.monotonic()
     with pytest.raises(exc_type) as info:
         call()
     elapsed = time.monotonic() - start
-    assert elapsed < PROMPT, f"{exc_type.__name__} took {elapsed:.1f} s"
+    assert elapsed < within, f"{exc_type.__name__} took {elapsed:.1f} s"
     return info.value
 
 
@@ -260,6 +264,153 @@ def test_unusable_files_are_tls_errors_naming_the_file(artemis_tls: ArtemisBroke
     # standalone handlers (Container(job).run()) raise the same error
     with pytest.raises(pe.TLSError, match="junk.pem"):
         Container(Sender(url, messages=1, tls=pe.TLS(ca=str(junk)))).run()
+
+
+# -- the wrong protocol on a port: prompt, typed, no retry -----------------------------------------
+def test_amqps_on_a_plain_port_is_a_prompt_tls_error(artemis_tls: ArtemisBroker) -> None:
+    # Artemis's plain acceptor holds the socket open, silent, when a TLS ClientHello comes:
+    # without the handshake deadline this waited for the whole timeout (20 s here).
+    url = artemis_tls.url.replace("amqp://", "amqps://", 1) + "/q"  # the plain port
+    tls = artemis_tls.client_tls(verify="peer")  # the URL says 127.0.0.1
+    err = fails_promptly(pe.TLSError, lambda: pe.send(url, "x", tls=tls, timeout=20),
+                         SILENT)
+    assert "did not answer the TLS handshake" in str(err) and "TLS port" in str(err)
+    assert f"amqps://{artemis_tls.user}@127.0.0.1:{artemis_tls.port}/q" in str(err)
+    assert artemis_tls.password not in texts_of(err)
+    # a Client that would reconnect for a minute fails just as fast: a retry cannot mend it
+    fails_promptly(pe.TLSError, lambda: pe.Client(url, tls=tls, timeout=20, reconnect=60),
+                   SILENT)
+    # and a handler class run standalone (no timeout of its own) does not hang either
+    start = time.monotonic()
+    send = Sender(url, messages=1, tls=tls)
+    with pytest.raises(pe.TLSError, match="TLS handshake"):
+        Container(send).run()
+    assert time.monotonic() - start < SILENT and send.confirmed == 0
+
+
+def test_amqp_on_a_tls_port_is_a_prompt_connect_error(artemis_tls: ArtemisBroker,
+                                                      amqp_address: str) -> None:
+    # Artemis's TLS acceptor reads the AMQP header as the start of a TLS record and waits for
+    # the rest (its own handshake timeout is 10 s): the server answers nothing.
+    plain_to_tls = (f"amqp://{artemis_tls.user}:{artemis_tls.password}"
+                    f"@localhost:{artemis_tls.tls_port}/{amqp_address}")
+    for url in (plain_to_tls, f"amqp://localhost:{artemis_tls.mutual_tls_port}/q"):
+        err = fails_promptly(pe.ConnectError, lambda u=url: pe.send(u, "x", timeout=20),
+                             SILENT)
+        assert type(err) is pe.ConnectError  # not TLSError: no TLS was asked for
+        assert "did not answer the AMQP protocol header" in str(err)
+        assert "amqps://" in str(err) and artemis_tls.password not in texts_of(err)
+    # an attempt ended that way moves on to the next failover URL, which works
+    start = time.monotonic()
+    with pe.Client(urls=[plain_to_tls, f"{artemis_tls.url}/{amqp_address}"],
+                   timeout=20) as client:
+        client.send(None, "through the second URL")
+        assert [m.body for m in client.receive(None, timeout=10)] == ["through the second URL"]
+    assert time.monotonic() - start < SILENT + 5
+
+
+def test_a_tls_port_that_does_not_speak_amqp_is_a_prompt_connect_error(tmp_path: Path) -> None:
+    # Not Artemis: a TLS server that completes the handshake, then says nothing (as a TLS
+    # port of another protocol might).
+    import socket
+    import ssl
+
+    certs = make_certs(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(certs.broker_cert), str(certs.broker_key))
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    done = threading.Event()
+
+    def serve() -> None:
+        sock, _ = listener.accept()
+        with context.wrap_socket(sock, server_side=True):  # the handshake, then silence
+            done.wait(30)
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        err = fails_promptly(pe.ConnectError, lambda: pe.send(
+            f"amqps://localhost:{port}/q", "x", tls=pe.TLS(ca=str(certs.ca)), timeout=20),
+            SILENT)
+        assert type(err) is pe.ConnectError
+        assert "answered the TLS handshake but not the AMQP protocol header" in str(err)
+    finally:
+        done.set()
+        server.join(10)
+        listener.close()
+
+
+# -- one SSLDomain per TLS configuration ---------------------------------------------------------
+def test_connections_share_the_tls_domain_until_a_file_changes(
+        artemis_tls: ArtemisBroker, amqp_address: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from proton_easy import _tls
+
+    built: List[pe.TLS] = []
+    make_domain = pe.TLS.make_domain
+
+    def counting(self: pe.TLS) -> SSLDomain:
+        built.append(self)
+        return make_domain(self)
+
+    monkeypatch.setattr(pe.TLS, "make_domain", counting)
+    _tls.clear_domain_cache()
+    certs = artemis_tls.certs
+    cert = tmp_path / "client-cert.pem"
+    cert.write_bytes(certs.client_cert.read_bytes())
+    url = f"{artemis_tls.mutual_tls_url}/{amqp_address}"
+    for n in range(3):  # equal settings, new TLS objects each time: one domain
+        pe.send(url, n, tls=pe.TLS(ca=str(certs.ca), cert=str(cert), key=str(certs.client_key),
+                                   password=certs.client_key_password))
+    assert len(built) == 1
+    # a rotated certificate (the file replaced) is read again by the next connection
+    rotated = tmp_path / "new-cert.pem"
+    rotated.write_bytes(certs.client_cert.read_bytes() + b"\n")
+    os.replace(rotated, cert)
+    tls = pe.TLS(ca=str(certs.ca), cert=str(cert), key=str(certs.client_key),
+                 password=certs.client_key_password)
+    pe.send(url, 3, tls=tls)
+    assert len(built) == 2
+    # a different password is another configuration (here a wrong one: an error, not cached)
+    with pytest.raises(pe.TLSError, match="password"):
+        pe.send(url, "x", tls=pe.TLS(ca=str(certs.ca), cert=str(cert),
+                                     key=str(certs.client_key), password="Other-Key-Pw"))
+    assert len(built) == 3
+    pe.send(url, 4, tls=tls)
+    assert len(built) == 3
+    assert [m.body for m in pe.receive(url, count=5, timeout=10, tls=tls)] == [0, 1, 2, 3, 4]
+
+
+def test_tls_domain_cache_is_bounded_thread_safe_and_keeps_no_password(tmp_path: Path) -> None:
+    from proton_easy import _tls
+
+    certs = make_certs(tmp_path)
+    _tls.clear_domain_cache()
+    tls = pe.TLS(ca=str(certs.ca), cert=str(certs.client_cert), key=str(certs.client_key),
+                 password=certs.client_key_password)
+    got: List[SSLDomain] = []
+    threads = [threading.Thread(target=lambda: got.append(tls.domain())) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(got) == 8 and len({id(d) for d in got}) == 1  # one domain for all of them
+    assert tls.domain() is got[0]
+    assert tls.make_domain() is not got[0]  # make_domain builds a new one, for its caller
+    # the key of the cache: paths and file states, the password only as a keyed digest
+    key_text = repr(list(_tls._domains))
+    assert str(certs.client_key) in key_text and certs.client_key_password not in key_text
+    assert pe.TLS(ca=str(certs.ca), verify="peer").domain() is not pe.TLS(ca=str(certs.ca)).domain()
+    for n in range(_tls.DOMAIN_CACHE_SIZE + 5):  # bounded: the least recently used goes first
+        folder = tmp_path / f"ca{n}"
+        folder.mkdir()
+        ca = folder / "ca.pem"
+        ca.write_bytes(certs.ca.read_bytes())
+        pe.TLS(ca=str(ca)).domain()
+    assert len(_tls._domains) == _tls.DOMAIN_CACHE_SIZE
+    assert tls.domain() is not got[0]  # evicted, then built again
+    _tls.clear_domain_cache()
 
 
 def test_tls_options_with_an_amqp_url_raise_value_error(artemis_tls: ArtemisBroker) -> None:

@@ -199,6 +199,27 @@ def test_transport_errors_map_to_classes() -> None:
     assert type(dropped) is pe.ConnectError
 
 
+def test_the_wrong_protocol_on_a_port_says_which_scheme_fits() -> None:
+    # amqps:// against a plain AMQP port that answers with its AMQP header
+    plain = _errors.transport_error(cond("amqp:connection:framing-error",
+                                         "SSL Failure: error:0A00010B:SSL routines::wrong "
+                                         "version number"), "amqps://h:5672")
+    assert isinstance(plain, pe.TLSError)
+    assert "does not speak TLS" in str(plain) and "amqp://)" in str(plain)
+    # amqp:// against a TLS port that answers with a TLS record (a handshake, or an alert)
+    for got in ("SSL/TLS connection ['\\x16\\x03\\x03\\x00']",
+                "Unknown protocol ['\\x15\\x03\\x03\\x00\\x02\\x02F']"):
+        tls = _errors.transport_error(cond("amqp:connection:framing-error",
+                                           f"Expected SASL protocol header got: {got}"),
+                                      "amqp://h:5671")
+        assert type(tls) is pe.ConnectError, got
+        assert "speaks TLS" in str(tls) and "amqps://" in str(tls), got
+    other = _errors.transport_error(cond("amqp:connection:framing-error",
+                                         "Expected AMQP protocol header got: Unknown protocol "
+                                         "['HTTP/1.1']"), "amqp://h")
+    assert type(other) is pe.ConnectError and "TLS" not in str(other)
+
+
 def test_link_errors_map_to_classes() -> None:
     assert isinstance(_errors.link_error(cond("amqp:not-found", "no such queue"), "q"),
                       pe.NotFound)
