@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import collections
 import logging
 import queue
+import sys
 import threading
 import time
+import weakref
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable, Deque, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
@@ -85,6 +88,7 @@ class Client:
         except BaseException:
             self._shutdown()
             raise
+        _OPEN_CLIENTS.add(self)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -336,12 +340,20 @@ class Client:
 
     # -- closing ----------------------------------------------------------------------------
     def close(self) -> None:
-        """Close the connection gracefully and stop the loop thread (idempotent)."""
+        """Close the connection gracefully and stop the loop thread (idempotent).
+
+        Clients still open when the interpreter exits are closed then (an ``atexit`` hook),
+        so a forgotten Client, or a ``consume`` loop left suspended by Ctrl-C, ends cleanly:
+        unsettled messages go back to their queues.
+        """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             channel = self._requests
+        _OPEN_CLIENTS.discard(self)
+        if sys.is_finalizing():
+            return  # too late: the loop thread is frozen; the broker sees the socket close
         try:
             if channel is not None:  # threads waiting for replies learn why none will come
                 self._loop.call(channel.finish)
@@ -358,6 +370,22 @@ class Client:
         self._loop.stop()
         if self._loop.finished:
             self._conn.release()
+
+
+_OPEN_CLIENTS: weakref.WeakSet = weakref.WeakSet()
+"""Every Client not closed yet, for :func:`_close_open_clients`."""
+
+
+@atexit.register
+def _close_open_clients() -> None:
+    # atexit runs while the loop threads (daemons) still run: after it, during finalization,
+    # a Client closed by the garbage collector (a suspended consume generator in a global)
+    # would wait for a frozen thread and then abort the interpreter inside proton.
+    for client in list(_OPEN_CLIENTS):
+        try:
+            client.close()
+        except Exception:  # noqa: BLE001 - exiting anyway
+            log.debug("closing a client at exit failed", exc_info=True)
 
 
 def pre_encode(item: Any, durable: bool = False) -> Encoded:

@@ -449,3 +449,33 @@ def test_consume_to_the_end_closes_its_connection(amqp_url: str, amqp_address: s
     assert [m.body for m in pe.consume(url, idle_timeout=1)] == [0, 1, 2]
     time.sleep(0.2)
     assert threading.active_count() == threads
+
+
+_LEFT_OPEN_AT_EXIT = """
+import sys
+import proton_easy as pe
+url, address = sys.argv[1], sys.argv[2]
+messages = pe.consume(f"{url}/{address}", idle_timeout=None)  # a global: alive at exit
+print(next(messages).body, flush=True)                         # suspended with "a" in hand
+forgotten = pe.Client(url)                                     # never closed
+forgotten.send(address, "d")
+"""
+
+
+def test_clients_and_consumers_left_open_at_exit_close_cleanly(amqp_url: str,
+                                                               amqp_address: str) -> None:
+    # Closed by the garbage collector during interpreter shutdown, the Client behind a
+    # suspended consume generator used to wait 20 s for its frozen loop thread, then abort.
+    import sys
+
+    from .procs import describe, run
+
+    pe.send_many(f"{amqp_url}/{amqp_address}", ["a", "b", "c"])
+    start = time.monotonic()
+    proc = run([sys.executable, "-c", _LEFT_OPEN_AT_EXIT, amqp_url, amqp_address], timeout=60)
+    assert proc.returncode == 0, describe(proc)
+    assert proc.stdout == "a\n" and "Traceback" not in proc.stderr
+    assert time.monotonic() - start < 10
+    # "a" was in hand, never accepted: back on the queue with the others; nothing lost
+    left = pe.receive(f"{amqp_url}/{amqp_address}", count=10, timeout=5)
+    assert sorted(m.body for m in left) == ["a", "b", "c", "d"]
