@@ -25,6 +25,8 @@ from proton_easy.testing import (
 from proton_easy.testing import _broker as broker_module
 from proton_easy.testing import _docker as docker_module
 
+from . import fake_docker
+
 pytest_plugins = ["pytester"]
 
 # for pytest runs inside a test: no cache, and no warning about proton_easy being imported
@@ -213,60 +215,7 @@ def test_docker_mode_without_engine_says_what_to_install(monkeypatch):
 def test_docker_backend_waits_for_the_ready_line_each_start(monkeypatch):
     """The container flow with a stand-in for testcontainers (no engine needed)."""
 
-    class Wrapped:
-        def __init__(self, owner):
-            self.owner, self.status = owner, "running"
-
-        def reload(self):
-            pass
-
-        def kill(self):
-            self.status = "exited"
-
-        def stop(self, timeout=10):
-            self.status = "exited"
-
-        def start(self):
-            self.status = "running"
-            self.owner.logs += "AMQ221007: Server is now active\n"
-
-    class FakeContainer:
-        made: List[FakeContainer] = []
-
-        def __init__(self, image):
-            self.image, self.env, self.ports, self.logs = image, {}, {}, ""
-            self.wrapped = Wrapped(self)
-            FakeContainer.made.append(self)
-
-        def with_env(self, key, value):
-            self.env[key] = value
-            return self
-
-        def with_bind_ports(self, container, host):
-            self.ports[container] = host
-            return self
-
-        def start(self):
-            self.wrapped.start()
-            return self
-
-        def get_container_host_ip(self):
-            return "localhost"
-
-        def get_wrapped_container(self):
-            return self.wrapped
-
-        def get_logs(self):
-            return self.logs.encode(), b""
-
-        def stop(self):
-            self.wrapped.status = "removed"
-
-    fake_module = type(sys)("testcontainers.core.container")
-    fake_module.DockerContainer = FakeContainer
-    monkeypatch.setitem(sys.modules, "testcontainers.core.container", fake_module)
-    monkeypatch.setattr(docker_module, "docker_available", lambda refresh=False: True)
-    monkeypatch.setattr(broker_module, "STARTUPS", [])  # keep the fake out of the summary
+    FakeContainer = fake_docker.install(monkeypatch)
 
     broker = ArtemisBroker(mode="docker", user="app", password="pw", queues=["q"])
     broker.start()
@@ -400,49 +349,7 @@ def test_docker_container_config_carries_users_and_permissions():
 
 
 def test_docker_mode_copies_the_access_files_into_the_container(monkeypatch):
-    class FakeContainer:
-        made: List[FakeContainer] = []
-
-        def __init__(self, image):
-            self.env, self.ports, self.files, self.status = {}, {}, {}, "created"
-            FakeContainer.made.append(self)
-
-        def with_env(self, key, value):
-            self.env[key] = value
-            return self
-
-        def with_bind_ports(self, container, host):
-            self.ports[container] = host
-            return self
-
-        def with_copy_into_container(self, data, path):
-            self.files[path] = data
-            return self
-
-        def start(self):
-            self.status = "running"
-            return self
-
-        def get_container_host_ip(self):
-            return "localhost"
-
-        def get_wrapped_container(self):
-            return self
-
-        def reload(self):
-            pass
-
-        def get_logs(self):
-            return b"AMQ221007: Server is now active\n", b""
-
-        def stop(self, timeout=10):
-            self.status = "removed"
-
-    fake_module = type(sys)("testcontainers.core.container")
-    fake_module.DockerContainer = FakeContainer
-    monkeypatch.setitem(sys.modules, "testcontainers.core.container", fake_module)
-    monkeypatch.setattr(docker_module, "docker_available", lambda refresh=False: True)
-    monkeypatch.setattr(broker_module, "STARTUPS", [])  # keep the fake out of the summary
+    FakeContainer = fake_docker.install(monkeypatch)
 
     broker = ArtemisBroker(mode="docker", user="app", password="pw",
                            users={"reader": ("r-pw-7", "viewer")},
@@ -458,7 +365,7 @@ def test_docker_mode_copies_the_access_files_into_the_container(monkeypatch):
     assert broker.users == {"app": ("amq",), "reader": ("viewer",)}
     assert "r-pw-7" not in repr(broker)
     broker.stop()
-    assert container.status == "removed"
+    assert container.wrapped.status == "removed"
 
 
 def test_external_broker_from_url():

@@ -27,6 +27,7 @@ from proton_easy._options import HANDSHAKE_TIMEOUT
 from proton_easy.handlers import Receiver, Sender
 from proton_easy.testing import QUICK_START_JAVA_OPTIONS, ArtemisBroker, make_certs
 
+from . import fake_docker
 from .seed_peers import run
 
 #: A failure must be reported this fast: no retry loop, no waiting for a timeout.
@@ -609,57 +610,9 @@ def test_docker_files_match_what_artemis_broker_uses() -> None:
 
 def test_docker_mode_copies_the_tls_files_into_the_container(monkeypatch: Any) -> None:
     """The Docker flow with a stand-in for testcontainers (no engine here)."""
-    import sys
-
-    from proton_easy.testing import _broker as broker_module
-    from proton_easy.testing import _docker as docker_module
     from proton_easy.testing import docker_container_config
 
-    class FakeContainer:
-        made: List[Any] = []
-
-        def __init__(self, image: str) -> None:
-            self.image, self.env, self.ports, self.files = image, {}, {}, {}
-            self.status = "created"
-            FakeContainer.made.append(self)
-
-        def with_env(self, key: str, value: str) -> Any:
-            self.env[key] = value
-            return self
-
-        def with_bind_ports(self, container: int, host: int) -> Any:
-            self.ports[container] = host
-            return self
-
-        def with_copy_into_container(self, data: bytes, path: str) -> Any:
-            self.files[path] = data
-            return self
-
-        def start(self) -> Any:
-            self.status = "running"
-            return self
-
-        def get_container_host_ip(self) -> str:
-            return "localhost"
-
-        def get_wrapped_container(self) -> Any:
-            return self
-
-        def reload(self) -> None:
-            pass
-
-        def get_logs(self) -> Any:  # as if the image echoed its environment
-            pw = self.env.get("PROTON_EASY_KEYSTORE_PASSWORD", "")
-            return f"KEYSTORE={pw}\nAMQ221007: Server is now active\n".encode(), b""
-
-        def stop(self, timeout: int = 10) -> None:
-            self.status = "removed"
-
-    fake_module = type(sys)("testcontainers.core.container")
-    fake_module.DockerContainer = FakeContainer  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "testcontainers.core.container", fake_module)
-    monkeypatch.setattr(docker_module, "docker_available", lambda refresh=False: True)
-    monkeypatch.setattr(broker_module, "STARTUPS", [])  # keep the fake out of the summary
+    FakeContainer = fake_docker.install(monkeypatch)
 
     broker = ArtemisBroker(mode="docker", user="app", password="pw", tls=True)
     broker.start()
@@ -682,7 +635,7 @@ def test_docker_mode_copies_the_tls_files_into_the_container(monkeypatch: Any) -
     assert config.files.keys() == {p for p in container.files if p.startswith(override)}
     folder = certs.directory
     broker.stop()
-    assert container.status == "removed" and not folder.exists()
+    assert container.wrapped.status == "removed" and not folder.exists()
     anonymous = docker_container_config(user="app", password="pw", allow_anonymous=True)
     assert anonymous.env["ANONYMOUS_LOGIN"] == "true"
     assert "credentialsInvalidate=true" in anonymous.files[override + "login.config"]
