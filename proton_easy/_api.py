@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable, Iterator, List, Optional
 
 from ._client import Client, Consumer, pre_encode
-from ._job import _check_seconds, as_message
 from ._message import Message, encode
 from ._request_reply import check_serve_args
 from ._transaction import Transaction
+from .handlers._job import _check_seconds, as_message
 
 
 def send(url: Optional[str], message: Any, *, at_most_once: bool = False,

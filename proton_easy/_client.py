@@ -14,11 +14,10 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable, Deque, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
-from . import _raw
-from ._connection import Connection
+from ._engine import raw as _raw
+from ._engine.connection import Connection
+from ._engine.loop import Loop
 from ._errors import AMQPError, ConnectError, Timeout
-from ._job import Job
-from ._loop import Loop
 from ._message import Encoded, Message, encode
 from ._options import ConnectionOptions
 from ._request_reply import RequestChannel
@@ -27,7 +26,8 @@ from ._request_reply import serve as _serve
 from ._sender_cache import SenderCache
 from ._tls import TLS
 from ._transaction import Transaction
-from ._transfer import Receiver, Sender
+from .handlers._job import Job
+from .handlers._transfer import Receiver, Sender
 
 log = logging.getLogger("proton_easy")
 

@@ -230,7 +230,7 @@ class ConnectionOptions:
     def connect_kwargs(self) -> Dict[str, Any]:
         """Keyword arguments for ``proton.reactor.Container.connect`` (secrets included).
 
-        They hold the first URL's credentials; :class:`~proton_easy._connection.Connection`
+        They hold the first URL's credentials; :class:`~proton_easy._engine.connection.Connection`
         swaps in each URL's own before proton tries it. No ``sni``: proton then checks each
         broker's certificate against that broker's own host name.
         """

@@ -15,9 +15,9 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 from ._errors import AMQPError, Timeout
-from ._job import _check_seconds
 from ._message import Message, encode
-from ._rr_handlers import Requester, Responder
+from .handlers._job import _check_seconds
+from .handlers._request_reply import Requester, Responder
 
 if TYPE_CHECKING:
     from ._client import Client

@@ -15,9 +15,10 @@ import threading
 from concurrent.futures import Future, InvalidStateError
 from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Tuple
 
-from . import _links, _raw
+from ._engine import raw as _raw
 from ._errors import AMQPError, LinkError, delivery_error
-from ._job import Job, _Lean
+from .handlers import _links
+from .handlers._job import Job, _Lean
 
 if TYPE_CHECKING:
     from ._client import Client

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Tu
 
 from proton import Delivery
 
-from . import _links
 from ._errors import AMQPError, ConnectionLost, Timeout, TransactionError, link_error
 from ._message import Encoded, Message, encode
-from ._tx_handlers import TxJob
+from .handlers import _links
+from .handlers._transactions import TxJob
 
 if TYPE_CHECKING:
     from ._client import Client

@@ -31,7 +31,7 @@ from ._errors import AMQPError
 from ._message import Message
 from ._options import parse_url, redact
 from ._tls import TLS
-from ._transfer import Receiver
+from .handlers._transfer import Receiver
 
 log = logging.getLogger("proton_easy.cli")
 

@@ -320,7 +320,7 @@ def test_responder_without_anonymous_relay_replies_through_cached_senders(
 
 def test_sender_caches_close_idle_senders_and_keep_working(
         amqp_url: str, amqp_address: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from proton_easy import _rr_handlers
+    from proton_easy.handlers import _request_reply as _rr_handlers
 
     monkeypatch.setattr(_rr_handlers, "_SENDER_CACHE", 2)
     addresses = [f"{amqp_address}-{i}" for i in range(3)]

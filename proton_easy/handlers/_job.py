@@ -21,12 +21,12 @@ import proton
 from proton import Condition
 from proton.handlers import MessagingHandler
 
+from .._engine.connection import Connection
+from .._engine.loop import use_raw_deliveries
+from .._errors import link_error
+from .._message import Decoder, Message
+from .._options import ConnectionOptions
 from . import _links
-from ._connection import Connection
-from ._errors import link_error
-from ._loop import use_raw_deliveries
-from ._message import Decoder, Message
-from ._options import ConnectionOptions
 
 log = logging.getLogger("proton_easy")
 
@@ -244,8 +244,9 @@ class _Lean:
     costs more per message than the work itself. Link close is translated here.
 
     A class that defines ``on_raw_delivery(dlv)`` gets delivery events there, with the raw
-    ``pn_delivery_t`` (see :mod:`proton_easy._raw`): straight from a Client's loop, which skips
-    proton's event objects for them, or through ``on_delivery`` under a plain ``Container``.
+    ``pn_delivery_t`` (see :mod:`proton_easy._engine.raw`): straight from a Client's loop, which
+    skips proton's event objects for them, or through ``on_delivery`` under a plain
+    ``Container``.
     Such a class and its subclasses must not override ``on_delivery``."""
 
     handlers: List[Any]

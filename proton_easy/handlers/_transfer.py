@@ -17,10 +17,11 @@ from typing import Any, Deque, Dict, Iterable, List, Optional, Union
 
 from proton import Delivery
 
-from . import _links, _raw
-from ._errors import delivery_error
+from .._engine import raw as _raw
+from .._errors import delivery_error
+from .._message import Decoder, Encoded, Message, encode
+from . import _links
 from ._job import Job, _Lean, _message_source
-from ._message import Decoder, Encoded, Message, encode
 
 log = logging.getLogger("proton_easy")
 

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any, List, Optional, Set
 
 from proton.handlers import EndpointStateHandler, MessagingHandler
 
-from . import _options
-from ._errors import (
+from .. import _options
+from .._errors import (
     AMQPError,
     AuthenticationError,
     ConnectError,
@@ -18,10 +18,10 @@ from ._errors import (
     connection_error,
     transport_error,
 )
-from ._options import Backoff, ConnectionOptions
+from .._options import Backoff, ConnectionOptions
 
 if TYPE_CHECKING:
-    from ._job import Job
+    from ..handlers._job import Job
 
 log = logging.getLogger("proton_easy")
 

@@ -20,11 +20,11 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 
 from proton import Delivery, byte, symbol
 
+from .._errors import LinkError, Timeout, delivery_error, link_error
+from .._message import Decoder, Message, encode
+from .._options import DEFAULT_TIMEOUT
 from . import _links
-from ._errors import LinkError, Timeout, delivery_error, link_error
 from ._job import Job, _check_seconds, _Lean, _read, _settle, as_message
-from ._message import Decoder, Message, encode
-from ._options import DEFAULT_TIMEOUT
 
 log = logging.getLogger("proton_easy")
 

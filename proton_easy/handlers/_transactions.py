@@ -22,15 +22,15 @@ from cproton import pn_disposition_data
 from proton import Condition, Data, Delivery, Described, Terminus, symbol, ulong
 from proton.reactor import LinkOption
 
-from . import _links
-from ._errors import (
+from .._errors import (
     ConnectionLost,
     TransactionError,
     delivery_error,
     transaction_error,
 )
+from .._message import Encoded, Message, encode
+from . import _links
 from ._job import Job, _message_source
-from ._message import Encoded, Message, encode
 
 log = logging.getLogger("proton_easy")
 

@@ -9,7 +9,7 @@ from typing import Any, List, Optional
 from proton import Data, Described, Link, symbol
 from proton.reactor import LinkOption
 
-from ._options import split_address
+from .._options import split_address
 
 _SELECTOR_DESCRIPTOR = symbol("apache.org:selector-filter:string")
 _link_ids = itertools.count(1)
