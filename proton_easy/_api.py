@@ -9,34 +9,35 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Iterator, List, Optional
 
-from ._client import Client, Consumer, pre_encode
+from ._client import Client, pre_encode
+from ._consumer import Consumer
 from ._message import Message, encode
 from ._request_reply import check_serve_args
 from ._transaction import Transaction
-from .handlers._job import _check_seconds, as_message
+from .handlers._job import _check_seconds, as_message, default_durable
 
 
 def send(url: Optional[str], message: Any, *, at_most_once: bool = False,
-         durable: bool = False, **options: Any) -> None:
+         durable: Optional[bool] = None, **options: Any) -> None:
     """Send one message and wait until the broker accepted it.
 
     >>> import proton_easy as pe
     >>> pe.send("amqp://localhost:5672/examples", {"sequence": 1})   # doctest: +SKIP
     """
-    payload = pre_encode(message, durable)  # a TypeError before any I/O
+    payload = pre_encode(message, default_durable(durable, at_most_once))  # TypeError here
     with Client(url, **options) as client:
         client.send(None, payload, at_most_once=at_most_once)
 
 
 def send_many(url: Optional[str], messages: Iterable[Any], *, at_most_once: bool = False,
-              durable: bool = False, **options: Any) -> int:
+              durable: Optional[bool] = None, **options: Any) -> int:
     """Send many messages, pipelined; return the number accepted (re-sent after a reconnect).
 
     >>> pe.send_many("amqp://localhost:5672/examples", range(100))   # doctest: +SKIP
     100
     """
-    if isinstance(messages, (list, tuple)):
-        messages = [pre_encode(m, durable) for m in messages]  # TypeErrors before any I/O
+    if isinstance(messages, (list, tuple)):  # TypeErrors before any I/O
+        messages = [pre_encode(m, default_durable(durable, at_most_once)) for m in messages]
     with Client(url, **options) as client:
         return client.send_many(None, messages, at_most_once=at_most_once, durable=durable)
 
@@ -113,4 +114,6 @@ def transaction(url: Optional[str] = None, **options: Any) -> Transaction:
     ...     tx.send({"sequence": 1})
     ...     tx.send({"sequence": 2})
     """
-    return Transaction(Client(url, **options), owns_client=True)
+    client = Client(url, **options)
+    return Transaction(client._driver, default_address=client.default_address,
+                       close_with=client)

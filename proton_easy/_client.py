@@ -3,35 +3,32 @@
 from __future__ import annotations
 
 import atexit
-import collections
 import logging
-import queue
 import sys
 import threading
-import time
 import weakref
-from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Callable, Deque, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Union
 
-from ._engine import raw as _raw
+from ._consumer import Consumer, ConsumerJob
+from ._consumer import consume as _consume
+from ._driver import Driver
 from ._engine.connection import Connection
 from ._engine.loop import Loop
-from ._errors import AMQPError, ConnectError, Timeout
+from ._errors import AMQPError, ConnectError
 from ._message import Encoded, Message, encode
 from ._options import ConnectionOptions
-from ._request_reply import RequestChannel
-from ._request_reply import request as _request
+from ._request_reply import Requests
 from ._request_reply import serve as _serve
-from ._sender_cache import SenderCache
+from ._sending import SenderPool
 from ._tls import TLS
 from ._transaction import Transaction
-from .handlers._job import Job
+from .handlers._job import Job, default_durable
 from .handlers._transfer import Receiver, Sender
 
 log = logging.getLogger("proton_easy")
 
-_END = object()
+__all__ = ["Client", "Consumer", "pre_encode"]
 
 
 class Client:
@@ -72,12 +69,13 @@ class Client:
             heartbeat=heartbeat, timeout=timeout, allowed_mechs=allowed_mechs, urls=urls,
             container_id=container_id)
         self.timeout = self.options.timeout
-        self._closed = False
-        self._lock = threading.Lock()
-        self._requests: Optional[RequestChannel] = None
-        self._senders = SenderCache(self)
         self._loop = Loop(f"proton-easy {self.options.display_url}")
         self._conn = Connection(self.options)
+        self._driver = Driver(self._loop, self._conn, timeout=self.timeout,
+                              name=self.options.display_url)
+        self._senders = SenderPool(self._driver)
+        self._close_lock = threading.Lock()
+        self._requests = Requests(self._driver)
         try:
             self._loop.call(lambda: self._conn.open(self._loop.container)).result(self.timeout)
             self._conn.opened.result(timeout=self.timeout)
@@ -89,6 +87,10 @@ class Client:
             self._shutdown()
             raise
         _OPEN_CLIENTS.add(self)
+
+    @property
+    def _closed(self) -> bool:
+        return self._driver.closed
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -112,39 +114,19 @@ class Client:
             raise ValueError("no address given and none in the URL's path")
         return address
 
-    def run(self, job: Job, timeout: Optional[float] = None, *, progress: Any = None) -> Any:
+    def run(self, job: Job, timeout: Optional[float] = None, *,
+            progress: Optional[Callable[[], int]] = None) -> Any:
         """Run a handler job on this client's connection and wait for its result.
 
         ``timeout`` bounds the whole job; with ``progress`` (a callable returning a number that
-        grows while the job advances) it bounds the time without progress instead.
-        """
-        if self._closed:
-            raise RuntimeError("the client is closed")
-        fut: Future = Future()
-        self._loop.call(lambda: job.start(self._loop.container, self._conn, fut))
-        limit = self.timeout if timeout is None else timeout
-        try:
-            if progress is None:
-                return fut.result(limit)
-            last, since = progress(), time.monotonic()
-            while True:
-                try:
-                    return fut.result(min(1.0, limit))
-                except FutureTimeout:
-                    now, value = time.monotonic(), progress()
-                    reconnecting = not self._conn.up and self._conn.failed is None
-                    if value != last or reconnecting:
-                        last, since = value, now
-                    elif now - since >= limit:
-                        raise
-        except FutureTimeout:
-            err = Timeout(f"{type(job).__name__} on {self.options.display_url} did not "
-                          f"complete within {limit:g} s ({job.in_doubt} deliveries in doubt)")
-            self._loop.call(lambda: job._fail(err))
-            raise err from None
+        grows while the job advances) it bounds the time without progress instead. Time spent
+        reconnecting does not count. Past it: :class:`~proton_easy.Timeout` (the job is failed,
+        its links closed).
 
-    def _call(self, fn: Any) -> Any:
-        return self._loop.call(fn).result(self.timeout)
+        >>> client.run(Receiver(count=1, address="orders"), timeout=5)   # doctest: +SKIP
+        [Message(body='hello')]
+        """
+        return self._driver.run(job, timeout, progress=progress)
 
     # -- verbs ------------------------------------------------------------------------------
     def send(
@@ -153,7 +135,7 @@ class Client:
         message: Any,
         *,
         at_most_once: bool = False,
-        durable: bool = False,
+        durable: Optional[bool] = None,
         timeout: Optional[float] = None,
     ) -> None:
         """Send one message; return once the broker accepted it (at-most-once: once it is
@@ -168,25 +150,10 @@ class Client:
         >>> client.send("orders", {"id": 1})   # doctest: +SKIP
         """
         address = self._address(address)
-        payload = pre_encode(message, durable)  # a TypeError before any I/O
-        if self._closed:
-            raise RuntimeError("the client is closed")
-        fut: Future = Future()
-        link = self._senders.submit(address, at_most_once, payload, fut)
+        payload = pre_encode(message, default_durable(durable, at_most_once))  # TypeError here
+        self._driver.check_open()
         limit = self.timeout if timeout is None else timeout
-        since = time.monotonic()
-        while True:
-            try:
-                return fut.result(min(1.0, limit))
-            except FutureTimeout:
-                now = time.monotonic()
-                if not self._conn.up and self._conn.failed is None:  # reconnecting
-                    since = now
-                elif now - since >= limit and fut.cancel():
-                    break
-        self._loop.post(lambda: link.withdraw(fut))
-        raise Timeout(f"send to {address!r} on {self.options.display_url} was not confirmed "
-                      f"within {limit:g} s (it may still arrive)")
+        self._senders.send(address, payload, at_most_once=at_most_once, timeout=limit)
 
     def send_many(
         self,
@@ -194,7 +161,7 @@ class Client:
         messages: Iterable[Any],
         *,
         at_most_once: bool = False,
-        durable: bool = False,
+        durable: Optional[bool] = None,
         timeout: Optional[float] = None,
     ) -> int:
         """Send many messages pipelined within the link credit; return how many were accepted.
@@ -206,11 +173,13 @@ class Client:
         1000
         """
         address = self._address(address)
+        durable = default_durable(durable, at_most_once)
         if isinstance(messages, (list, tuple)):
             messages = [pre_encode(m, durable) for m in messages]
         job = Sender(messages=messages, address=address, at_most_once=at_most_once,
                      durable=durable)
-        return self.run(job, timeout, progress=lambda: job.confirmed)
+        result: int = self._driver.run(job, timeout, progress=lambda: job.confirmed)
+        return result
 
     def receive(
         self,
@@ -234,7 +203,8 @@ class Client:
         limit = self.timeout if timeout is None else timeout
         job = Receiver(count=count, address=address, selector=selector,
                        at_most_once=at_most_once, window=count, deadline=limit)
-        return self.run(job, limit + self.timeout)
+        result: List[Message] = self._driver.run(job, limit + self.timeout)
+        return result
 
     def consume(
         self,
@@ -266,9 +236,9 @@ class Client:
                  selector: Optional[str], at_most_once: bool, window: int,
                  keep: List[bool]) -> Iterator[Message]:
         idle = self.timeout if idle_timeout == -1 else idle_timeout
-        job = _Consumer(address=self._address(address), selector=selector,
-                        at_most_once=at_most_once, window=window)
-        return _consume(self, job, idle, keep)
+        job = ConsumerJob(address=self._address(address), selector=selector,
+                          at_most_once=at_most_once, window=window)
+        return _consume(self._driver, job, idle, keep)
 
     def request(
         self,
@@ -289,9 +259,8 @@ class Client:
         3
         """
         address = self._address(address)
-        if self._closed:
-            raise RuntimeError("the client is closed")
-        return _request(self, address, message, timeout)
+        self._driver.check_open()
+        return self._requests.request(address, message, timeout)
 
     def serve(
         self,
@@ -312,18 +281,8 @@ class Client:
         10
         """
         address = self._address(address)
-        if self._closed:
-            raise RuntimeError("the client is closed")
-        return _serve(self, address, handler, count, timeout)
-
-    def _request_channel(self) -> RequestChannel:
-        """The job owning this client's reply queue, started on first use (and after a failure)."""
-        with self._lock:
-            channel = self._requests
-            if channel is None or channel.done:
-                channel = self._requests = RequestChannel()
-                self._loop.call(lambda: channel.start(self._loop.container, self._conn))
-            return channel
+        self._driver.check_open()
+        return _serve(self._driver, address, handler, count, timeout)
 
     def transaction(self, address: Optional[str] = None) -> Transaction:
         """A local transaction on this connection, in a session of its own (so several can
@@ -334,9 +293,8 @@ class Client:
         ...     tx.send({"id": 1})
         ...     tx.send({"id": 2})
         """
-        if self._closed:
-            raise RuntimeError("the client is closed")
-        return Transaction(self, address)
+        self._driver.check_open()
+        return Transaction(self._driver, address, default_address=self.default_address)
 
     # -- closing ----------------------------------------------------------------------------
     def close(self) -> None:
@@ -346,17 +304,15 @@ class Client:
         so a forgotten Client, or a ``consume`` loop left suspended by Ctrl-C, ends cleanly:
         unsettled messages go back to their queues.
         """
-        with self._lock:
+        with self._close_lock:
             if self._closed:
                 return
-            self._closed = True
-            channel = self._requests
+            self._driver.closed = True
         _OPEN_CLIENTS.discard(self)
         if sys.is_finalizing():
             return  # too late: the loop thread is frozen; the broker sees the socket close
         try:
-            if channel is not None:  # threads waiting for replies learn why none will come
-                self._loop.call(channel.finish)
+            self._requests.close()  # threads waiting for replies learn why none will come
             self._loop.call(self._senders.close)  # and so do threads waiting in send()
             self._loop.call(self._conn.close).result(self.timeout)
             self._conn.closed.result(self.timeout)
@@ -366,7 +322,7 @@ class Client:
             self._shutdown()
 
     def _shutdown(self) -> None:
-        self._closed = True
+        self._driver.closed = True
         self._loop.stop()
         if self._loop.finished:
             self._conn.release()
@@ -393,145 +349,3 @@ def pre_encode(item: Any, durable: bool = False) -> Encoded:
     if type(item) is Encoded:
         return item
     return encode(item, durable)
-
-
-class _Consumer(Receiver):
-    """A receiver that hands messages to a waiting thread instead of a hook.
-
-    Each delivery handed over is held (``_raw.hold``) until the loop settles it for the
-    consuming thread, or drops it unseen (after a drop of the connection, or at the end).
-    The consuming thread queues the deliveries it finished with in ``acks``; the loop accepts
-    them in batches (:meth:`accept_acks`), one wake-up and one write for several."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(count=0, **kwargs)
-        self.queue: queue.SimpleQueue = queue.SimpleQueue()
-        self.acks: Deque[Any] = collections.deque()
-
-    def deliver(self, msg: Message, dlv: Any) -> None:
-        _raw.hold(dlv)
-        self.queue.put((msg, dlv))
-
-    def settle(self, dlv: Any, outcome: int) -> None:
-        """Settle one handed-out message and grant credit for more (on the loop)."""
-        self._settle(dlv, outcome)
-        _raw.release(dlv)
-        self.received += 1
-        self._top_up()
-
-    def accept_acks(self) -> None:
-        """Accept every delivery queued in ``acks`` and grant credit for more (on the loop)."""
-        acks, settle = self.acks, self._settle
-        while acks:
-            dlv = acks.popleft()
-            settle(dlv, _raw.ACCEPTED)
-            _raw.release(dlv)
-            self.received += 1
-        self._top_up()
-
-    def on_finished(self) -> None:
-        self._drop_queued()  # not handed out: the broker gets them back with the link
-        self.queue.put((_END, None))
-
-    def _dropped(self) -> None:
-        # Unsettled messages not yet handed out come again after the reconnect: drop them here
-        # rather than hand out copies whose settlement can no longer reach the broker.
-        self._drop_queued()
-
-    def _drop_queued(self) -> None:
-        while True:
-            try:
-                msg, dlv = self.queue.get_nowait()
-            except queue.Empty:
-                return
-            if msg is not _END:
-                _raw.release(dlv)
-
-    def _top_up(self) -> None:
-        recv = self.receiver
-        if recv is None or self.done:
-            return
-        outstanding = recv.credit + recv.queued + self.queue.qsize()
-        missing = self.window - outstanding
-        # credit in batches of half the window: one flow frame per few messages, not per message
-        if missing > 0 and (2 * missing >= self.window or outstanding == 0):
-            recv.flow(missing)
-
-
-class Consumer(Iterator[Message]):
-    """What ``consume`` returns: an iterator over arriving messages and a context manager.
-
-    In a ``with`` block, leaving the loop by ``break`` accepts the message in hand (the loop
-    body finished with it) and an exception puts it back on the queue; :meth:`close` (or the
-    end of the block) closes the receiver.
-
-    >>> with pe.consume(url, idle_timeout=5) as messages:   # doctest: +SKIP
-    ...     first_two = [m.body for m in itertools.islice(messages, 2)]
-    """
-
-    def __init__(self, start: Any) -> None:
-        self._keep = [False]  # set when the message in hand is to be accepted on close
-        self._gen: Iterator[Message] = start(self._keep)
-
-    def __iter__(self) -> Consumer:
-        return self
-
-    def __next__(self) -> Message:
-        return next(self._gen)
-
-    def close(self) -> None:
-        """Stop: the message in hand goes back to the queue (unless leaving a ``with`` block
-        normally), and the receiver closes."""
-        self._gen.close()  # type: ignore[attr-defined]
-
-    def __enter__(self) -> Consumer:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            self._keep[0] = True
-        self.close()
-
-
-def _consume(client: Client, job: _Consumer, idle: Optional[float],
-             keep: List[bool]) -> Iterator[Message]:
-    fut: Future = Future()
-    loop = client._loop
-    loop.call(lambda: job.start(loop.container, client._conn, fut))
-    pending: Optional[Tuple[Message, Any]] = None
-    acks, batch = job.acks, max(1, job.window // 2)
-    try:
-        while True:
-            try:
-                msg, dlv = job.queue.get_nowait()
-            except queue.Empty:
-                if acks:  # about to wait: accept what was handled, which also grants credit
-                    loop.post(job.accept_acks)
-                try:
-                    msg, dlv = job.queue.get(timeout=idle)
-                except queue.Empty:
-                    return
-            if msg is _END:
-                if job.error is not None:
-                    raise job.error
-                return
-            pending = (msg, dlv)
-            yield msg
-            pending = None
-            acks.append(dlv)
-            if len(acks) >= batch:
-                loop.post(job.accept_acks)
-    finally:
-        if pending is not None and keep[0]:
-            acks.append(pending[1])  # left a with block normally: the body is done with it
-            pending = None
-        if acks and not client._closed:
-            loop.post(job.accept_acks)
-        if pending is not None and not client._closed:
-            client._loop.post(lambda d=pending[1]: job.settle(d, _raw.MODIFIED))
-        if not client._closed:
-            client._loop.call(job.finish)
-            try:
-                fut.result(client.timeout)
-            except (FutureTimeout, AMQPError):
-                log.debug("consumer link did not close cleanly", exc_info=True)

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import logging
 import queue
+import threading
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
+from ._driver import Driver
 from ._errors import AMQPError, Timeout
 from ._message import Message, encode
 from .handlers._job import _check_seconds
 from .handlers._request_reply import Requester, Responder
-
-if TYPE_CHECKING:
-    from ._client import Client
 
 log = logging.getLogger("proton_easy")
 
@@ -72,29 +71,63 @@ class RequestChannel(Requester):
                 waiter.set_exception(error)
 
 
-def request(client: Client, address: str, message: Any, timeout: Optional[float]) -> Message:
-    """Send ``message`` to ``address`` and wait up to ``timeout`` seconds for its reply."""
-    limit = client.timeout if timeout is None else timeout
-    _check_seconds("timeout", limit)
-    channel = client._request_channel()
-    msg = channel._prepare(message)  # a private copy with a fresh correlation id
-    corr = msg.correlation_id
-    msg.reply_to = channel.reply_to  # None until the reply queue exists; the loop then re-encodes
-    payload = encode(msg)  # here: a TypeError before any I/O, and less work for the loop
-    waiter: Future = Future()
-    if not client._loop.post(lambda: channel.submit(msg, address, waiter, payload)):
-        raise RuntimeError("the client is closed")
-    try:
-        return waiter.result(limit)
-    except FutureTimeout:
-        if waiter.done() and not waiter.cancelled() and waiter.exception() is not None:
-            raise waiter.exception() from None  # type: ignore[misc]
-        client._loop.call(lambda: channel.cancel(corr))
-        raise Timeout(f"no reply from {address!r} within {limit:g} s") from None
-    except BaseException:
-        if not waiter.done():  # interrupted (Ctrl-C): the reply, if any, will be dropped
-            client._loop.call(lambda: channel.cancel(corr))
-        raise
+class Requests:
+    """A client's request/reply: one :class:`RequestChannel`, started on first use (and again
+    after it failed), shared by every thread.
+
+    >>> Requests(driver).request("service", "hello", timeout=5).body   # doctest: +SKIP
+    'HELLO'
+    """
+
+    def __init__(self, driver: Driver) -> None:
+        self._driver = driver
+        self._lock = threading.Lock()
+        self._channel: Optional[RequestChannel] = None
+
+    def channel(self) -> RequestChannel:
+        """The job owning the reply queue, started if needed."""
+        with self._lock:
+            channel = self._channel
+            if channel is None or channel.done:
+                channel = self._channel = RequestChannel()
+                self._driver.start(channel)
+            return channel
+
+    def request(self, address: str, message: Any, timeout: Optional[float]) -> Message:
+        """Send ``message`` to ``address`` and wait up to ``timeout`` seconds for its reply."""
+        driver = self._driver
+        limit = driver.timeout if timeout is None else timeout
+        _check_seconds("timeout", limit)
+        channel = self.channel()
+        msg = channel._prepare(message)  # a private copy with a fresh correlation id
+        corr = msg.correlation_id
+        msg.reply_to = channel.reply_to  # None until the reply queue exists: the loop re-encodes
+        payload = encode(msg)  # here: a TypeError before any I/O, and less work for the loop
+        waiter: Future[Message] = Future()
+        if not driver.post(lambda: channel.submit(msg, address, waiter, payload)):
+            raise RuntimeError("the client is closed")
+        try:
+            reply: Message = driver.wait(waiter, limit)
+            return reply
+        except Timeout:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is not None:
+                raise waiter.exception() from None  # type: ignore[misc]
+            driver.post(lambda: channel.cancel(corr))
+            raise Timeout(f"no reply from {address!r} within {limit:g} s") from None
+        except BaseException:
+            if not waiter.done():  # interrupted (Ctrl-C): the reply, if any, will be dropped
+                driver.post(lambda: channel.cancel(corr))
+            raise
+
+    def close(self) -> None:
+        """End the channel: threads still waiting for a reply learn why none will come."""
+        with self._lock:
+            channel, self._channel = self._channel, None
+        if channel is not None:
+            try:
+                self._driver.call(channel.finish)
+            except (FutureTimeout, RuntimeError):
+                pass
 
 
 class _Server(Responder):
@@ -102,7 +135,7 @@ class _Server(Responder):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.queue: queue.SimpleQueue[Tuple[Any, Any]] = queue.SimpleQueue()
 
     def handle(self, msg: Message, dlv: Any) -> None:
         self.queue.put((msg, dlv))
@@ -114,7 +147,7 @@ class _Server(Responder):
             except queue.Empty:
                 break
             if msg is not _END:
-                self.release(dlv)
+                self.put_back(dlv)
 
     def stop(self) -> None:
         self._release_queued()
@@ -132,14 +165,12 @@ def check_serve_args(handler: Any, count: Any, timeout: Any) -> None:
     Responder(handler=handler, count=count, timeout=timeout)  # validates the rest
 
 
-def serve(client: Client, address: str, handler: Callable[[Message], Any],
+def serve(driver: Driver, address: str, handler: Callable[[Message], Any],
           count: Optional[int], timeout: Optional[float]) -> int:
     """Answer requests on ``address`` with ``handler`` in the calling thread; see Client.serve."""
     check_serve_args(handler, count, timeout)
     job = _Server(handler=handler, address=address, count=count, timeout=timeout)
-    loop = client._loop
-    done: Future = Future()
-    loop.call(lambda: job.start(loop.container, client._conn, done))
+    done = driver.start(job)
     in_hand: Any = None
     try:
         # No `continue` in this loop: on CPython 3.11 a Ctrl-C landing on a `continue` inside
@@ -148,7 +179,7 @@ def serve(client: Client, address: str, handler: Callable[[Message], Any],
             try:
                 msg, dlv = job.queue.get(timeout=_SLICE)
             except queue.Empty:
-                if client._closed:
+                if driver.closed:
                     raise AMQPError("the client was closed while serving") from None
             else:
                 if msg is _END:
@@ -158,17 +189,18 @@ def serve(client: Client, address: str, handler: Callable[[Message], Any],
                     result, error = job.respond(msg), None
                 except Exception as exc:  # noqa: BLE001 - rejected by the loop, serving goes on
                     result, error = None, exc
-                loop.post(lambda m=msg, d=dlv, r=result, e=error: job.complete(m, d, r, e))
+                driver.post(lambda m=msg, d=dlv, r=result, e=error: job.complete(m, d, r, e))
                 in_hand = None
-        return done.result(client.timeout)
+        served: int = done.result(driver.timeout)
+        return served
     except BaseException:
         # Ctrl-C (or any error here): the request in hand goes back, the links close.
-        if not client._closed:
-            if in_hand is not None:
-                loop.call(lambda d=in_hand: job.release(d))
-            loop.call(job.stop)
+        if not driver.closed:
             try:
-                done.result(client.timeout)
+                if in_hand is not None:
+                    driver.call(lambda d=in_hand: job.put_back(d))
+                driver.call(job.stop)
+                done.result(driver.timeout)
             except (FutureTimeout, AMQPError, RuntimeError):
                 log.debug("responder did not close cleanly", exc_info=True)
         raise

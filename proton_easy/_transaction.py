@@ -1,28 +1,30 @@
 """Local transactions as a context manager: ``with pe.transaction(url) as tx: ...``.
 
 The work is done by :class:`_TxContext`, a :class:`~proton_easy.handlers.TxJob` running on the
-client's loop thread (the same machinery as ``TxSender`` and ``TxReceiver``); :class:`Transaction`
-hands it operations through ``Loop.call`` and waits for them with deadlines.
+loop thread: its sends go through the same :class:`~proton_easy.handlers.TxOutbox` as
+``TxSender``'s, its receives through the same :class:`~proton_easy.handlers.TxInbox` as
+``TxReceiver``'s. :class:`Transaction` hands it operations through its :class:`Driver` and
+waits for them there.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
-import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Protocol, Tuple
 
-from proton import Delivery
-
+from ._driver import Driver
 from ._errors import AMQPError, ConnectionLost, Timeout, TransactionError, link_error
 from ._message import Encoded, Message, encode
 from .handlers import _links
-from .handlers._transactions import TxJob
+from .handlers._job import resolve
+from .handlers._transactions import TxInbox, TxJob, TxOutbox
 
-if TYPE_CHECKING:
-    from ._client import Client
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
 
 log = logging.getLogger("proton_easy")
 
@@ -38,15 +40,14 @@ def _lost_error() -> TransactionError:
 class _Source:
     """One receiving link of a transaction and the receive waiting on it."""
 
-    __slots__ = ("address", "link", "held", "want", "got", "fut")
+    __slots__ = ("address", "inbox", "want", "got", "fut")
 
-    def __init__(self, address: str, link: Any) -> None:
+    def __init__(self, address: str, inbox: TxInbox) -> None:
         self.address = address
-        self.link = link
-        self.held: Deque[Tuple[Any, Message]] = collections.deque()
+        self.inbox = inbox
         self.want = 0
         self.got: List[Message] = []
-        self.fut: Optional[Future] = None
+        self.fut: Optional[Future[Any]] = None
 
 
 class _TxContext(TxJob):
@@ -55,8 +56,8 @@ class _TxContext(TxJob):
 
     def __init__(self) -> None:
         super().__init__(None)
-        self._targets: Dict[str, Any] = {}
-        self._unsent: Dict[str, Deque[Tuple[bytes, Future]]] = {}
+        self._targets: Dict[str, TxOutbox] = {}
+        self._outboxes: Dict[str, TxOutbox] = {}  # by link name
         self._sources: Dict[str, _Source] = {}
         self._by_link: Dict[str, _Source] = {}
         self._queued: List[Tuple[Future, Callable[[], None]]] = []
@@ -118,75 +119,63 @@ class _TxContext(TxJob):
             fut.set_result(None)  # an empty batch: keep its transaction for the next one
             return
         if not commit:
-            for queue in self._unsent.values():
-                for _, f in queue:
-                    _resolve(f, None)
-                queue.clear()
+            for box in self._targets.values():
+                for _, f in box.queue:
+                    resolve(f)
+                box.queue.clear()
         self._discharge_fut, self._discharge_commit = fut, commit
         self.end_batch(commit, then_declare=then_declare)
 
     # -- sending --------------------------------------------------------------------------------
-    def _target(self, address: str) -> Any:
-        link = self._targets.get(address)
-        if link is None:
-            name, kind = _links.resolve(address)
-            link = self.add_link(self.container.create_sender(
-                self.session, name, name=_links.link_name("tx-sender", name), handler=self,
-                options=_links.LinkSetup(kind)))
-            self._targets[address] = link
-            self._unsent[link.name] = collections.deque()
-        return link
+    def _target(self, address: str) -> TxOutbox:
+        box = self._targets.get(address)
+        if box is None:
+            link = _links.open_sender(self, address, "tx-sender", session=self.session)
+            box = self._targets[address] = self._outboxes[link.name] = TxOutbox(self, link)
+        return box
 
-    def _send(self, fut: Future, address: str, payload: bytes) -> None:
-        link = self._target(address)
-        self._unsent[link.name].append((payload, fut))
+    def _send(self, fut: Future[Any], address: str, payload: bytes) -> None:
+        box = self._target(address)
+        box.queue.append((payload, fut))
         self._batch_futs.append(fut)
-        self._pump(link)
+        self._pump(box)
 
     @property
     def unsent(self) -> int:
-        return sum(len(q) for q in self._unsent.values())
+        return sum(len(box.queue) for box in self._targets.values())
 
-    def _pump(self, link: Any) -> None:
-        queue = self._unsent.get(link.name)
-        while queue and link.credit and self.txn_id is not None and self._ending is not False:
-            payload, fut = queue.popleft()
-            self.tx_send(link, payload, token=fut)
+    def _pump(self, box: TxOutbox) -> None:
+        # sends made before a commit go out while it waits (``_ending`` True), not after abort
+        box.pump(lambda: self.txn_id is not None and self._ending is not False)
         self.try_discharge()
 
     def on_sendable(self, event: Any) -> None:
-        if event.link.name in self._unsent:
-            self._guard(self._pump, event.link)
+        box = self._outboxes.get(event.link.name)
+        if box is not None:
+            self._guard(self._pump, box)
 
     def on_tx_outcome(self, token: Any, error: Optional[TransactionError]) -> None:
         if token is not None:
-            _resolve(token, error)
+            resolve(token, error)
 
     # -- receiving ------------------------------------------------------------------------------
     def _source(self, address: str) -> _Source:
         src = self._sources.get(address)
         if src is None:
-            name, kind = _links.resolve(address)
-            link = self.add_link(self.container.create_receiver(
-                self.session, name, name=_links.link_name("tx-receiver", name), handler=self,
-                options=_links.LinkSetup(kind)))
-            src = self._sources[address] = self._by_link[link.name] = _Source(address, link)
+            link = _links.open_receiver(self, address, "tx-receiver", session=self.session)
+            src = self._sources[address] = self._by_link[link.name] = _Source(address,
+                                                                             TxInbox(link))
         return src
 
-    def _receive(self, fut: Future, address: str, count: int, timeout: float) -> None:
+    def _receive(self, fut: Future[Any], address: str, count: int, timeout: float) -> None:
         src = self._source(address)
         if src.fut is not None:
             raise RuntimeError(f"a receive from {address!r} is already waiting")
         src.fut, src.want, src.got = fut, count, []
-        while src.held and src.fut is not None:
-            dlv, msg = src.held.popleft()
-            self._take(src, dlv, msg)
+        src.inbox.take_held(lambda: src.fut is not None, lambda d, m: self._take(src, d, m))
         if src.fut is None:
             return
-        link = src.link
-        missing = count - len(src.got) - link.credit - link.queued
-        if missing > 0:
-            link.flow(missing)
+        src.inbox.top_up(count - len(src.got))
         self.set_timer(f"receive {address}", timeout, lambda: self._receive_done(src))
 
     def on_message(self, event: Any) -> None:
@@ -199,7 +188,7 @@ class _TxContext(TxJob):
         if src.fut is not None and self.active:
             self._take(src, dlv, msg)
         else:
-            src.held.append((dlv, msg))  # arrived late: kept for the next receive
+            src.inbox.held.append((dlv, msg))  # arrived late: kept for the next receive
 
     def _take(self, src: _Source, dlv: Any, msg: Message) -> None:
         self.tx_accept(dlv)
@@ -212,16 +201,16 @@ class _TxContext(TxJob):
         src.fut, src.got = None, []
         self.set_timer(f"receive {src.address}", None, None)
         if fut is not None:
-            _resolve(fut, None, got)
+            resolve(fut, None, got)
 
     # -- endings --------------------------------------------------------------------------------
     def on_discharged(self, committed: bool, error: Optional[TransactionError]) -> None:
         for fut in self._batch_futs:
-            _resolve(fut, None)
+            resolve(fut, None)
         self._batch_futs = []
         fut, self._discharge_fut = self._discharge_fut, None
         if fut is not None:
-            _resolve(fut, error)
+            resolve(fut, error)
 
     def on_declared(self) -> None:
         queued, self._queued = self._queued, []
@@ -241,20 +230,20 @@ class _TxContext(TxJob):
         if queued:
             self.batch_error = error  # the batch being built cannot happen
         for fut, _ in queued:
-            _resolve(fut, error)
+            resolve(fut, error)
 
     def on_transaction_lost(self, lost: int, in_doubt: bool) -> None:
         error = _lost_error()
         fut, self._discharge_fut = self._discharge_fut, None
         if fut is not None:
             if in_doubt:
-                _resolve(fut, ConnectionLost(
+                resolve(fut, ConnectionLost(
                     "connection lost while the commit was in flight: whether the batch "
                     "happened is unknown", in_doubt=lost))
             elif not self._discharge_commit:
-                _resolve(fut, None)  # an abort: the batch is gone either way
+                resolve(fut, None)  # an abort: the batch is gone either way
             else:
-                _resolve(fut, error)
+                resolve(fut, error)
         elif (lost or self.unsent or self._queued or self._batch_futs
               or any(src.fut is not None for src in self._sources.values())):
             self.batch_error = error  # the batch in progress did not happen
@@ -262,21 +251,21 @@ class _TxContext(TxJob):
 
     def _fail_batch(self, error: BaseException, queued: bool) -> None:
         for f in self._batch_futs:
-            _resolve(f, error)
+            resolve(f, error)
         self._batch_futs = []
-        for q in self._unsent.values():
-            for _, f in q:
-                _resolve(f, error)
-            q.clear()
+        for box in self._targets.values():
+            for _, f in box.queue:
+                resolve(f, error)
+            box.queue.clear()
         for src in self._sources.values():
             if src.fut is not None:
-                _resolve(src.fut, error)
+                resolve(src.fut, error)
                 src.fut, src.got = None, []
-            src.held.clear()
+            src.inbox.held.clear()
         if queued:
             waiting, self._queued = self._queued, []
             for f, _ in waiting:
-                _resolve(f, error)
+                resolve(f, error)
 
     def on_link_error(self, event: Any) -> None:
         link = event.link
@@ -288,8 +277,9 @@ class _TxContext(TxJob):
     def _link_refused(self, link: Any) -> None:
         refused = link_error(link.remote_condition, _links.describe(link))
         link.close()
-        self._targets = {a: lnk for a, lnk in self._targets.items() if lnk.name != link.name}
-        unsent = self._unsent.pop(link.name, None)
+        box = self._outboxes.pop(link.name, None)
+        self._targets = {a: b for a, b in self._targets.items() if b is not box}
+        unsent = box.queue if box is not None else None
         src = self._by_link.pop(link.name, None)
         if src is not None:
             self._sources.pop(src.address, None)
@@ -299,11 +289,11 @@ class _TxContext(TxJob):
         if self.txn_id is not None or self._queued:
             self.batch_error = self.batch_error or error
         for dlv in [d for d in self._tx_sends if d.link.name == link.name]:
-            _resolve(self._tx_sends.pop(dlv), error)
+            resolve(self._tx_sends.pop(dlv), error)
         for _, f in unsent or ():
-            _resolve(f, error)
+            resolve(f, error)
         if src is not None and src.fut is not None:
-            _resolve(src.fut, error)
+            resolve(src.fut, error)
             src.fut = None
         self.try_discharge()
 
@@ -314,22 +304,10 @@ class _TxContext(TxJob):
         error = self._final_error()
         fut, self._discharge_fut = self._discharge_fut, None
         if fut is not None:
-            _resolve(fut, error)
+            resolve(fut, error)
         self._fail_batch(error, queued=True)
         for src in self._sources.values():
-            for dlv, _ in src.held:
-                dlv.update(Delivery.RELEASED)
-                dlv.settle()
-            src.held.clear()
-
-
-def _resolve(fut: Future, error: Optional[BaseException], result: Any = None) -> None:
-    if fut.done():
-        return
-    if error is not None:
-        fut.set_exception(error)
-    else:
-        fut.set_result(result)
+            src.inbox.release_held()
 
 
 class Transaction:
@@ -354,14 +332,15 @@ class Transaction:
     ...         tx.send(msg.body, address="shipped")
     """
 
-    def __init__(self, client: Client, address: Optional[str] = None, *,
-                 owns_client: bool = False) -> None:
+    def __init__(self, driver: Driver, address: Optional[str] = None, *,
+                 default_address: Optional[str] = None,
+                 close_with: Optional[_Closable] = None) -> None:
         if address is not None:
             _links.resolve(address)  # validates
-        self._client = client
-        self.address = address or client.default_address
-        self.timeout = client.timeout
-        self._owns_client = owns_client
+        self._driver = driver
+        self.address = address or default_address
+        self.timeout = driver.timeout
+        self._close_with = close_with
         self._job = _TxContext()
         self._job_fut: Future = Future()
         self._window: Deque[Future] = collections.deque()
@@ -369,7 +348,7 @@ class Transaction:
         self._broken: Optional[str] = None
 
     def __repr__(self) -> str:
-        return f"<proton_easy.Transaction {self._client.options.display_url} {self._state}>"
+        return f"<proton_easy.Transaction {self._driver.name} {self._state}>"
 
     # -- context manager --------------------------------------------------------------------------
     def __enter__(self) -> Transaction:
@@ -377,14 +356,8 @@ class Transaction:
             raise RuntimeError("a Transaction can be entered only once")
         self._state = "open"
         try:
-            loop, conn = self._client._loop, self._client._conn
-            loop.call(lambda: self._job.start(loop.container, conn, self._job_fut)).result(
-                self.timeout)
+            self._job_fut = self._driver.start(self._job)
             self._wait(self._submit(self._job.op_begin), "declaring a transaction")
-        except FutureTimeout:
-            self.close()
-            raise Timeout(f"declaring a transaction on {self._client.options.display_url} did "
-                          f"not complete within {self.timeout:g} s") from None
         except BaseException:
             self.close()
             raise
@@ -475,15 +448,15 @@ class Transaction:
         started = self._state == "open"
         self._state = "closed"
         try:
-            if started and not self._client._closed:
-                self._client._loop.call(self._job.finish)
+            if started and not self._driver.closed:
                 try:
+                    self._driver.call(self._job.finish)
                     self._job_fut.result(self.timeout)
                 except (FutureTimeout, AMQPError, RuntimeError):
                     log.debug("transaction links did not close cleanly", exc_info=True)
         finally:
-            if self._owns_client:
-                self._client.close()
+            if self._close_with is not None:
+                self._close_with.close()
 
     # -- plumbing ---------------------------------------------------------------------------------
     def _check(self) -> None:
@@ -502,8 +475,8 @@ class Transaction:
 
     def _submit(self, op: Callable[..., None], *args: Any) -> Future:
         fut: Future = Future()
-        if not self._client._loop.post(lambda: self._job.run_op(fut, op, *args)):
-            _resolve(fut, RuntimeError("the client is closed"))
+        if not self._driver.post(lambda: self._job.run_op(fut, op, *args)):
+            resolve(fut, RuntimeError("the client is closed"))
         return fut
 
     def _end(self, commit: bool, then_declare: bool) -> None:
@@ -516,22 +489,6 @@ class Transaction:
             self._broken = f"the {what} timed out; whether the batch happened is unknown"
             raise Timeout(f"{exc}; whether the batch happened is unknown") from None
 
-    def _wait(self, fut: Future, what: str, *, limit: Optional[float] = None,
+    def _wait(self, fut: Future[Any], what: str, *, limit: Optional[float] = None,
               progress: Optional[Callable[[], int]] = None) -> Any:
-        limit = self.timeout if limit is None else limit
-        try:
-            if progress is None:
-                return fut.result(limit)
-            last, since = progress(), time.monotonic()
-            while True:
-                try:
-                    return fut.result(min(1.0, limit))
-                except FutureTimeout:
-                    now, value = time.monotonic(), progress()
-                    if value != last:
-                        last, since = value, now
-                    elif now - since >= limit:
-                        raise
-        except FutureTimeout:
-            raise Timeout(f"{what} on {self._client.options.display_url} did not complete "
-                          f"within {limit:g} s") from None
+        return self._driver.wait(fut, limit, progress=progress, what=what)

@@ -125,7 +125,7 @@ def test_a_sender_link_closed_under_the_client_is_replaced(amqp_url: str,
 
 def test_least_recently_used_sender_links_are_closed(amqp_url: str, amqp_address: str) -> None:
     with pe.Client(amqp_url) as client:
-        client._senders._limit = 2
+        client._senders._links.limit = 2
         for k in range(4):
             client.send(f"{amqp_address}-{k}", k)
         assert [key[0] for key in client._senders._links] == [f"{amqp_address}-2",

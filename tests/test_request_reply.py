@@ -329,7 +329,7 @@ def test_sender_caches_close_idle_senders_and_keep_working(
     with pe.Client(amqp_url) as c1, pe.Client(amqp_url) as c2, pe.Client(amqp_url) as c3:
         bodies = [client.request(address, f"{n}-{address}", timeout=10).body
                   for n, client in enumerate((c1, c2, c3)) for address in addresses]
-        assert all(len(c._requests._senders) == 2 for c in (c1, c2, c3))  # one was closed
+        assert all(len(c._requests._channel._senders) == 2 for c in (c1, c2, c3))  # one was closed
     assert bodies == [f"{n}-{a}".upper() for n in range(3) for a in addresses]
     assert [done().result for done in servers] == [3, 3, 3]
 

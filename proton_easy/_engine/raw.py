@@ -79,3 +79,14 @@ def release(dlv: Any) -> None:
 def wrap(dlv: Any) -> Delivery:
     """proton's ``Delivery`` object for a raw delivery (off the hot path: errors, conditions)."""
     return Delivery.wrap(dlv)
+
+
+def link_impl(link: Any) -> Any:
+    """The raw ``pn_link_t`` of a proton ``Link`` (what :func:`send` and :func:`link_credit`
+    take)."""
+    return link._impl
+
+
+def delivery_impl(dlv: Delivery) -> Any:
+    """The raw ``pn_delivery_t`` of a proton ``Delivery`` (what :func:`settle` takes)."""
+    return dlv._impl

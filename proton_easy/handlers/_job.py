@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import copy
 import logging
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import proton
-from proton import Condition
+from proton import Condition, Delivery
 from proton.handlers import MessagingHandler
 
+from .._engine import raw as _raw
 from .._engine.connection import Connection
 from .._engine.loop import use_raw_deliveries
-from .._errors import link_error
+from .._errors import LinkError, link_error
 from .._message import Decoder, Message
 from .._options import ConnectionOptions
 from . import _links
@@ -83,6 +84,7 @@ class Job(MessagingHandler):
         self._owns_connection = False
         self._future: Optional[Future] = None
         self._links: List[Any] = []
+        self._gone: List[Any] = []  # links the broker ended without closing them
         self._timers: Dict[str, Any] = {}
 
     # -- how a job starts ---------------------------------------------------------------------
@@ -166,7 +168,8 @@ class Job(MessagingHandler):
     def _awaiting_close(self) -> Iterator[Any]:
         if self._conn is None or not self._conn.up:
             return iter(())
-        return (lnk for lnk in self._links if lnk.state & lnk.REMOTE_ACTIVE)
+        return (lnk for lnk in self._links
+                if lnk.state & lnk.REMOTE_ACTIVE and lnk not in self._gone)
 
     def _complete(self) -> None:
         if self._conn is not None:
@@ -182,6 +185,10 @@ class Job(MessagingHandler):
         """Hook: called once when the job ends, before its links close."""
 
     def on_link_closed(self, event: Any) -> None:
+        link = event.link
+        if not self.done and link in self._links and link not in self._gone:
+            self._gone.append(link)  # closed under a running job: the job cannot go on with it
+            self._guard(self.on_link_ended, link)
         if self.done and not any(self._awaiting_close()):
             self._complete()
 
@@ -195,6 +202,58 @@ class Job(MessagingHandler):
                 self._complete()
             return
         self._fail(err)
+
+    # -- the broker ends a link or a session ------------------------------------------------
+    def on_link_remote_detach(self, event: Any) -> None:
+        """The broker detached a link without closing it (some brokers always do)."""
+        self._link_gone(event, detached=True)
+
+    def on_link_closing(self, event: Any) -> None:
+        """The broker closed a link without an error."""
+        self._link_gone(event)
+
+    def _link_gone(self, event: Any, detached: bool = False) -> None:
+        link = event.link
+        if link.remote_condition is not None:
+            self.on_link_error(event)
+            return
+        if link in self._gone:
+            return
+        self._gone.append(link)
+        if not link.state & link.LOCAL_CLOSED:
+            if detached:
+                link.detach()
+            else:
+                link.close()
+        if not self.done:
+            self._guard(self.on_link_ended, link)
+        if self.done and not any(self._awaiting_close()):
+            self._complete()
+
+    def on_link_ended(self, link: Any) -> None:
+        """Hook: the broker ended one of this job's links without an error (a detach, or a
+        close it did not explain). The default fails the job with a
+        :class:`~proton_easy.LinkError`; a receiving job ends with what it has instead."""
+        self._fail(LinkError(f"the broker ended the link to {_links.describe(link)!r} "
+                             "without giving a reason"))
+
+    def session_ended(self, session: Any, condition: Any) -> None:
+        """The broker ended a session that carries links of this job (the connection tells the
+        job; ``condition`` is the broker's reason, or None). The job fails with a
+        :class:`~proton_easy.LinkError` carrying it."""
+        if self.done:
+            self._gone.extend(lnk for lnk in self._links if lnk.session == session)
+            if not any(self._awaiting_close()):
+                self._complete()
+            return
+        self._gone.extend(lnk for lnk in self._links if lnk.session == session)
+        err = link_error(condition, self.address or "(dynamic)") if condition is not None \
+            else LinkError(f"the broker ended the session of the links to {self.address!r}")
+        self._fail(err)
+
+    def uses_session(self, session: Any) -> bool:
+        """True when one of this job's links is on ``session``."""
+        return any(lnk.session == session for lnk in self._links)
 
     def on_reactor_final(self, event: Any) -> None:
         # Standalone run: make Container(job).run() raise what went wrong.
@@ -239,6 +298,21 @@ def _message_source(messages: Union[int, Iterable[Any]],
     return total, iter(messages)
 
 
+_MESSAGING_HOOKS = ("on_accepted", "on_rejected", "on_released", "on_settled", "on_message")
+
+
+class _HookEvent:
+    """What a proton ``MessagingHandler`` hook overridden on a lean job is called with: the
+    attributes of proton's event that such hooks read."""
+
+    def __init__(self, job: Any, dlv: Any, message: Any = None) -> None:
+        self.delivery = dlv if isinstance(dlv, Delivery) else _raw.wrap(dlv)
+        self.link = self.delivery.link
+        self.connection = job.connection
+        self.container = job.container
+        self.message = message
+
+
 class _Lean:
     """Raw-event handling for the hot path: no MessagingHandler child handlers, whose dispatch
     costs more per message than the work itself. Link close is translated here.
@@ -246,25 +320,39 @@ class _Lean:
     A class that defines ``on_raw_delivery(dlv)`` gets delivery events there, with the raw
     ``pn_delivery_t`` (see :mod:`proton_easy._engine.raw`): straight from a Client's loop, which
     skips proton's event objects for them, or through ``on_delivery`` under a plain
-    ``Container``.
-    Such a class and its subclasses must not override ``on_delivery``."""
+    ``Container``. Such a class and its subclasses must not override ``on_delivery``.
+
+    proton's own hooks (``on_accepted``, ``on_rejected``, ``on_released``, ``on_settled``,
+    ``on_message``) overridden by a subclass are still called, with an event carrying
+    ``delivery``, ``link``, ``connection``, ``container`` (and ``message``, a
+    :class:`~proton_easy.Message`): only then does a message cost the extra objects."""
 
     handlers: List[Any]
+    _hooks: frozenset = frozenset()
 
     def _go_lean(self) -> None:
         self.handlers = []
+        cls = type(self)
+        self._hooks = frozenset(name for name in _MESSAGING_HOOKS
+                                if getattr(cls, name) is not getattr(MessagingHandler, name))
+
+    def _emit(self, name: str, dlv: Any, message: Any = None) -> None:
+        """Call proton's hook ``name`` if a subclass overrides it."""
+        if name in self._hooks:
+            self._guard(getattr(self, name),  # type: ignore[attr-defined]
+                        _HookEvent(self, dlv, message))
 
     def on_delivery(self, event: Any) -> None:
-        self.on_raw_delivery(event.delivery._impl)  # type: ignore[attr-defined]
+        self.on_raw_delivery(_raw.delivery_impl(event.delivery))  # type: ignore[attr-defined]
 
     def on_link_remote_close(self, event: Any) -> None:
         link = event.link
         if link.remote_condition is not None:
             self.on_link_error(event)  # type: ignore[attr-defined]
-        else:
-            if not link.state & link.LOCAL_CLOSED:
-                link.close()
+        elif link.state & link.LOCAL_CLOSED:
             self.on_link_closed(event)  # type: ignore[attr-defined]
+        else:
+            self._link_gone(event)  # type: ignore[attr-defined]
 
 
 def as_message(value: Any) -> Message:
@@ -288,13 +376,36 @@ def _read(link: Any, dlv: Any, decoder: Decoder) -> Message:
 
 
 def _settle(dlv: Any, outcome: int, error: Optional[BaseException] = None) -> None:
+    """Settle an incoming delivery (a proton ``Delivery``) with ``outcome``; ``error`` goes
+    into a rejection's condition. One settle for every job: :func:`proton_easy._engine.raw.settle`
+    does the work."""
     if dlv.settled:  # settled by the sender already (pre-settled): only forget it
         dlv.settle()
         return
     if error is not None:
         dlv.local.condition = Condition("amqp:internal-error", f"{type(error).__name__}: {error}")
-    dlv.update(outcome)
-    dlv.settle()
+    _raw.settle(_raw.delivery_impl(dlv), outcome)
+
+
+def resolve(fut: Future, error: Optional[BaseException] = None, result: Any = None) -> None:
+    """Tell a waiting thread (which may have given up and cancelled ``fut`` meanwhile)."""
+    try:
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(result)
+    except InvalidStateError:
+        pass
+
+
+def default_durable(durable: Optional[bool], at_most_once: bool) -> bool:
+    """Whether messages are durable: as asked, else at-least-once ones are (a message the
+    broker accepted survives its restart) and at-most-once ones are not.
+
+    >>> default_durable(None, at_most_once=False), default_durable(False, at_most_once=False)
+    (True, False)
+    """
+    return (not at_most_once) if durable is None else bool(durable)
 
 
 def _check_seconds(name: str, value: Optional[float]) -> None:

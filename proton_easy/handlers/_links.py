@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
 import uuid
-from typing import Any, List, Optional
+from typing import Any, Callable, Generic, Iterator, List, Optional, TypeVar
 
 from proton import Data, Described, Link, symbol
 from proton.reactor import LinkOption
@@ -82,3 +83,116 @@ def describe(link: Any) -> str:
         return "(dynamic)" if term.dynamic else "?"
     except Exception:  # noqa: BLE001
         return "?"
+
+
+# -- one link factory ---------------------------------------------------------------------------
+def open_sender(job: Any, address: Optional[str], kind_name: str, *,
+                session: Any = None, at_most_once: bool = False, durable: bool = False,
+                options: Any = None) -> Any:
+    """Create a sender link for ``job`` (its handler) to ``address`` (None: the anonymous
+    relay) on ``session`` (default: the job's connection), remembered by the job so that its
+    end closes the link. ``kind_name`` names the link's role in its unique name."""
+    name, kind = resolve(address)
+    return job.add_link(job.container.create_sender(
+        session if session is not None else job.connection, name,
+        name=link_name(kind_name, name), handler=job,
+        options=options if options is not None else LinkSetup(
+            kind, at_most_once=at_most_once, durable=durable)))
+
+
+def open_receiver(job: Any, address: Optional[str], kind_name: str, *,
+                  session: Any = None, selector: Optional[str] = None,
+                  at_most_once: bool = False, dynamic: bool = False) -> Any:
+    """Create a receiver link for ``job`` from ``address`` (``dynamic=True``: a temporary queue
+    the broker names) on ``session`` (default: the job's connection); see :func:`open_sender`."""
+    name, kind = resolve(address)
+    return job.add_link(job.container.create_receiver(
+        session if session is not None else job.connection, name, dynamic=dynamic,
+        name=link_name(kind_name, name), handler=job,
+        options=LinkSetup(kind, selector=selector, at_most_once=at_most_once)))
+
+
+# -- one credit policy --------------------------------------------------------------------------
+def top_up(link: Any, wanted: int, held: int = 0, *, batch: bool = True) -> int:
+    """Grant ``link`` credit so that credit + messages arrived (queued by proton, or ``held``
+    by the job) reach ``wanted``; return the credit granted. With ``batch`` credit goes out in
+    batches of half of ``wanted`` or more (one flow frame per few messages, not per message)."""
+    if link is None or wanted <= 0:
+        return 0
+    outstanding = link.credit + link.queued + held
+    missing = wanted - outstanding
+    if missing <= 0 or (batch and 2 * missing < wanted and outstanding > 0):
+        return 0
+    link.flow(missing)
+    return missing
+
+
+# -- one cache of links -------------------------------------------------------------------------
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class LinkCache(Generic[K, V]):
+    """At most ``limit`` open links (or link jobs) by key, least recently used first to go.
+
+    Once over the limit, the least recently used entry that ``idle(value)`` says has nothing in
+    flight is handed to ``evict(value)`` (which closes it); busy ones stay until a later put.
+    Not thread-safe: use it on one thread, or under a lock.
+
+    >>> cache = LinkCache(2, idle=lambda v: True, evict=print)
+    >>> for k in "abc":
+    ...     cache.put(k, k.upper())
+    A
+    """
+
+    def __init__(self, limit: int, *, idle: Callable[[V], bool],
+                 evict: Callable[[V], None]) -> None:
+        self.limit = limit
+        self._idle = idle
+        self._evict = evict
+        self._entries: collections.OrderedDict[K, V] = collections.OrderedDict()
+
+    def get(self, key: K) -> Optional[V]:
+        """The entry for ``key`` (now the most recently used), or None."""
+        value = self._entries.get(key)
+        if value is not None:
+            self._entries.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        """Add or replace the entry for ``key``; evict idle entries beyond the limit."""
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.limit:
+            victim = next((k for k, v in self._entries.items()
+                           if k != key and self._idle(v)), None)
+            if victim is None:
+                return
+            self._evict(self._entries.pop(victim))
+
+    def pop(self, key: K) -> Optional[V]:
+        """Forget the entry for ``key`` (without evicting it); return it."""
+        return self._entries.pop(key, None)
+
+    def discard(self, value: V) -> None:
+        """Forget every entry holding ``value``."""
+        for key in [k for k, v in self._entries.items() if v is value]:
+            del self._entries[key]
+
+    def clear(self) -> List[V]:
+        """Forget every entry; return them."""
+        values = list(self._entries.values())
+        self._entries.clear()
+        return values
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(list(self._entries))
+
+    def __getitem__(self, key: K) -> V:
+        return self._entries[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries

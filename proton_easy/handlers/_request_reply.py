@@ -12,7 +12,6 @@ request/reply ``Client`` and ``Server`` as classes to subclass (re-exported by
 
 from __future__ import annotations
 
-import collections
 import itertools
 import logging
 import uuid
@@ -25,6 +24,7 @@ from .._message import Decoder, Message, encode
 from .._options import DEFAULT_TIMEOUT
 from . import _links
 from ._job import Job, _check_seconds, _Lean, _read, _settle, as_message
+from ._links import LinkCache
 
 log = logging.getLogger("proton_easy")
 
@@ -94,7 +94,9 @@ class Requester(_Lean, Job):
         self._unsent: Dict[Any, _Request] = {}
         self._pending: Dict[Any, _Request] = {}
         self._outgoing: Dict[Any, Any] = {}
-        self._senders: collections.OrderedDict[str, Any] = collections.OrderedDict()
+        self._senders: LinkCache[str, Any] = LinkCache(
+            _SENDER_CACHE, idle=lambda lnk: lnk is not self.sender and not lnk.unsettled,
+            evict=self._close_sender)
         self._sender_addresses: Dict[Any, str] = {}
         self._prefix = uuid.uuid4().hex[:12]
         self._ids = itertools.count(1)
@@ -154,42 +156,27 @@ class Requester(_Lean, Job):
         self._send_unsent()
 
     def open_links(self) -> None:
-        self.receiver = self.add_link(self.container.create_receiver(
-            self.connection, None, dynamic=True, name=_links.link_name("replies", None),
-            handler=self, options=_links.LinkSetup(None)))
+        self.receiver = _links.open_receiver(self, None, "replies", dynamic=True)
         self._top_up()
         if self.address:
             self.sender = self._sender_for(self.address)
 
     def _sender_for(self, address: str) -> Any:
-        sender = self._senders.pop(address, None)
+        sender = self._senders.get(address)
         if sender is None:
-            name, kind = _links.resolve(address)
-            sender = self.add_link(self.container.create_sender(
-                self.connection, name, name=_links.link_name("requests", name), handler=self,
-                options=_links.LinkSetup(kind)))
+            sender = _links.open_sender(self, address, "requests")
             self._sender_addresses[sender] = address
-            if len(self._senders) >= _SENDER_CACHE:
-                self._close_idle_sender()
-        self._senders[address] = sender  # most recently used last
+            self._senders.put(address, sender)
         return sender
 
-    def _close_idle_sender(self) -> None:
-        for address, sender in self._senders.items():  # least recently used first
-            if sender is not self.sender and not sender.unsettled:
-                del self._senders[address]
-                self._sender_addresses.pop(sender, None)
-                self._links.remove(sender)
-                sender.close()
-                return
+    def _close_sender(self, sender: Any) -> None:
+        self._sender_addresses.pop(sender, None)
+        self._links.remove(sender)
+        sender.close()
 
     def _top_up(self) -> None:
-        recv = self.receiver
-        if recv is None or self.done:
-            return
-        missing = (self.window or 100) - recv.credit - recv.queued
-        if missing > 0:
-            recv.flow(missing)
+        if not self.done:
+            _links.top_up(self.receiver, self.window or 100, batch=False)
 
     def _send_unsent(self) -> None:
         if self.reply_to is None or self.done:
@@ -323,14 +310,25 @@ class Requester(_Lean, Job):
 
     def on_link_error(self, event: Any) -> None:
         link = event.link
-        address = self._sender_addresses.pop(link, None)
-        if address is None or self.done:
+        if link not in self._sender_addresses or self.done:
             super().on_link_error(event)
             return
         # A refused request sender fails the requests for its address, not the whole job.
-        err = link_error(link.remote_condition, _links.describe(link))
         link.close()
-        self._senders.pop(address, None)
+        self._sender_lost(link, link_error(link.remote_condition, _links.describe(link)))
+
+    def on_link_ended(self, link: Any) -> None:
+        if link in self._sender_addresses:
+            self._sender_lost(link, LinkError(f"the broker ended the link to "
+                                              f"{_links.describe(link)!r} without a reason"))
+        else:
+            super().on_link_ended(link)
+
+    def _sender_lost(self, link: Any, err: BaseException) -> None:
+        address = self._sender_addresses.pop(link)
+        self._senders.pop(address)
+        if link is self.sender:
+            self.sender = None
         for book in (self._pending, self._unsent):
             for corr, req in list(book.items()):
                 if req.address == address and not self.done:
@@ -408,7 +406,8 @@ class Responder(_Lean, Job):
         self.receiver: Any = None
         self.stopping = False
         self._relay: Any = None
-        self._reply_senders: collections.OrderedDict[str, Any] = collections.OrderedDict()
+        self._reply_senders: LinkCache[str, Any] = LinkCache(
+            _SENDER_CACHE, idle=lambda lnk: not lnk.unsettled, evict=self._close_reply_sender)
         self._reply_links: Dict[Any, Optional[str]] = {}
         self._replies: Dict[Any, str] = {}
         self._tags = itertools.count(1)
@@ -425,23 +424,17 @@ class Responder(_Lean, Job):
     def open_links(self) -> None:
         if not self.address:
             raise ValueError("no address to serve: give one or put it in the URL's path")
-        name, kind = _links.resolve(self.address)
-        self.receiver = self.add_link(self.container.create_receiver(
-            self.connection, name, name=_links.link_name("responder", name), handler=self,
-            options=_links.LinkSetup(kind)))
+        self.receiver = _links.open_receiver(self, self.address, "responder")
         self._top_up()
         self.set_timer("idle", self.idle_timeout, self._idle)
 
     def _top_up(self) -> None:
-        recv = self.receiver
-        if recv is None or self.done or self.stopping:
+        if self.done or self.stopping:
             return
         wanted = self.window
         if self.count is not None:
             wanted = min(wanted, self.count - self.served)
-        missing = wanted - recv.credit - recv.queued - self.inflight
-        if missing > 0:
-            recv.flow(missing)
+        _links.top_up(self.receiver, wanted, self.inflight, batch=False)
 
     def _idle(self) -> None:
         if self.inflight:
@@ -534,7 +527,7 @@ class Responder(_Lean, Job):
         self._top_up()
         self.set_timer("idle", self.idle_timeout, self._idle)
 
-    def release(self, dlv: Any) -> None:
+    def put_back(self, dlv: Any) -> None:
         """Put one request back on the queue unanswered (on the loop thread)."""
         if not self.done:
             self.inflight -= 1
@@ -574,33 +567,22 @@ class Responder(_Lean, Job):
 
     def _relay_sender(self) -> Any:
         if self._relay is None:
-            self._relay = self.add_link(self.container.create_sender(
-                self.connection, None, name=_links.link_name("replies", "relay"), handler=self,
-                options=_links.LinkSetup(None)))
+            self._relay = _links.open_sender(self, None, "replies-relay")
             self._reply_links[self._relay] = None
         return self._relay
 
     def _reply_sender(self, reply_to: str) -> Any:
-        sender = self._reply_senders.pop(reply_to, None)
+        sender = self._reply_senders.get(reply_to)
         if sender is None:
-            name, kind = _links.resolve(reply_to)
-            sender = self.add_link(self.container.create_sender(
-                self.connection, name, name=_links.link_name("reply", name), handler=self,
-                options=_links.LinkSetup(kind)))
+            sender = _links.open_sender(self, reply_to, "reply")
             self._reply_links[sender] = reply_to
-            if len(self._reply_senders) >= _SENDER_CACHE:
-                self._close_idle_sender()
-        self._reply_senders[reply_to] = sender  # most recently used last
+            self._reply_senders.put(reply_to, sender)
         return sender
 
-    def _close_idle_sender(self) -> None:
-        for reply_to, sender in self._reply_senders.items():  # least recently used first
-            if not sender.unsettled:
-                del self._reply_senders[reply_to]
-                self._reply_links.pop(sender, None)
-                self._links.remove(sender)
-                sender.close()
-                return
+    def _close_reply_sender(self, sender: Any) -> None:
+        self._reply_links.pop(sender, None)
+        self._links.remove(sender)
+        sender.close()
 
     def _reply_refused(self, dlv: Any) -> None:
         reply_to = self._replies.get(dlv)
@@ -617,16 +599,26 @@ class Responder(_Lean, Job):
         if link not in self._reply_links or self.done:
             super().on_link_error(event)
             return
+        link.close()
+        self._reply_link_lost(link, link_error(link.remote_condition, _links.describe(link)))
+
+    def on_link_ended(self, link: Any) -> None:
+        if link in self._reply_links:
+            self._reply_link_lost(link, "ended by the broker")
+        elif link == self.receiver:
+            self.stop()  # nothing more to serve: the replies already sent still count
+        else:
+            super().on_link_ended(link)
+
+    def _reply_link_lost(self, link: Any, err: Any) -> None:
         # A reply address that went away (its requester left) is no reason to stop serving.
         reply_to = self._reply_links.pop(link)
-        err = link_error(link.remote_condition, _links.describe(link))
         log.warning("cannot send replies to %s: %s", reply_to or "the anonymous relay", err)
-        link.close()
         if reply_to is None:
             self._relay = None
             self.anonymous_relay = False
-        elif self._reply_senders.get(reply_to) == link:
-            del self._reply_senders[reply_to]
+        elif reply_to in self._reply_senders and self._reply_senders[reply_to] == link:
+            self._reply_senders.pop(reply_to)
 
     @property
     def in_doubt(self) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
-from typing import Any, Deque, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple, Union
 
 import proton
 from cproton import pn_disposition_data
@@ -30,7 +30,7 @@ from .._errors import (
 )
 from .._message import Encoded, Message, encode
 from . import _links
-from ._job import Job, _message_source
+from ._job import Job, _message_source, default_durable
 
 log = logging.getLogger("proton_easy")
 
@@ -392,9 +392,21 @@ class TxJob(Job):
         else:
             super().on_link_error(event)
 
-    def on_link_closing(self, event: Any) -> None:
-        if self.coordinator is not None and event.link == self.coordinator and not self.done:
-            self._guard(self._coordinator_gone, None)
+    def on_link_ended(self, link: Any) -> None:
+        if self.coordinator is not None and link == self.coordinator:
+            self._coordinator_gone(None)
+        else:
+            super().on_link_ended(link)
+
+    def session_ended(self, session: Any, condition: Any) -> None:
+        """The broker ended this job's session (refusing transactions, say): no batch can
+        happen; the job fails with a :class:`~proton_easy.TransactionError` carrying why."""
+        if self.done or session != self.session:
+            super().session_ended(session, condition)
+            return
+        self._gone.extend(lnk for lnk in self._links if lnk.session == session)
+        self._fail(transaction_error("the broker ended the transaction's session: "
+                                     "no batch can happen", condition))
 
     def _coordinator_gone(self, condition: Any) -> None:
         self.coordinator.close()
@@ -406,7 +418,8 @@ class TxJob(Job):
             return  # already ending: waiting for the abort's outcome
         ctl = self.coordinator
         if (self.txn_id is not None and self._discharging is None and not self._offline
-                and ctl is not None and not ctl.state & ctl.LOCAL_CLOSED):
+                and ctl is not None and not ctl.state & ctl.LOCAL_CLOSED
+                and ctl not in self._gone):
             # Abort a transaction left open, and when it holds work wait for the outcome before
             # the links close: Artemis keeps the acknowledgements of a transaction whose
             # consumer link detached before the abort was processed (measured), and would
@@ -443,6 +456,75 @@ class TxJob(Job):
         super()._complete()
 
 
+class TxOutbox:
+    """One transactional sender link and the encoded messages waiting for it, each with a token
+    (what :meth:`TxJob.on_tx_outcome` is told). Used by :class:`TxSender` and by the blocking
+    :class:`~proton_easy.Transaction`: one way to feed a transaction.
+
+    >>> # outbox = TxOutbox(job, _links.open_sender(job, "orders", "tx-sender",
+    >>> #                                            session=job.session))
+    >>> # outbox.queue.append((encode("a"), None)); outbox.pump(lambda: job.active)
+    """
+
+    __slots__ = ("job", "link", "queue")
+
+    def __init__(self, job: TxJob, link: Any) -> None:
+        self.job = job
+        self.link = link
+        self.queue: Deque[Tuple[bytes, Any]] = collections.deque()
+
+    def pump(self, may_send: Callable[[], bool], limit: Optional[int] = None) -> int:
+        """Send queued messages in the current transaction while the link has credit and
+        ``may_send()``; at most ``limit``. Returns how many went out."""
+        sent, queue, link = 0, self.queue, self.link
+        while queue and link.credit and may_send() and (limit is None or sent < limit):
+            payload, token = queue.popleft()
+            self.job.tx_send(link, payload, token=token)
+            sent += 1
+        return sent
+
+
+class TxInbox:
+    """One transactional receiver link and the messages that arrived on it before a
+    transaction could take them: held, then taken in order by the next transaction that has
+    room (:meth:`take_held`). Credit covers what is wanted, held messages included. Used by
+    :class:`TxReceiver` and by the blocking :class:`~proton_easy.Transaction`.
+
+    >>> # inbox = TxInbox(_links.open_receiver(job, "orders", "tx-receiver",
+    >>> #                                      session=job.session))
+    >>> # inbox.top_up(10)
+    """
+
+    __slots__ = ("link", "held")
+
+    def __init__(self, link: Any) -> None:
+        self.link = link
+        self.held: Deque[Tuple[Any, Message]] = collections.deque()
+
+    def take_held(self, room: Callable[[], bool],
+                  take: Callable[[Any, Message], None]) -> None:
+        """Hand held messages to ``take(delivery, message)`` while ``room()``."""
+        while self.held and room():
+            dlv, msg = self.held.popleft()
+            take(dlv, msg)
+
+    def top_up(self, wanted: int) -> None:
+        """Credit for ``wanted`` messages in all, counting those already held or on their way."""
+        _links.top_up(self.link, wanted, len(self.held), batch=False)
+
+    def release_held(self) -> None:
+        """Give held messages back to the broker (released: delivered again, not counted)."""
+        for dlv, _ in self.held:
+            _settle_now(dlv, Delivery.RELEASED)
+        self.held.clear()
+
+
+def _settle_now(dlv: Any, outcome: int) -> None:
+    if not dlv.settled:
+        dlv.update(outcome)
+    dlv.settle()
+
+
 class TxSender(TxJob):
     """Sends messages in transactions of ``batch_size``: the seed's ``TxSend`` as a class.
 
@@ -468,7 +550,7 @@ class TxSender(TxJob):
         batch_size: int = 10,
         *,
         address: Optional[str] = None,
-        durable: bool = False,
+        durable: Optional[bool] = None,
         **options: Any,
     ) -> None:
         super().__init__(url, address=address, **options)
@@ -476,10 +558,11 @@ class TxSender(TxJob):
             raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
         self.total, self._items = _message_source(messages, self.make_message)
         self.batch_size = batch_size
-        self.durable = durable
+        self.durable = default_durable(durable, at_most_once=False)
         self.sent = 0
         self.committed = 0
         self.sender: Any = None
+        self._outbox: Optional[TxOutbox] = None
         self._batch: List[bytes] = []
         self._committing: List[bytes] = []
         self._replay: Deque[bytes] = collections.deque()
@@ -495,10 +578,9 @@ class TxSender(TxJob):
 
     def open_links(self) -> None:
         super().open_links()
-        name, kind = _links.resolve(self.address)
-        self.sender = self.add_link(self.container.create_sender(
-            self.session, name, name=_links.link_name("tx-sender", name), handler=self,
-            options=_links.LinkSetup(kind)))
+        self.sender = _links.open_sender(self, self.address, "tx-sender", session=self.session,
+                                         durable=self.durable)
+        self._outbox = TxOutbox(self, self.sender)
         if not self._has_more():
             self.finish(0)
         else:
@@ -515,9 +597,7 @@ class TxSender(TxJob):
             self._exhausted = True
             return False
         if type(item) is not Encoded:
-            if self.durable and not isinstance(item, Message):
-                item = Message(item, durable=True)
-            item = encode(item)
+            item = encode(item, self.durable)
         self._next = item
         return True
 
@@ -537,13 +617,17 @@ class TxSender(TxJob):
             self._guard(self._pump)
 
     def _pump(self) -> None:
-        sender = self.sender
-        while (self.active and sender.credit and len(self._batch) < self.batch_size
+        outbox = self._outbox
+        if outbox is None:
+            return
+        # one message at a time into the outbox: the source is read only as credit allows
+        while (self.active and self.sender.credit and len(self._batch) < self.batch_size
                and self.batch_error is None):
             payload = self._take()
             if payload is None:
                 break
-            self.tx_send(sender, payload)
+            outbox.queue.append((payload, None))
+            outbox.pump(lambda: self.active, limit=1)
             self._batch.append(payload)
             self.sent += 1
         if self.active and self._batch and (len(self._batch) >= self.batch_size
@@ -624,7 +708,7 @@ class TxReceiver(TxJob):
         self._in_batch = 0
         self._committing = 0
         self._mark = 0
-        self._held: Deque[Tuple[Any, Message]] = collections.deque()
+        self._inbox: Optional[TxInbox] = None
         self._stopping = False
 
     def on_received(self, msg: Message) -> None:
@@ -634,10 +718,9 @@ class TxReceiver(TxJob):
 
     def open_links(self) -> None:
         super().open_links()
-        name, kind = _links.resolve(self.address)
-        self.receiver = self.add_link(self.container.create_receiver(
-            self.session, name, name=_links.link_name("tx-receiver", name), handler=self,
-            options=_links.LinkSetup(kind, selector=self.selector)))
+        self.receiver = _links.open_receiver(self, self.address, "tx-receiver",
+                                             session=self.session, selector=self.selector)
+        self._inbox = TxInbox(self.receiver)
         self.declare()
         self.set_timer("idle", self.idle_timeout, self._idle)
 
@@ -647,19 +730,14 @@ class TxReceiver(TxJob):
         return self.count - self.committed - self._committing - self._in_batch
 
     def _top_up(self) -> None:
-        recv = self.receiver
-        if recv is None or not self.active or self._stopping:
+        if self._inbox is None or not self.active or self._stopping:
             return
-        wanted = min(self.batch_size - self._in_batch, self._remaining())
-        missing = wanted - recv.credit - recv.queued - len(self._held)
-        if missing > 0:
-            recv.flow(missing)
+        self._inbox.top_up(min(self.batch_size - self._in_batch, self._remaining()))
 
     def on_declared(self) -> None:
         self._mark = len(self.messages)
-        while self._held and self.active and self._room():
-            dlv, msg = self._held.popleft()
-            self._take(dlv, msg)
+        if self._inbox is not None:
+            self._inbox.take_held(lambda: self.active and self._room(), self._take)
         self._top_up()
 
     def _room(self) -> bool:
@@ -672,8 +750,8 @@ class TxReceiver(TxJob):
     def _arrived(self, dlv: Any, msg: Message) -> None:
         if self.active and self._room():
             self._take(dlv, msg)
-        else:
-            self._held.append((dlv, msg))  # taken in the next transaction
+        elif self._inbox is not None:
+            self._inbox.held.append((dlv, msg))  # taken in the next transaction
 
     def _take(self, dlv: Any, msg: Message) -> None:
         self.on_received(msg)  # before the accept: if it raises, the message was not taken
@@ -718,18 +796,12 @@ class TxReceiver(TxJob):
         del self.messages[self._mark:]  # those come again
         self.received -= self._in_batch + self._committing
         self._in_batch = self._committing = 0
-        self._held.clear()  # deliveries of the old connection
+        if self._inbox is not None:
+            self._inbox.held.clear()  # deliveries of the old connection
         if self._stopping:
             self.finish(self.messages)
 
     def _end(self) -> None:
-        for dlv, _ in self._held:
-            self._settle(dlv, Delivery.RELEASED)
-        self._held.clear()
+        if self._inbox is not None:
+            self._inbox.release_held()
         super()._end()
-
-    @staticmethod
-    def _settle(dlv: Any, outcome: int) -> None:
-        if not dlv.settled:
-            dlv.update(outcome)
-        dlv.settle()

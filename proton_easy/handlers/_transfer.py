@@ -13,27 +13,34 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
-from typing import Any, Deque, Dict, Iterable, List, Optional, Union
+from concurrent.futures import Future
+from typing import Any, Deque, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 from proton import Delivery
 
 from .._engine import raw as _raw
-from .._errors import delivery_error
+from .._errors import AMQPError, delivery_error
 from .._message import Decoder, Encoded, Message, encode
 from . import _links
-from ._job import Job, _Lean, _message_source
+from ._job import Job, _Lean, _message_source, default_durable, resolve
 
 log = logging.getLogger("proton_easy")
+
+_Entry = Tuple[bytes, Any, bool]  # encoded message, its token, sent before
 
 
 class Sender(_Lean, Job):
     """Reliable (at-least-once) or best-effort sender: the seed's ``Send`` as a class to subclass.
 
     ``messages`` is a count (messages made by :meth:`make_message`) or an iterable of bodies or
-    :class:`~proton_easy.Message`\\ s. Sends pipeline within the link credit; on a dropped
-    connection every unconfirmed message is sent again once it returns (the seed's
-    ``sent = confirmed``). The first message the broker does not accept fails the job with
-    :class:`~proton_easy.Rejected` or :class:`~proton_easy.Released`.
+    :class:`~proton_easy.Message`\\ s; ``None`` keeps the sender open for messages handed to
+    :meth:`submit` until :meth:`end_input` (what ``Client.send`` does with one Sender per
+    address). Sends pipeline within the link credit; on a dropped connection every unconfirmed
+    message is sent again once it returns (the seed's ``sent = confirmed``). With a count or an
+    iterable, the first message the broker does not accept fails the job with
+    :class:`~proton_easy.Rejected` or :class:`~proton_easy.Released`; submitted messages each
+    learn their own outcome (:meth:`on_outcome`) and the link stays. At-least-once messages are
+    durable unless ``durable=False`` (or a :class:`~proton_easy.Message` says otherwise).
 
     >>> class Send(Sender):
     ...     def on_all_accepted(self):
@@ -44,23 +51,28 @@ class Sender(_Lean, Job):
     def __init__(
         self,
         url: Optional[str] = None,
-        messages: Union[int, Iterable[Any]] = 100,
+        messages: Union[int, Iterable[Any], None] = 100,
         *,
         address: Optional[str] = None,
         at_most_once: bool = False,
-        durable: bool = False,
+        durable: Optional[bool] = None,
         **options: Any,
     ) -> None:
         super().__init__(url, address=address, **options)
-        self.total, self._items = _message_source(messages, self.make_message)
+        if messages is None:
+            self.total: Optional[int] = None
+            self._items: Iterator[Any] = iter(())
+        else:
+            self.total, self._items = _message_source(messages, self.make_message)
+        self.open_ended = messages is None
         self.at_most_once = at_most_once
-        self.durable = durable
+        self.durable = default_durable(durable, at_most_once)
         self.sent = 0
         self.confirmed = 0
         self.sender: Any = None
         self._exhausted = False
-        self._resend: Deque[bytes] = collections.deque()
-        self._unsettled: Dict[Any, bytes] = {}  # raw pn_delivery_t -> its encoded message
+        self._waiting: Deque[_Entry] = collections.deque()  # submitted or re-sent, in order
+        self._unsettled: Dict[Any, _Entry] = {}  # raw pn_delivery_t -> its entry
         self._tags = itertools.count(1)
         self._go_lean()
 
@@ -71,35 +83,64 @@ class Sender(_Lean, Job):
     def on_all_accepted(self) -> None:
         """Hook: every message was accepted (or, at-most-once, sent)."""
 
+    def on_outcome(self, token: Any, error: Optional[BaseException]) -> None:
+        """Hook: the broker settled the message submitted with ``token`` (``error`` None when it
+        accepted it; at-most-once: the message was sent). The default resolves ``token`` when it
+        is a :class:`concurrent.futures.Future`."""
+        if isinstance(token, Future):
+            resolve(token, error)
+
     @property
     def in_doubt(self) -> int:
-        # sent at least once, outcome unknown (the resend queue holds only such messages)
-        return len(self._unsettled) + len(self._resend)
+        # sent at least once, outcome unknown (waiting entries sent before count too)
+        return len(self._unsettled) + sum(1 for entry in self._waiting if entry[2])
+
+    @property
+    def idle(self) -> bool:
+        """Nothing waiting to be sent and nothing awaiting the broker's outcome."""
+        return not self._waiting and not self._unsettled
 
     def open_links(self) -> None:
-        name, kind = _links.resolve(self.address)
-        setup = _links.LinkSetup(kind, at_most_once=self.at_most_once)
-        self.sender = self.add_link(self.container.create_sender(
-            self.connection, name, name=_links.link_name("sender", name), handler=self,
-            options=setup))
-        if self.total == 0:
-            self._exhausted = True
-            self._check_done()
+        self.sender = _links.open_sender(self, self.address, "sender",
+                                         at_most_once=self.at_most_once, durable=self.durable)
+        self._check_done()
 
-    def _next_payload(self) -> Optional[bytes]:
-        if self._resend:
-            return self._resend.popleft()
-        if self._exhausted:
+    # -- feeding it (on the loop thread) ----------------------------------------------------
+    def submit(self, payload: bytes, token: Any = None) -> None:
+        """Send one more encoded message (:func:`~proton_easy._message.encode`); its outcome
+        goes to :meth:`on_outcome` with ``token``."""
+        if self.done:
+            self.on_outcome(token, self.error or AMQPError("the sender is closed"))
+            return
+        self._waiting.append((payload, token, False))
+        if self.sender is not None:
+            self._pump(self.sender)
+
+    def withdraw(self, token: Any) -> None:
+        """Drop a submitted message not sent yet (one already sent stays in doubt)."""
+        self._waiting = collections.deque(e for e in self._waiting if e[1] is not token)
+        self._check_done()
+
+    def end_input(self) -> None:
+        """No more messages: the job ends once every message sent has its outcome."""
+        self._exhausted = True
+        self._check_done()
+
+    def _next_entry(self) -> Optional[_Entry]:
+        if self._waiting:
+            return self._waiting.popleft()
+        if self._exhausted or self.open_ended:
             return None
         try:
             item = next(self._items)
         except StopIteration:
             self._exhausted = True
             return None
-        if type(item) is Encoded:
-            return item
-        return encode(item, self.durable)
+        if type(item) is not Encoded:
+            item = encode(item, self.durable)
+        return (item, None, False)
 
+    # -- proton events ------------------------------------------------------------------------
     def on_link_flow(self, event: Any) -> None:
         link = event.link
         if link.is_sender and link.credit:
@@ -110,55 +151,88 @@ class Sender(_Lean, Job):
             return
         state = _raw.remote_state(dlv)
         if state == _raw.ACCEPTED:
-            if self._unsettled.pop(dlv, None) is not None:
+            entry = self._unsettled.pop(dlv, None)
+            if entry is not None:
                 self.confirmed += 1
+                if entry[1] is not None:
+                    self._guard(self.on_outcome, entry[1], None)
+                if self._hooks:
+                    self._emit("on_accepted", dlv)
         elif state in _raw.REFUSED:
             self._refused(dlv)
         if _raw.remote_settled(dlv):
+            if self._hooks:
+                self._emit("on_settled", dlv)
             _raw.settle_now(dlv)
-        if self._exhausted:
-            self._guard(self._check_done)  # on_all_accepted is user code
+        self._guard(self._check_done)  # on_all_accepted is user code
 
     def _pump(self, sender: Any) -> None:
-        link = sender._impl
+        link = _raw.link_impl(sender)
         tags = self._tags
         unsettled = self._unsettled
         while _raw.link_credit(link) > 0 and not self.done:
-            payload = self._next_payload()
-            if payload is None:
+            entry = self._next_entry()
+            if entry is None:
                 break
-            dlv = _raw.send(link, b"%x" % next(tags), payload)
+            token = entry[1]
+            if token is not None and isinstance(token, Future) and token.done():
+                continue  # its caller gave up before it went out
+            dlv = _raw.send(link, b"%x" % next(tags), entry[0])
             self.sent += 1
             if self.at_most_once:
                 _raw.settle_now(dlv)
                 self.confirmed += 1
+                if token is not None:
+                    self.on_outcome(token, None)
             else:
-                unsettled[dlv] = payload
+                unsettled[dlv] = (entry[0], token, True)
         self._check_done()
 
     def _check_done(self) -> None:
-        if self._exhausted and not self._unsettled and not self._resend and not self.done:
+        if self._exhausted and self.idle and not self.done:
             self.on_all_accepted()
             self.finish(self.confirmed)
 
     def _refused(self, dlv: Any) -> None:
-        if self._unsettled.pop(dlv, None) is None:
+        entry = self._unsettled.pop(dlv, None)
+        if entry is None:
             return
         state = _raw.remote_state(dlv)
         cond = _raw.wrap(dlv).remote.condition if state == _raw.REJECTED else None
-        self._fail(delivery_error(state, cond))
+        error = delivery_error(state, cond)
+        if self._hooks:
+            self._emit("on_rejected" if state == _raw.REJECTED else "on_released", dlv)
+        if entry[1] is not None:
+            self._guard(self.on_outcome, entry[1], error)
+        if not self.open_ended:
+            self._fail(error)
 
     def _dropped(self) -> None:
-        # The seed's sent = confirmed: whatever was not confirmed goes out again, in order.
+        # The seed's sent = confirmed: whatever was not confirmed goes out again, first and in
+        # order, once the connection is back.
         pending = list(self._unsettled.values())
         self._unsettled.clear()
-        self._resend.extendleft(reversed(pending))
+        self._waiting.extendleft(reversed(pending))
         self.sent -= len(pending)
-        log.info("connection lost: %d unconfirmed messages will be sent again", len(pending))
+        if pending:
+            log.info("connection lost: %d unconfirmed messages will be sent again",
+                     len(pending))
 
     def _reconnected(self) -> None:
         if self.sender is not None and self.sender.credit:
             self._pump(self.sender)
+
+    def on_finished(self) -> None:
+        # Submitted messages still waiting or in flight learn that they were not confirmed.
+        entries = [*self._unsettled.values(), *self._waiting]
+        if not any(entry[1] is not None for entry in entries):
+            return
+        error = self.error or AMQPError("the sender closed before the message was confirmed")
+        self._unsettled.clear()
+        self._waiting.clear()
+        for entry in entries:
+            if entry[1] is not None:
+                self._guard(self.on_outcome, entry[1], error)
 
 
 class Receiver(_Lean, Job):
@@ -221,11 +295,9 @@ class Receiver(_Lean, Job):
         self.messages.append(msg)
 
     def open_links(self) -> None:
-        name, kind = _links.resolve(self.address)
-        setup = _links.LinkSetup(kind, selector=self.selector, at_most_once=self.at_most_once)
-        self.receiver = self.add_link(self.container.create_receiver(
-            self.connection, name, name=_links.link_name("receiver", name), handler=self,
-            options=setup))
+        self.receiver = _links.open_receiver(self, self.address, "receiver",
+                                             selector=self.selector,
+                                             at_most_once=self.at_most_once)
         self._top_up()
         self.set_timer("idle", self.idle_timeout, self._idle)
         self.set_timer("deadline", self.deadline, self._idle)
@@ -235,20 +307,33 @@ class Receiver(_Lean, Job):
             return min(self.window, self.count - self.received)
         return self.window
 
+    def _held(self) -> int:
+        """Messages taken off the link but not settled yet (none here; consumers hold some)."""
+        return 0
+
     def _top_up(self) -> None:
         recv = self.receiver
         if recv is None or self.done:
             return
-        wanted = self._wanted()
-        outstanding = recv.credit + recv.queued
-        missing = wanted - outstanding
-        if missing <= 0:
-            return
         if self.drain:
-            recv.drain(missing)  # credit with the drain flag: "send what you have"
-        elif 2 * missing >= wanted or outstanding == 0:
-            # credit in batches of half the window: a flow frame per few messages, not per one
-            recv.flow(missing)
+            missing = self._wanted() - recv.credit - recv.queued
+            if missing > 0:
+                recv.drain(missing)  # credit with the drain flag: "send what you have"
+        else:
+            _links.top_up(recv, self._wanted(), self._held())
+
+    def on_link_ended(self, link: Any) -> None:
+        if link == self.receiver:
+            self.finish(self.messages)  # ended early: the job ends with what it has
+        else:
+            super().on_link_ended(link)
+
+    def session_ended(self, session: Any, condition: Any) -> None:
+        if not self.done and condition is None and self.uses_session(session):
+            self._gone.append(self.receiver)
+            self.finish(self.messages)
+            return
+        super().session_ended(session, condition)
 
     def on_link_flow(self, event: Any) -> None:
         # With drain, the broker answers a flow it cannot fill by using up the credit: nothing
@@ -290,6 +375,8 @@ class Receiver(_Lean, Job):
         """Hand one message to :meth:`on_received` and settle it (overridable plumbing; ``dlv``
         is a raw ``pn_delivery_t``, valid until this returns unless held: see ``_raw.hold``)."""
         try:
+            if self._hooks:
+                self._emit("on_message", dlv, msg)
             self.on_received(msg)
         except Exception as exc:  # noqa: BLE001 - the message goes back, the job fails
             self._settle(dlv, Delivery.MODIFIED)

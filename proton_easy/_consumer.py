@@ -1,0 +1,157 @@
+"""``consume`` for the blocking layer: a :class:`~proton_easy.handlers.Receiver` that hands its
+messages to the consuming thread, and :class:`Consumer`, the iterator the user holds."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, Callable, Deque, Iterator, List, Optional, Tuple
+
+from ._driver import Driver
+from ._engine import raw as _raw
+from ._errors import AMQPError
+from ._message import Message
+from .handlers._transfer import Receiver
+
+log = logging.getLogger("proton_easy")
+
+_END = object()
+
+
+class ConsumerJob(Receiver):
+    """A receiver that hands messages to a waiting thread instead of a hook.
+
+    Each delivery handed over is held (``_raw.hold``) until the loop settles it for the
+    consuming thread, or drops it unseen (after a drop of the connection, or at the end).
+    The consuming thread queues the deliveries it finished with in ``acks``; the loop accepts
+    them in batches (:meth:`accept_acks`), one wake-up and one write for several."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(count=0, **kwargs)
+        self.queue: queue.SimpleQueue[Tuple[Any, Any]] = queue.SimpleQueue()
+        self.acks: Deque[Any] = collections.deque()
+
+    def deliver(self, msg: Message, dlv: Any) -> None:
+        _raw.hold(dlv)
+        self.queue.put((msg, dlv))
+
+    def settle_one(self, dlv: Any, outcome: int) -> None:
+        """Settle one handed-out message and grant credit for more (on the loop)."""
+        self._settle(dlv, outcome)
+        _raw.release(dlv)
+        self.received += 1
+        self._top_up()
+
+    def accept_acks(self) -> None:
+        """Accept every delivery queued in ``acks`` and grant credit for more (on the loop)."""
+        acks, settle = self.acks, self._settle
+        while acks:
+            dlv = acks.popleft()
+            settle(dlv, _raw.ACCEPTED)
+            _raw.release(dlv)
+            self.received += 1
+        self._top_up()
+
+    def on_finished(self) -> None:
+        self._drop_queued()  # not handed out: the broker gets them back with the link
+        self.queue.put((_END, None))
+
+    def _dropped(self) -> None:
+        # Unsettled messages not yet handed out come again after the reconnect: drop them here
+        # rather than hand out copies whose settlement can no longer reach the broker.
+        self._drop_queued()
+
+    def _drop_queued(self) -> None:
+        while True:
+            try:
+                msg, dlv = self.queue.get_nowait()
+            except queue.Empty:
+                return
+            if msg is not _END:
+                _raw.release(dlv)
+
+    def _held(self) -> int:
+        return self.queue.qsize()
+
+
+class Consumer(Iterator[Message]):
+    """What ``consume`` returns: an iterator over arriving messages and a context manager.
+
+    In a ``with`` block, leaving the loop by ``break`` accepts the message in hand (the loop
+    body finished with it) and an exception puts it back on the queue; :meth:`close` (or the
+    end of the block) closes the receiver.
+
+    >>> with pe.consume(url, idle_timeout=5) as messages:   # doctest: +SKIP
+    ...     first_two = [m.body for m in itertools.islice(messages, 2)]
+    """
+
+    def __init__(self, start: Callable[[List[bool]], Iterator[Message]]) -> None:
+        self._keep = [False]  # set when the message in hand is to be accepted on close
+        self._gen = start(self._keep)
+
+    def __iter__(self) -> Consumer:
+        return self
+
+    def __next__(self) -> Message:
+        return next(self._gen)
+
+    def close(self) -> None:
+        """Stop: the message in hand goes back to the queue (unless leaving a ``with`` block
+        normally), and the receiver closes."""
+        close = getattr(self._gen, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> Consumer:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self._keep[0] = True
+        self.close()
+
+
+def consume(driver: Driver, job: ConsumerJob, idle: Optional[float],
+            keep: List[bool]) -> Iterator[Message]:
+    """Run ``job`` and yield its messages in the calling thread until ``idle`` seconds pass
+    without one (None: forever), the job ends, or the caller stops iterating."""
+    fut = driver.start(job)
+    pending: Optional[Tuple[Message, Any]] = None
+    acks, batch = job.acks, max(1, job.window // 2)
+    try:
+        while True:
+            try:
+                msg, dlv = job.queue.get_nowait()
+            except queue.Empty:
+                if acks:  # about to wait: accept what was handled, which also grants credit
+                    driver.post(job.accept_acks)
+                try:
+                    msg, dlv = job.queue.get(timeout=idle)
+                except queue.Empty:
+                    return
+            if msg is _END:
+                if job.error is not None:
+                    raise job.error
+                return
+            pending = (msg, dlv)
+            yield msg
+            pending = None
+            acks.append(dlv)
+            if len(acks) >= batch:
+                driver.post(job.accept_acks)
+    finally:
+        if pending is not None and keep[0]:
+            acks.append(pending[1])  # left a with block normally: the body is done with it
+            pending = None
+        if not driver.closed:
+            if acks:
+                driver.post(job.accept_acks)
+            if pending is not None:
+                driver.post(lambda d=pending[1]: job.settle_one(d, _raw.MODIFIED))
+            try:
+                driver.call(job.finish)
+                fut.result(driver.timeout)
+            except (FutureTimeout, AMQPError, RuntimeError):
+                log.debug("consumer link did not close cleanly", exc_info=True)
