@@ -51,7 +51,7 @@ class Message:
         correlation_id: Any = None,
         reply_to: Optional[str] = None,
         subject: Optional[str] = None,
-        durable: bool = False,
+        durable: Optional[bool] = None,
         ttl: Optional[float] = None,
         priority: Optional[int] = None,
         content_type: Optional[str] = None,
@@ -90,7 +90,10 @@ class Message:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Message):
             return NotImplemented
-        return all(getattr(self, n) == getattr(other, n) for n in ("body", "properties", *_FIELDS))
+        if bool(self.durable) != bool(other.durable):  # None: "as the send says", else False
+            return False
+        return all(getattr(self, n) == getattr(other, n)
+                   for n in ("body", "properties", *_FIELDS) if n != "durable")
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -168,7 +171,8 @@ _local = threading.local()  # one scratch pn_data and decoder per thread
 def encode(value: Any, durable: bool = False) -> Encoded:
     """Encode a body or message to its AMQP bytes; TypeError if it cannot be encoded.
 
-    ``durable`` marks a plain body durable (a :class:`Message` says so itself).
+    ``durable`` marks a plain body durable, and a :class:`Message` whose ``durable`` is None
+    (one that says nothing itself).
 
     >>> len(encode("hello")) > 0
     True
@@ -187,7 +191,10 @@ def encode(value: Any, durable: bool = False) -> Encoded:
     try:
         if kind is Message or kind is proton.Message or isinstance(value, (Message,
                                                                            proton.Message)):
-            return _encode_message(to_proton(value))
+            pm = to_proton(value)
+            if durable and kind is Message and value.durable is None:
+                pm.durable = True
+            return _encode_message(pm)
         return _encode_body(value, durable)
     except _ENCODE_ERRORS as exc:
         raise TypeError(f"cannot encode {_describe(value)} as an AMQP message: "

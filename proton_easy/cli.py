@@ -629,8 +629,9 @@ def _common(with_messages: bool, count_default: int, log_default: str,
         if reply_fields:  # a request gets its own correlation id and reply-to address
             g.add_argument("--msg-correlation-id", help="correlation id")
             g.add_argument("--msg-reply-to", metavar="ADDRESS", help="reply-to address")
-        g.add_argument("--msg-durable", type=_yes_no, nargs="?", const=True, default=False,
-                       metavar="yes|no", help="durable messages (default no)")
+        g.add_argument("--msg-durable", type=_yes_no, nargs="?", const=True, default=None,
+                       metavar="yes|no", help="durable messages (default: yes when sent "
+                       "at-least-once, no at-most-once)")
         g.add_argument("--msg-ttl", type=_non_negative_int, metavar="MS",
                        help="time to live in milliseconds")
         g.add_argument("--msg-priority", type=_non_negative_int, help="priority (0-9)")

@@ -157,6 +157,36 @@ def test_durable_flag_on_plain_bodies(amqp_url: str, amqp_address: str) -> None:
     assert got.durable is True
 
 
+def test_at_least_once_is_durable_by_default(amqp_url: str, amqp_address: str) -> None:
+    url = url_for(amqp_url, amqp_address)
+    pe.send(url, "plain")
+    pe.send(url, pe.Message("message without a say"))
+    pe.send_many(url, ["many"])
+    with pe.Client(amqp_url) as client:
+        client.send(amqp_address, "client")
+        client.send_many(amqp_address, ["client many"])
+    Container(Sender(url, ["handler"])).run()
+    pe.send(url, "opted out", durable=False)
+    pe.send(url, pe.Message("says no", durable=False))
+    pe.send(url, "best effort", at_most_once=True)
+    got = pe.receive(url, count=9, timeout=10)
+    assert [(m.body, m.durable) for m in got] == [
+        ("plain", True), ("message without a say", True), ("many", True), ("client", True),
+        ("client many", True), ("handler", True), ("opted out", False), ("says no", False),
+        ("best effort", False)]
+
+
+def test_default_sends_survive_a_broker_crash(artemis_factory: Any) -> None:
+    broker = artemis_factory()
+    url = f"{broker.url}/queue://crash-default"
+    pe.send(url, "one")
+    pe.send_many(url, ["two", "three"])
+    pe.send(url, "not durable", durable=False)
+    broker.kill()
+    broker.restart()
+    assert [m.body for m in pe.receive(url, count=4, timeout=5)] == ["one", "two", "three"]
+
+
 # -- Client -----------------------------------------------------------------------------------
 def test_client_is_shared_between_threads(amqp_url: str, amqp_address: str) -> None:
     errors: List[BaseException] = []

@@ -100,13 +100,13 @@ class Connection(MessagingHandler):
 
         connector._connect = _connect
 
-    def add(self, job: Job) -> None:
+    def attach_job(self, job: Job) -> None:
         """Register a job to hear about drops, returns and failure."""
         if self.failed is not None:
             raise self.failed
         self.jobs.add(job)
 
-    def discard(self, job: Job) -> None:
+    def detach_job(self, job: Job) -> None:
         """Forget a finished job."""
         self.jobs.discard(job)
 
@@ -282,6 +282,26 @@ class Connection(MessagingHandler):
     def on_connection_closed(self, event: Any) -> None:
         self.up = False
         self._resolve(self.closed, None)
+
+    def on_connection_closing(self, event: Any) -> None:
+        # The broker closed the connection without an error while we had it open: proton does
+        # not reconnect after that, so every job fails now rather than wait for its timeout.
+        self._fail(ConnectionLost(f"the broker at {self.current_url} closed the connection "
+                                  "without giving a reason", in_doubt=sum(
+                                      job.in_doubt for job in self.jobs)))
+
+    def on_session_remote_close(self, event: Any) -> None:
+        # A broker may end a session, with or without a reason, to refuse what its links ask
+        # for (dynamic nodes, transactions): the jobs with links on it are told; they fail.
+        session = event.session
+        condition = session.remote_condition
+        if not session.state & session.LOCAL_CLOSED:
+            session.close()
+        if condition is None and self.closed.done():
+            return
+        for job in list(self.jobs):
+            if job.uses_session(session):
+                job._guard(job.session_ended, session, condition)
 
     def on_link_error(self, event: Any) -> None:  # links always have their own handler
         pass

@@ -108,7 +108,7 @@ class Job(MessagingHandler):
         if conn.failed is not None:
             self._fail(conn.failed)
             return
-        conn.add(self)
+        conn.attach_job(self)
         self._guard(self.open_links)
 
     def open_links(self) -> None:
@@ -173,7 +173,7 @@ class Job(MessagingHandler):
 
     def _complete(self) -> None:
         if self._conn is not None:
-            self._conn.discard(self)
+            self._conn.detach_job(self)
         fut = self._future
         if fut is not None and not fut.done():
             if self.error is not None:
