@@ -6,7 +6,7 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypedDict, Union
 from urllib.parse import unquote
 
 from ._tls import TLS
@@ -299,3 +299,28 @@ class Backoff:
         delay = self._delay
         self._delay = min(2.0, (self._delay * 2) or 0.1)
         return delay
+
+
+class ConnectOptions(TypedDict, total=False):
+    """The connection options that every entry point takes as keywords (``pe.send``,
+    ``pe.Client``, the handler classes ...): one list, so a type checker sees each of them,
+    with its type, everywhere.
+
+    >>> opts: ConnectOptions = {"user": "admin", "timeout": 5.0}
+    >>> sorted(opts)
+    ['timeout', 'user']
+    """
+
+    user: Optional[str]
+    password: Optional[str]
+    tls: Optional[TLS]
+    reconnect: Union[bool, float]
+    heartbeat: Optional[float]
+    timeout: Optional[float]
+    allowed_mechs: Optional[str]
+    urls: Optional[Sequence[str]]
+    container_id: Optional[str]
+
+
+CONNECTION_OPTIONS = tuple(ConnectOptions.__annotations__)
+"""The names of :class:`ConnectOptions`, for checking keywords at run time."""

@@ -293,6 +293,41 @@ def test_receiver_hook_error_puts_message_back(amqp_url: str, amqp_address: str)
     assert again.body == "poison" and again.redelivered
 
 
+def test_proton_hooks_overridden_on_handler_classes_are_called(amqp_url: str,
+                                                               amqp_address: str) -> None:
+    class CountingSender(Sender):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.accepted: List[Any] = []
+            self.settled = 0
+
+        def on_accepted(self, event: Any) -> None:
+            self.accepted.append(event.delivery.tag)
+
+        def on_settled(self, event: Any) -> None:
+            self.settled += 1
+
+    class SeeingReceiver(Receiver):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.seen: List[Any] = []
+
+        def on_message(self, event: Any) -> None:
+            self.seen.append((event.message.body, event.link.name.startswith("pe-receiver")))
+
+    url = url_for(amqp_url, amqp_address)
+    sender = CountingSender(url, messages=5)
+    Container(sender).run()
+    assert sender.result == 5 and len(sender.accepted) == 5 and sender.settled == 5
+    with pe.Client(amqp_url) as client:  # driven by a Client: the same hooks
+        sender = CountingSender(messages=["x"], address=amqp_address)
+        assert client.run(sender, 10) == 1 and len(sender.accepted) == 1
+        receiver = SeeingReceiver(count=6, address=amqp_address)
+        assert len(client.run(receiver, 10)) == 6
+    assert [body for body, _ in receiver.seen] == [{"sequence": n} for n in range(1, 6)] + ["x"]
+    assert all(named for _, named in receiver.seen)
+
+
 # -- bad input ---------------------------------------------------------------------------------
 def test_unencodable_body_is_a_type_error_before_any_io() -> None:
     # Port 1 has no broker: a TypeError (not ConnectError) proves nothing was attempted.

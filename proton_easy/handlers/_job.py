@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import logging
 from concurrent.futures import Future, InvalidStateError
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import proton
 from proton import Condition, Delivery
@@ -26,13 +26,14 @@ from .._engine.connection import Connection
 from .._engine.loop import use_raw_deliveries
 from .._errors import LinkError, link_error
 from .._message import Decoder, Message
-from .._options import ConnectionOptions
+from .._options import CONNECTION_OPTIONS, ConnectionOptions, ConnectOptions
 from . import _links
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 log = logging.getLogger("proton_easy")
 
-_CONNECTION_OPTIONS = ("user", "password", "tls", "reconnect", "heartbeat", "timeout",
-                       "allowed_mechs", "urls", "container_id")
 
 
 class Job(MessagingHandler):
@@ -61,11 +62,11 @@ class Job(MessagingHandler):
         address: Optional[str] = None,
         prefetch: int = 0,
         auto_accept: bool = False,
-        **options: Any,
+        **options: Unpack[ConnectOptions],
     ) -> None:
         super().__init__(prefetch=prefetch, auto_accept=auto_accept, auto_settle=True,
                          peer_close_is_error=False)
-        unknown = set(options) - set(_CONNECTION_OPTIONS)
+        unknown = set(options) - set(CONNECTION_OPTIONS)
         if unknown:
             raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
         self.url = url
