@@ -328,7 +328,7 @@ class Client:
             self._conn.release()
 
 
-_OPEN_CLIENTS: weakref.WeakSet = weakref.WeakSet()
+_OPEN_CLIENTS: weakref.WeakSet[Client] = weakref.WeakSet()
 """Every Client not closed yet, for :func:`_close_open_clients`."""
 
 

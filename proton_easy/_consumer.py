@@ -4,6 +4,7 @@ messages to the consuming thread, and :class:`Consumer`, the iterator the user h
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import queue
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -149,7 +150,7 @@ def consume(driver: Driver, job: ConsumerJob, idle: Optional[float],
             if acks:
                 driver.post(job.accept_acks)
             if pending is not None:
-                driver.post(lambda d=pending[1]: job.settle_one(d, _raw.MODIFIED))
+                driver.post(functools.partial(job.settle_one, pending[1], _raw.MODIFIED))
             try:
                 driver.call(job.finish)
                 fut.result(driver.timeout)

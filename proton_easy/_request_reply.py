@@ -8,6 +8,7 @@ matched to waiting threads by correlation id); ``serve`` runs a
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -36,9 +37,9 @@ class RequestChannel(Requester):
 
     def __init__(self) -> None:
         super().__init__(None, None, timeout=None, window=None)
-        self._waiters: Dict[Any, Future] = {}
+        self._waiters: Dict[Any, Future[Any]] = {}
 
-    def submit(self, msg: Message, address: str, waiter: Future,
+    def submit(self, msg: Message, address: str, waiter: Future[Any],
                payload: Optional[bytes] = None) -> None:
         """Send one request whose reply resolves ``waiter`` (on the loop thread); ``payload`` is
         ``msg`` already encoded for its ``reply_to`` (re-encoded if the reply queue changed)."""
@@ -189,7 +190,7 @@ def serve(driver: Driver, address: str, handler: Callable[[Message], Any],
                     result, error = job.respond(msg), None
                 except Exception as exc:  # noqa: BLE001 - rejected by the loop, serving goes on
                     result, error = None, exc
-                driver.post(lambda m=msg, d=dlv, r=result, e=error: job.complete(m, d, r, e))
+                driver.post(functools.partial(job.complete, msg, dlv, result, error))
                 in_hand = None
         served: int = done.result(driver.timeout)
         return served
@@ -198,7 +199,7 @@ def serve(driver: Driver, address: str, handler: Callable[[Message], Any],
         if not driver.closed:
             try:
                 if in_hand is not None:
-                    driver.call(lambda d=in_hand: job.put_back(d))
+                    driver.call(functools.partial(job.put_back, in_hand))
                 driver.call(job.stop)
                 done.result(driver.timeout)
             except (FutureTimeout, AMQPError, RuntimeError):

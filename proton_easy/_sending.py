@@ -32,7 +32,10 @@ class SenderPool:
         self._driver = driver
         self._lock = threading.Lock()
         self._links: LinkCache[_Key, Sender] = LinkCache(
-            limit, idle=lambda s: s.idle, evict=lambda s: driver.post(s.end_input))
+            limit, idle=lambda s: s.idle, evict=self._retire)
+
+    def _retire(self, sender: Sender) -> None:
+        self._driver.post(sender.end_input)  # it ends once nothing is in flight
 
     def send(self, address: str, payload: bytes, *, at_most_once: bool,
              timeout: float) -> None:

@@ -60,23 +60,23 @@ class _TxContext(TxJob):
         self._outboxes: Dict[str, TxOutbox] = {}  # by link name
         self._sources: Dict[str, _Source] = {}
         self._by_link: Dict[str, _Source] = {}
-        self._queued: List[Tuple[Future, Callable[[], None]]] = []
-        self._batch_futs: List[Future] = []
-        self._discharge_fut: Optional[Future] = None
+        self._queued: List[Tuple[Future[Any], Callable[[], None]]] = []
+        self._batch_futs: List[Future[Any]] = []
+        self._discharge_fut: Optional[Future[Any]] = None
         self._discharge_commit = False
 
     def open_links(self) -> None:
         super().open_links()  # the session and its coordinator; the first op declares
 
     # -- operations (run on the loop thread) ----------------------------------------------------
-    def run_op(self, fut: Future, fn: Callable[..., None], *args: Any) -> None:
+    def run_op(self, fut: Future[Any], fn: Callable[..., None], *args: Any) -> None:
         try:
             fn(fut, *args)
         except Exception as exc:  # noqa: BLE001 - handed to the waiting thread
             if not fut.done():
                 fut.set_exception(exc)
 
-    def _when_declared(self, fut: Future, fn: Callable[[], None]) -> None:
+    def _when_declared(self, fut: Future[Any], fn: Callable[[], None]) -> None:
         if self.done:
             fut.set_exception(self._final_error())
         elif self.batch_error is not None:
@@ -87,16 +87,16 @@ class _TxContext(TxJob):
             self._queued.append((fut, fn))
             self.declare()
 
-    def op_begin(self, fut: Future) -> None:
+    def op_begin(self, fut: Future[Any]) -> None:
         self._when_declared(fut, lambda: fut.set_result(None))
 
-    def op_send(self, fut: Future, address: str, payload: bytes) -> None:
+    def op_send(self, fut: Future[Any], address: str, payload: bytes) -> None:
         self._when_declared(fut, lambda: self._send(fut, address, payload))
 
-    def op_receive(self, fut: Future, address: str, count: int, timeout: float) -> None:
+    def op_receive(self, fut: Future[Any], address: str, count: int, timeout: float) -> None:
         self._when_declared(fut, lambda: self._receive(fut, address, count, timeout))
 
-    def op_discharge(self, fut: Future, commit: bool, then_declare: bool) -> None:
+    def op_discharge(self, fut: Future[Any], commit: bool, then_declare: bool) -> None:
         if self.done:
             fut.set_exception(self._final_error())
         elif self.txn_id is None and not self._queued:
@@ -114,7 +114,7 @@ class _TxContext(TxJob):
         else:
             self._discharge(fut, commit, then_declare)
 
-    def _discharge(self, fut: Future, commit: bool, then_declare: bool) -> None:
+    def _discharge(self, fut: Future[Any], commit: bool, then_declare: bool) -> None:
         if self._batch_work == 0 and self.batch_error is None and not self.unsent:
             fut.set_result(None)  # an empty batch: keep its transaction for the next one
             return
@@ -208,9 +208,9 @@ class _TxContext(TxJob):
         for fut in self._batch_futs:
             resolve(fut, None)
         self._batch_futs = []
-        fut, self._discharge_fut = self._discharge_fut, None
-        if fut is not None:
-            resolve(fut, error)
+        done, self._discharge_fut = self._discharge_fut, None
+        if done is not None:
+            resolve(done, error)
 
     def on_declared(self) -> None:
         queued, self._queued = self._queued, []
@@ -342,8 +342,8 @@ class Transaction:
         self.timeout = driver.timeout
         self._close_with = close_with
         self._job = _TxContext()
-        self._job_fut: Future = Future()
-        self._window: Deque[Future] = collections.deque()
+        self._job_fut: Future[Any] = Future()
+        self._window: Deque[Future[Any]] = collections.deque()
         self._state = "new"  # new -> open -> closed
         self._broken: Optional[str] = None
 
@@ -415,7 +415,9 @@ class Transaction:
         if isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit < 0:
             raise ValueError(f"timeout must be a number of seconds, not {timeout!r}")
         fut = self._submit(self._job.op_receive, address, count, float(limit))
-        return self._wait(fut, "receiving in a transaction", limit=limit + self.timeout)
+        got: List[Message] = self._wait(fut, "receiving in a transaction",
+                                        limit=limit + self.timeout)
+        return got
 
     def commit(self) -> None:
         """Commit the current batch and start the next one.
@@ -473,8 +475,8 @@ class Transaction:
         _links.resolve(address)
         return address
 
-    def _submit(self, op: Callable[..., None], *args: Any) -> Future:
-        fut: Future = Future()
+    def _submit(self, op: Callable[..., None], *args: Any) -> Future[Any]:
+        fut: Future[Any] = Future()
         if not self._driver.post(lambda: self._job.run_op(fut, op, *args)):
             resolve(fut, RuntimeError("the client is closed"))
         return fut

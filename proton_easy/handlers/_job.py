@@ -15,7 +15,18 @@ from __future__ import annotations
 import copy
 import logging
 from concurrent.futures import Future, InvalidStateError
-from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Dict,
+    FrozenSet,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Tuple,
+    Union,
+)
 
 import proton
 from proton import Condition, Delivery
@@ -83,7 +94,7 @@ class Job(MessagingHandler):
         self.connection: Any = None
         self._conn: Optional[Connection] = None
         self._owns_connection = False
-        self._future: Optional[Future] = None
+        self._future: Optional[Future[Any]] = None
         self._links: List[Any] = []
         self._gone: List[Any] = []  # links the broker ended without closing them
         self._timers: Dict[str, Any] = {}
@@ -100,7 +111,7 @@ class Job(MessagingHandler):
         self._owns_connection = True
         self.start(event.container, conn)
 
-    def start(self, container: Any, conn: Connection, future: Optional[Future] = None) -> None:
+    def start(self, container: Any, conn: Connection, future: Optional[Future[Any]] = None) -> None:
         """Run this job on an open (or opening) connection; ``future`` gets the result."""
         self.container = container
         self._conn = conn
@@ -328,11 +339,10 @@ class _Lean:
     ``delivery``, ``link``, ``connection``, ``container`` (and ``message``, a
     :class:`~proton_easy.Message`): only then does a message cost the extra objects."""
 
-    handlers: List[Any]
-    _hooks: frozenset = frozenset()
+    _hooks: FrozenSet[str] = frozenset()
 
     def _go_lean(self) -> None:
-        self.handlers = []
+        self.handlers.clear()  # type: ignore[attr-defined]
         cls = type(self)
         self._hooks = frozenset(name for name in _MESSAGING_HOOKS
                                 if getattr(cls, name) is not getattr(MessagingHandler, name))
@@ -388,7 +398,7 @@ def _settle(dlv: Any, outcome: int, error: Optional[BaseException] = None) -> No
     _raw.settle(_raw.delivery_impl(dlv), outcome)
 
 
-def resolve(fut: Future, error: Optional[BaseException] = None, result: Any = None) -> None:
+def resolve(fut: Future[Any], error: Optional[BaseException] = None, result: Any = None) -> None:
     """Tell a waiting thread (which may have given up and cancelled ``fut`` meanwhile)."""
     try:
         if error is not None:

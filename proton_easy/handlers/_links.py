@@ -79,7 +79,7 @@ def describe(link: Any) -> str:
     try:
         term = link.target if link.is_sender else link.source
         if term.address:
-            return term.address
+            return str(term.address)
         return "(dynamic)" if term.dynamic else "?"
     except Exception:  # noqa: BLE001
         return "?"
@@ -119,7 +119,7 @@ def top_up(link: Any, wanted: int, held: int = 0, *, batch: bool = True) -> int:
     batches of half of ``wanted`` or more (one flow frame per few messages, not per message)."""
     if link is None or wanted <= 0:
         return 0
-    outstanding = link.credit + link.queued + held
+    outstanding: int = link.credit + link.queued + held
     missing = wanted - outstanding
     if missing <= 0 or (batch and 2 * missing < wanted and outstanding > 0):
         return 0

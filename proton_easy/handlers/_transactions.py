@@ -61,7 +61,7 @@ def _error_condition(value: Any) -> Optional[Condition]:
     # rejected = [error]; error = Described(0x1d, [condition, description, info])
     try:
         err = value[0]
-        fields = err.value if isinstance(err, Described) else err
+        fields: Any = err.value if isinstance(err, Described) else err
         return Condition(str(fields[0]), str(fields[1]) if len(fields) > 1 and fields[1] else None)
     except (IndexError, TypeError, AttributeError, KeyError):
         return None
@@ -99,12 +99,12 @@ def _delivery_outcome(dlv: Any) -> Tuple[int, Optional[Condition]]:
         return int(state), dlv.remote.condition if state == Delivery.REJECTED else None
     if _outcome_descriptor(dlv) in (0x24, "amqp:accepted:list"):
         return int(Delivery.ACCEPTED), None  # the common case, read without decoding it all
-    data = dlv.remote.data or []
+    data: Any = dlv.remote.data or []
     inner = data[1] if len(data) > 1 else None
     if not isinstance(inner, Described):
         return 0, None
     descriptor = inner.descriptor
-    key = str(descriptor) if isinstance(descriptor, str) else int(descriptor)
+    key = str(descriptor) if isinstance(descriptor, str) else int(descriptor)  # type: ignore[arg-type]
     code = int(_OUTCOME_CODES.get(key, 0))
     return code, _error_condition(inner.value) if code == Delivery.REJECTED else None
 
