@@ -8,7 +8,7 @@ import sys
 import threading
 import weakref
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optional
 
 from ._consumer import Consumer, ConsumerJob
 from ._consumer import consume as _consume
@@ -17,14 +17,16 @@ from ._engine.connection import Connection
 from ._engine.loop import Loop
 from ._errors import AMQPError, ConnectError
 from ._message import Encoded, Message, encode
-from ._options import ConnectionOptions
+from ._options import CONNECTION_OPTIONS, ConnectionOptions, ConnectOptions
 from ._request_reply import Requests
 from ._request_reply import serve as _serve
 from ._sending import SenderPool
-from ._tls import TLS
 from ._transaction import Transaction
 from .handlers._job import Job, default_durable
 from .handlers._transfer import Receiver, Sender
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 log = logging.getLogger("proton_easy")
 
@@ -50,24 +52,11 @@ class Client:
     [{'id': 1}]
     """
 
-    def __init__(
-        self,
-        url: Optional[str] = None,
-        *,
-        user: Optional[str] = None,
-        password: Optional[str] = None,
-        tls: Optional[TLS] = None,
-        reconnect: Union[bool, float] = True,
-        heartbeat: Optional[float] = None,
-        timeout: Optional[float] = None,
-        allowed_mechs: Optional[str] = None,
-        urls: Optional[Sequence[str]] = None,
-        container_id: Optional[str] = None,
-    ) -> None:
-        self.options = ConnectionOptions.build(
-            url, user=user, password=password, tls=tls, reconnect=reconnect,
-            heartbeat=heartbeat, timeout=timeout, allowed_mechs=allowed_mechs, urls=urls,
-            container_id=container_id)
+    def __init__(self, url: Optional[str] = None, **options: Unpack[ConnectOptions]) -> None:
+        unknown = set(options) - set(CONNECTION_OPTIONS)
+        if unknown:
+            raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+        self.options = ConnectionOptions.build(url, **options)
         self.timeout = self.options.timeout
         self._loop = Loop(f"proton-easy {self.options.display_url}")
         self._conn = Connection(self.options)

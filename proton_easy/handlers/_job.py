@@ -36,7 +36,7 @@ from .._engine import raw as _raw
 from .._engine.connection import Connection
 from .._engine.loop import use_raw_deliveries
 from .._errors import LinkError, link_error
-from .._message import Decoder, Message
+from .._message import Decoder, Encoded, Message, encode
 from .._options import CONNECTION_OPTIONS, ConnectionOptions, ConnectOptions
 from . import _links
 
@@ -323,6 +323,16 @@ class _HookEvent:
         self.connection = job.connection
         self.container = job.container
         self.message = message
+
+
+def next_encoded(items: Iterator[Any], durable: bool) -> Optional[bytes]:
+    """The next message of a message source, encoded (encoded ones pass through); None once
+    the source is exhausted."""
+    try:
+        item = next(items)
+    except StopIteration:
+        return None
+    return item if type(item) is Encoded else encode(item, durable)
 
 
 class _Lean:

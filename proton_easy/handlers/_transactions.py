@@ -28,9 +28,9 @@ from .._errors import (
     delivery_error,
     transaction_error,
 )
-from .._message import Encoded, Message, encode
+from .._message import Message
 from . import _links
-from ._job import Job, _message_source, default_durable
+from ._job import Job, _message_source, default_durable, next_encoded
 
 log = logging.getLogger("proton_easy")
 
@@ -591,14 +591,10 @@ class TxSender(TxJob):
             return True
         if self._exhausted:
             return False
-        try:
-            item = next(self._items)
-        except StopIteration:
+        self._next = next_encoded(self._items, self.durable)
+        if self._next is None:
             self._exhausted = True
             return False
-        if type(item) is not Encoded:
-            item = encode(item, self.durable)
-        self._next = item
         return True
 
     def _take(self) -> Optional[bytes]:

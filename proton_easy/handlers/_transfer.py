@@ -20,9 +20,9 @@ from proton import Delivery
 
 from .._engine import raw as _raw
 from .._errors import AMQPError, delivery_error
-from .._message import Decoder, Encoded, Message, encode
+from .._message import Decoder, Message
 from . import _links
-from ._job import Job, _Lean, _message_source, default_durable, resolve
+from ._job import Job, _Lean, _message_source, default_durable, next_encoded, resolve
 
 log = logging.getLogger("proton_easy")
 
@@ -131,14 +131,11 @@ class Sender(_Lean, Job):
             return self._waiting.popleft()
         if self._exhausted or self.open_ended:
             return None
-        try:
-            item = next(self._items)
-        except StopIteration:
+        payload = next_encoded(self._items, self.durable)
+        if payload is None:
             self._exhausted = True
             return None
-        if type(item) is not Encoded:
-            item = encode(item, self.durable)
-        return (item, None, False)
+        return (payload, None, False)
 
     # -- proton events ------------------------------------------------------------------------
     def on_link_flow(self, event: Any) -> None:
