@@ -222,8 +222,13 @@ def test_docker_backend_waits_for_the_ready_line_each_start(monkeypatch):
     (container,) = FakeContainer.made
     assert container.image == docker_module.DOCKER_IMAGE
     assert container.env == docker_container_config(user="app", password="pw", queues=["q"]).env
-    assert container.ports == {5672: broker.port}
+    # published on the loopback only, and the URL names 127.0.0.1 whatever testcontainers says
+    assert container.ports == {"5672/tcp": ("127.0.0.1", broker.port)}
     assert broker.url == f"amqp://app:pw@127.0.0.1:{broker.port}"
+    assert container.kwargs["network"] == "bridge"
+    labels = container.kwargs["labels"]
+    assert labels[docker_module.OWNER_LABEL].split("/")[1] == str(os.getpid())
+    assert labels[docker_module.SESSION_LABEL] == docker_module.SESSION_ID
     broker.kill()
     assert not broker.running
     broker.restart()

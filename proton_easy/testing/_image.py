@@ -20,6 +20,7 @@ then imported into the engine (needs root and ``debootstrap``; about a minute).
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import logging
 import os
@@ -66,7 +67,7 @@ def docker_client(timeout: int = 600) -> Any:
         client.images.list()
     """
     try:
-        import docker
+        docker: Any = importlib.import_module("docker")  # docker-py, no type hints
     except ImportError:
         raise BrokerUnavailable(
             "mode='docker' needs testcontainers: pip install 'testcontainers>=4' "
@@ -85,12 +86,11 @@ def image_present(client: Any, name: str) -> bool:
 
         image_present(docker_client(), "apache/activemq-artemis:2.40.0")
     """
-    import docker.errors
-
+    errors: Any = importlib.import_module("docker.errors")
     try:
         client.images.get(name)
         return True
-    except docker.errors.ImageNotFound:
+    except errors.ImageNotFound:
         return False
 
 
