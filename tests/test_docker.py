@@ -126,3 +126,11 @@ def test_a_process_that_forgets_stop_leaves_no_container(client: Any) -> None:
     while container_id in [c.id for c in _ours(client)] and time.monotonic() < deadline:
         time.sleep(0.2)
     assert container_id not in [c.id for c in _ours(client)]
+
+
+def test_the_image_command_names_the_image_brokers_run(client: Any) -> None:
+    out = subprocess.run([sys.executable, "-m", "proton_easy.testing", "image", "--no-pull"],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT, env=env())
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == image_module.ensure_image(client=client, pull=False)
+    assert client.images.get(out.stdout.strip())
