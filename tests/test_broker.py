@@ -526,3 +526,23 @@ def test_docker_pause_unpause_and_instance_files(monkeypatch):
     roles = broker.read_instance_file("etc-override/artemis-roles.properties")
     assert "viewer = reader" in roles
     broker.stop()
+
+
+def test_a_failed_image_build_is_not_tried_again_by_each_broker(monkeypatch):
+    from proton_easy.testing import _image as image_module
+
+    builds = []
+
+    def failing_build(**kwargs):
+        builds.append(kwargs)
+        raise BrokerUnavailable("debootstrap failed (exit 1)")
+
+    monkeypatch.setattr(image_module, "_build_failed", [])
+    monkeypatch.delenv("PROTON_EASY_DOCKER_IMAGE", raising=False)
+    monkeypatch.setattr(image_module, "image_present", lambda client, name: False)
+    monkeypatch.setattr(image_module, "try_pull", lambda client, name: False)
+    monkeypatch.setattr(image_module, "build_image", failing_build)
+    for _ in range(3):
+        with pytest.raises(BrokerUnavailable, match="debootstrap failed"):
+            image_module.ensure_image(client=object())
+    assert len(builds) == 1

@@ -55,6 +55,7 @@ _BASE_TRIM = ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "u
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 _pull_failed: Dict[str, str] = {}  # image -> why the pull failed (asked once per process)
+_build_failed: List[str] = []  # why our build failed, if it did (tried once per process)
 
 
 def docker_client(timeout: int = 600) -> Any:
@@ -145,7 +146,13 @@ def ensure_image(*, client: Any = None, pull: bool = True, rebuild: bool = False
     if not rebuild:
         if image_present(client, OFFICIAL_IMAGE) or (pull and try_pull(client, OFFICIAL_IMAGE)):
             return OFFICIAL_IMAGE
-    return build_image(client=client, rebuild=rebuild)
+        if _build_failed:  # once per process: every later broker start fails at once
+            raise BrokerUnavailable(f"{_build_failed} (not tried again in this process)")
+    try:
+        return build_image(client=client, rebuild=rebuild)
+    except BrokerUnavailable as exc:
+        _build_failed.append(str(exc))
+        raise
 
 
 def build_image(*, client: Any = None, base_image: Optional[str] = None,
