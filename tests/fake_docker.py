@@ -3,8 +3,10 @@ on machines without a Docker engine."""
 
 from __future__ import annotations
 
+import io
 import sys
-from typing import Any, Dict, List
+import tarfile
+from typing import Any, Dict, List, Tuple
 
 
 class FakeWrapped:
@@ -26,6 +28,22 @@ class FakeWrapped:
         self.status = "running"
         self.owner.logs += "AMQ221007: Server is now active\n"
 
+    def pause(self) -> None:
+        self.status = "paused"
+
+    def unpause(self) -> None:
+        self.status = "running"
+
+    def get_archive(self, path: str) -> Tuple[List[bytes], Dict[str, Any]]:
+        """The files copied in, as a tar stream (like docker-py's)."""
+        data = self.owner.files[path]
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w") as tar:
+            info = tarfile.TarInfo(path.rsplit("/", 1)[1])
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        return [out.getvalue()], {}
+
 
 class FakeContainer:
     """Records what the Docker path asks for; each start logs Artemis's ready line."""
@@ -35,7 +53,8 @@ class FakeContainer:
     def __init__(self, image: str) -> None:
         self.image = image
         self.env: Dict[str, str] = {}
-        self.ports: Dict[int, int] = {}
+        self.ports: Dict[str, Any] = {}  # "5672/tcp" -> ("127.0.0.1", host port)
+        self.kwargs: Dict[str, Any] = {}
         self.files: Dict[str, bytes] = {}
         self.logs = ""
         self.wrapped = FakeWrapped(self)
@@ -46,7 +65,10 @@ class FakeContainer:
         return self
 
     def with_bind_ports(self, container: int, host: int) -> FakeContainer:
-        self.ports[container] = host
+        raise AssertionError("with_bind_ports publishes on every interface")
+
+    def with_kwargs(self, **kwargs: Any) -> FakeContainer:
+        self.kwargs = kwargs
         return self
 
     def with_copy_into_container(self, data: bytes, path: str) -> FakeContainer:
@@ -57,8 +79,8 @@ class FakeContainer:
         self.wrapped.start()
         return self
 
-    def get_container_host_ip(self) -> str:
-        return "localhost"
+    def get_container_host_ip(self) -> str:  # what testcontainers says where /.dockerenv is
+        return "172.17.0.1"
 
     def get_wrapped_container(self) -> FakeWrapped:
         return self.wrapped
@@ -73,6 +95,13 @@ class FakeContainer:
         self.wrapped.status = "removed"
 
 
+class FakeClient:
+    """The docker-py client: only closed."""
+
+    def close(self) -> None:
+        pass
+
+
 def install(monkeypatch: Any) -> type[FakeContainer]:
     """Make ArtemisBroker's Docker path use a fresh FakeContainer class (its ``made`` lists
     the containers made) as if an engine answered."""
@@ -84,5 +113,9 @@ def install(monkeypatch: Any) -> type[FakeContainer]:
     module.DockerContainer = fake  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "testcontainers.core.container", module)
     monkeypatch.setattr(docker_module, "docker_available", lambda refresh=False: True)
+    monkeypatch.setattr(docker_module, "docker_client", lambda timeout=600: FakeClient())
+    monkeypatch.setattr(docker_module, "ensure_image",
+                        lambda client=None: docker_module.DOCKER_IMAGE)
+    monkeypatch.setattr(docker_module, "_before_first_container", lambda client: None)
     monkeypatch.setattr(broker_module, "STARTUPS", [])  # keep the fake out of the summary
     return fake

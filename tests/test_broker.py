@@ -7,6 +7,7 @@ import re
 import socket
 import sys
 import time
+from pathlib import Path
 from typing import List
 
 import pytest
@@ -222,8 +223,13 @@ def test_docker_backend_waits_for_the_ready_line_each_start(monkeypatch):
     (container,) = FakeContainer.made
     assert container.image == docker_module.DOCKER_IMAGE
     assert container.env == docker_container_config(user="app", password="pw", queues=["q"]).env
-    assert container.ports == {5672: broker.port}
+    # published on the loopback only, and the URL names 127.0.0.1 whatever testcontainers says
+    assert container.ports == {"5672/tcp": ("127.0.0.1", broker.port)}
     assert broker.url == f"amqp://app:pw@127.0.0.1:{broker.port}"
+    assert container.kwargs["network"] == "bridge"
+    labels = container.kwargs["labels"]
+    assert labels[docker_module.OWNER_LABEL].split("/")[1] == str(os.getpid())
+    assert labels[docker_module.SESSION_LABEL] == docker_module.SESSION_ID
     broker.kill()
     assert not broker.running
     broker.restart()
@@ -462,3 +468,81 @@ def test_cli_run_passes_the_url_to_the_command(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout
     assert "GOT via cli" in proc.stdout and "ready at 127.0.0.1:" in proc.stdout
+
+
+# -- Docker mode's own parts, without an engine ---------------------------------------------
+def test_docker_folder_holds_the_image_files_the_package_builds_from():
+    from proton_easy.testing._image import IMAGE_FILES_DIR
+
+    folder = Path(__file__).resolve().parent.parent / "docker" / "artemis"
+    for name in ("Dockerfile", "docker-run.sh"):
+        assert (folder / name).read_bytes() == (IMAGE_FILES_DIR / name).read_bytes(), name
+    assert os.access(IMAGE_FILES_DIR / "docker-run.sh", os.X_OK)
+
+
+def test_only_containers_of_gone_processes_on_this_host_are_stale(monkeypatch):
+    import subprocess
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    host = socket.gethostname()
+    start = docker_module._process_start_time(os.getpid())
+    assert docker_module._owner_gone(f"{host}/{child.pid}/1")            # exited
+    assert not docker_module._owner_gone(f"{host}/{os.getpid()}/{start}")  # this process
+    if start:  # Linux: a reused pid is told apart by its start time
+        assert docker_module._owner_gone(f"{host}/{os.getpid()}/{int(start) + 1}")
+    assert not docker_module._owner_gone(f"another-host/{child.pid}/1")  # not ours to judge
+    assert not docker_module._owner_gone("garbage")
+
+
+def test_the_reaper_is_disabled_when_its_image_is_not_available(monkeypatch):
+    from testcontainers.core.config import testcontainers_config as tc_config
+
+    monkeypatch.delenv("TESTCONTAINERS_RYUK_DISABLED", raising=False)
+    monkeypatch.setattr(tc_config, "_ryuk_disabled", False)
+    monkeypatch.setattr(docker_module, "image_present", lambda client, name: False)
+    monkeypatch.setattr(docker_module, "try_pull", lambda client, name: False)
+    assert docker_module.configure_reaper(object()) is False
+    assert tc_config.ryuk_disabled is True
+    monkeypatch.setattr(tc_config, "_ryuk_disabled", False)
+    monkeypatch.setattr(docker_module, "try_pull", lambda client, name: True)
+    assert docker_module.configure_reaper(object()) is True
+    assert tc_config.ryuk_disabled is False
+    monkeypatch.setenv("TESTCONTAINERS_RYUK_DISABLED", "true")  # the user's word wins
+    monkeypatch.setattr(tc_config, "_ryuk_disabled", True)
+    assert docker_module.configure_reaper(object()) is False
+
+
+def test_docker_pause_unpause_and_instance_files(monkeypatch):
+    FakeContainer = fake_docker.install(monkeypatch)
+    broker = ArtemisBroker(mode="docker", user="app", password="pw",
+                           users={"reader": ("r-pw", "viewer")})
+    broker.start()
+    (container,) = FakeContainer.made
+    broker.pause()
+    assert container.wrapped.status == "paused" and broker.running
+    broker.unpause()
+    assert container.wrapped.status == "running"
+    roles = broker.read_instance_file("etc-override/artemis-roles.properties")
+    assert "viewer = reader" in roles
+    broker.stop()
+
+
+def test_a_failed_image_build_is_not_tried_again_by_each_broker(monkeypatch):
+    from proton_easy.testing import _image as image_module
+
+    builds = []
+
+    def failing_build(**kwargs):
+        builds.append(kwargs)
+        raise BrokerUnavailable("debootstrap failed (exit 1)")
+
+    monkeypatch.setattr(image_module, "_build_failed", [])
+    monkeypatch.delenv("PROTON_EASY_DOCKER_IMAGE", raising=False)
+    monkeypatch.setattr(image_module, "image_present", lambda client, name: False)
+    monkeypatch.setattr(image_module, "try_pull", lambda client, name: False)
+    monkeypatch.setattr(image_module, "build_image", failing_build)
+    for _ in range(3):
+        with pytest.raises(BrokerUnavailable, match="debootstrap failed"):
+            image_module.ensure_image(client=object())
+    assert len(builds) == 1

@@ -618,8 +618,9 @@ def test_docker_mode_copies_the_tls_files_into_the_container(monkeypatch: Any) -
     broker.start()
     (container,) = FakeContainer.made
     certs = broker.certs
-    assert container.ports == {5672: broker.port, 5671: broker.tls_port,
-                               5673: broker.mutual_tls_port}
+    assert container.ports == {"5672/tcp": ("127.0.0.1", broker.port),
+                               "5671/tcp": ("127.0.0.1", broker.tls_port),
+                               "5673/tcp": ("127.0.0.1", broker.mutual_tls_port)}
     assert len({broker.port, broker.tls_port, broker.mutual_tls_port}) == 3
     assert container.env["PROTON_EASY_KEYSTORE_PASSWORD"] == certs.keystore_password
     assert container.files["/var/lib/artemis-instance/certs/broker.p12"] == \

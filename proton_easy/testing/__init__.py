@@ -1,8 +1,9 @@
 """A real ActiveMQ Artemis for tests, demos and benchmarks, and the pytest plugin's parts.
 
 ``ArtemisBroker`` runs Artemis 2.40.0 from the distribution (downloaded once with Maven
-into ``~/.cache/proton_easy``; Java 17+ needed) or, where a Docker engine answers, from
-the official image through testcontainers.
+into ``~/.cache/proton_easy``; Java 17+ needed) or, where a Docker engine answers, in a
+container through testcontainers: the official image, or where no registry gives it, an
+equivalent image built from the same distribution (``python -m proton_easy.testing image``).
 
 Example::
 

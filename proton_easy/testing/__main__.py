@@ -1,6 +1,10 @@
-"""Command line: ``python -m proton_easy.testing fetch|broker|run|certs``.
+"""Command line: ``python -m proton_easy.testing fetch|image|broker|run|certs``.
 
 - ``fetch``: download and unpack Artemis into the cache if needed; print its folder.
+- ``image``: make the Artemis image available to the Docker engine (the official one if
+  present or pullable, else our own build from the distribution); print its name.
+  ``--build`` always uses our own (rebuilt only when its inputs changed), ``--rebuild``
+  rebuilds it anyway, ``--no-pull`` never asks a registry.
 - ``broker``: run a local Artemis in the foreground, print its URL and credentials;
   Ctrl-C stops it. ``--tls`` adds the TLS acceptors and prints the certificates' paths.
 - ``run -- CMD ...``: start a broker, run CMD with ``PROTON_EASY_URL`` and
@@ -10,6 +14,7 @@
 
 Example::
 
+    python -m proton_easy.testing image
     python -m proton_easy.testing broker --port 5672 --user admin --password admin --tls
     python -m proton_easy.testing run -- python examples/demo.py
     python -m proton_easy.testing certs ./certs localhost 127.0.0.1 broker.example
@@ -85,6 +90,20 @@ def _make_broker(args: argparse.Namespace, default_password: Optional[str]) -> A
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
     print(artemis_home())
+    return 0
+
+
+def _cmd_image(args: argparse.Namespace) -> int:
+    from ._image import build_image, docker_client, ensure_image
+
+    client = docker_client()
+    try:
+        if args.build or args.rebuild:
+            print(build_image(client=client, rebuild=args.rebuild))
+        else:
+            print(ensure_image(client=client, pull=not args.no_pull))
+    finally:
+        client.close()
     return 0
 
 
@@ -168,6 +187,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_fetch = sub.add_parser("fetch", help="download and unpack Artemis into the cache")
     p_fetch.set_defaults(func=_cmd_fetch)
+    p_image = sub.add_parser("image", help="make the Artemis image available to Docker")
+    p_image.add_argument("--build", action="store_true",
+                         help="use our own build even where the official image is available")
+    p_image.add_argument("--rebuild", action="store_true",
+                         help="build our own image again even if its inputs did not change")
+    p_image.add_argument("--no-pull", action="store_true", help="never pull from a registry")
+    p_image.set_defaults(func=_cmd_image)
     p_broker = sub.add_parser("broker", help="run Artemis in the foreground (Ctrl-C stops)")
     _broker_args(p_broker, port=5672, password="admin", quick=False)
     p_broker.set_defaults(func=_cmd_broker)

@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import secrets
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -496,6 +497,51 @@ class ArtemisBroker:
             began = time.monotonic()
             self._backend.restart(self.startup_timeout)
             self._record(time.monotonic() - began, restart=True)
+
+    def pause(self) -> None:
+        """Freeze the broker without killing it: SIGSTOP locally, ``docker pause`` in Docker.
+        Connections stay open and get no answers until :meth:`unpause` (or :meth:`kill`).
+
+        Example::
+
+            broker.pause(); ...; broker.unpause()
+        """
+        with self._lock:
+            if self.mode == "docker":
+                self._backend.pause()
+            elif self.pid is None:
+                raise RuntimeError("pause(): the broker is not running")
+            else:
+                os.kill(self.pid, signal.SIGSTOP)
+
+    def unpause(self) -> None:
+        """Let a broker stopped by :meth:`pause` run on (SIGCONT locally, ``docker unpause``).
+
+        Example::
+
+            broker.unpause()
+        """
+        with self._lock:
+            if self.mode == "docker":
+                self._backend.unpause()
+            elif self.pid is None:
+                raise RuntimeError("unpause(): the broker is not running")
+            else:
+                os.kill(self.pid, signal.SIGCONT)
+
+    def read_instance_file(self, path: str) -> str:
+        """The text of a file of the broker instance, ``path`` relative to the instance
+        folder (``etc/broker.properties``, ``log/artemis.log``), locally or in the container.
+
+        Example::
+
+            broker.read_instance_file("etc/artemis-roles.properties")
+        """
+        if self.mode == "docker":
+            return bytes(self._backend.read_file(path)).decode("utf-8")
+        if self.instance_dir is None:
+            raise RuntimeError("read_instance_file(): the broker was never started")
+        return (self.instance_dir / path).read_text(encoding="utf-8")
 
     def log_tail(self, n: int = 50) -> str:
         """Return the last ``n`` lines of the broker's log (console output).

@@ -1,18 +1,35 @@
-"""Running Artemis in Docker: the official image through testcontainers."""
+"""Running Artemis in Docker through testcontainers: the official image, or our own build.
+
+Containers publish their ports on 127.0.0.1 only, and clients connect to 127.0.0.1 (never to
+a bridge or gateway address, whatever testcontainers guesses from ``/.dockerenv``). Every
+container carries the labels :data:`OWNER_LABEL` (host, process id and process start time of
+the Python process that made it) and :data:`SESSION_LABEL`; the containers of processes that
+are gone (a killed pytest) are removed when the next process starts its first container, and
+a process removes its own at exit. testcontainers' reaper (Ryuk) is used only when its image
+is in the engine or can be pulled; otherwise it is disabled and this clean-up is all there is.
+"""
 
 from __future__ import annotations
 
+import atexit
+import importlib
+import io
 import logging
+import os
 import shutil
+import socket
+import tarfile
 import tempfile
+import threading
 import time
+import uuid
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ._access import Access
 from ._certs import KEYSTORE_PASSWORD_ENV, Certs, make_certs
-from ._distribution import ARTEMIS_VERSION
 from ._errors import BrokerStartError, BrokerUnavailable
+from ._image import OFFICIAL_IMAGE, docker_client, ensure_image, image_present, try_pull
 from ._local import READY_LINE, free_port
 from ._tls_config import (
     CONTAINER_CERTS_DIR,
@@ -26,7 +43,15 @@ from ._tls_config import (
 log = logging.getLogger("proton_easy.testing")
 
 #: The official image, on the same version as the local distribution.
-DOCKER_IMAGE = f"apache/activemq-artemis:{ARTEMIS_VERSION}"
+DOCKER_IMAGE = OFFICIAL_IMAGE
+#: The broker instance inside the container (as in the official image).
+CONTAINER_INSTANCE_DIR = "/var/lib/artemis-instance"
+#: The only address container ports are published on, and the one clients connect to.
+PUBLISH_HOST = "127.0.0.1"
+#: ``<host name>/<pid>/<process start time>`` of the process that made the container.
+OWNER_LABEL = "org.proton-easy.owner"
+#: A random id per Python process (a pytest session), on each of its containers.
+SESSION_LABEL = "org.proton-easy.session"
 
 # The image runs `artemis create $EXTRA_ARGS` on first start; these match the local path.
 _CREATE_ARGS = (
@@ -134,7 +159,7 @@ def docker_available(refresh: bool = False) -> bool:
     if _docker_answer is not None and not refresh:
         return _docker_answer
     try:
-        import docker  # installed with testcontainers
+        docker: Any = importlib.import_module("docker")  # installed with testcontainers
     except ImportError:
         _docker_answer = False
         return False
@@ -150,8 +175,160 @@ def docker_available(refresh: bool = False) -> bool:
     return _docker_answer
 
 
+def _process_start_time(pid: int) -> str:
+    """The start time of process ``pid`` in clock ticks since boot (Linux), else ``""``."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+        return fields[19].decode()
+    except (OSError, IndexError):
+        return ""
+
+
+def _owner_id(pid: Optional[int] = None) -> str:
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}/{pid}/{_process_start_time(pid)}"
+
+
+#: This process's session id, on every container it makes (``org.proton-easy.session``).
+SESSION_ID = uuid.uuid4().hex
+_OWNER = _owner_id()
+_cleanup_lock = threading.Lock()
+_stale_checked = False
+_atexit_registered = False
+
+
+def container_labels() -> Dict[str, str]:
+    """The labels on every container this process makes.
+
+    Example::
+
+        container_labels()   # {'org.proton-easy.owner': 'box/4242/98765', ...}
+    """
+    return {OWNER_LABEL: _OWNER, SESSION_LABEL: SESSION_ID}
+
+
+def _owner_gone(owner: str) -> bool:
+    """Whether the process named by an owner label is gone (on this host; another host's
+    containers are never touched)."""
+    host, _, rest = owner.partition("/")
+    pid_text, _, started = rest.partition("/")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        pass
+    return bool(started) and _process_start_time(pid) != started  # the pid was reused
+
+
+def _remove_containers(client: Any, containers: List[Any], why: str) -> int:
+    removed = 0
+    for container in containers:
+        try:
+            container.remove(force=True, v=True)
+            removed += 1
+            log.info("removed %s Artemis container %s", why, container.short_id)
+        except Exception as exc:  # already gone, or the engine is going away
+            log.debug("could not remove container %s: %s", container.short_id, exc)
+    return removed
+
+
+def remove_stale_containers(client: Any = None) -> int:
+    """Remove the containers (and their volumes) of processes on this host that are gone,
+    e.g. a pytest killed before it could clean up; return how many were removed.
+
+    Called by the first container start of each process; safe to call any time.
+
+    Example::
+
+        remove_stale_containers()   # 0 when every earlier run cleaned up
+    """
+    client = client if client is not None else docker_client(timeout=60)
+    stale = [c for c in client.containers.list(all=True, filters={"label": OWNER_LABEL})
+             if _owner_gone(c.labels.get(OWNER_LABEL, ""))]
+    return _remove_containers(client, stale, "stale")
+
+
+def remove_own_containers(client: Any = None) -> int:
+    """Remove every container this process made that is still there; return how many.
+
+    Registered with :mod:`atexit` by the first container start.
+
+    Example::
+
+        remove_own_containers()
+    """
+    client = client if client is not None else docker_client(timeout=60)
+    mine = client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={_OWNER}"})
+    return _remove_containers(client, mine, "left-over")
+
+
+def _at_exit() -> None:
+    try:
+        remove_own_containers()
+    except Exception as exc:  # the engine may be gone at exit
+        log.debug("clean-up at exit: %s", exc)
+
+
+def _before_first_container(client: Any) -> None:
+    """Once per process: remove stale containers, register the clean-up at exit, and decide
+    on testcontainers' reaper."""
+    global _stale_checked, _atexit_registered
+    with _cleanup_lock:
+        if _stale_checked:
+            return
+        _stale_checked = True
+        try:
+            remove_stale_containers(client)
+        except Exception as exc:
+            log.warning("could not look for stale Artemis containers: %s", exc)
+        if not _atexit_registered:
+            atexit.register(_at_exit)
+            _atexit_registered = True
+        configure_reaper(client)
+
+
+def configure_reaper(client: Any) -> bool:
+    """Disable testcontainers' reaper (Ryuk) when its image is neither in the engine nor
+    pullable, unless ``TESTCONTAINERS_RYUK_DISABLED`` says what to do; return whether it is
+    used. Our own clean-up (labels, stale removal, removal at exit) runs either way.
+
+    Example::
+
+        configure_reaper(docker_client())   # False where no registry is reachable
+    """
+    from testcontainers.core.config import testcontainers_config as tc_config
+
+    if os.environ.get("TESTCONTAINERS_RYUK_DISABLED", "").strip():
+        return not tc_config.ryuk_disabled
+    if tc_config.ryuk_disabled:
+        return False
+    if image_present(client, tc_config.ryuk_image) or try_pull(client, tc_config.ryuk_image):
+        return True
+    log.info("testcontainers' reaper image %s is not available: reaper disabled, "
+             "proton_easy removes its containers itself", tc_config.ryuk_image)
+    tc_config.ryuk_disabled = True
+    return False
+
+
+def publish(container: Any, container_port: int, host_port: int) -> None:
+    """Publish ``container_port`` on ``127.0.0.1:host_port`` only (testcontainers'
+    ``with_bind_ports`` binds every interface).
+
+    Example::
+
+        publish(DockerContainer(image), 5672, free_port())
+    """
+    container.ports[f"{container_port}/tcp"] = (PUBLISH_HOST, host_port)
+
+
 class DockerBackend:
-    """One Artemis container. ``kill``/``restart`` are container kill/stop and start."""
+    """One Artemis container. ``kill``/``restart`` are container kill/stop and start;
+    ``pause``/``unpause`` freeze and thaw it (the Docker form of SIGSTOP/SIGCONT)."""
 
     kind = "docker"
 
@@ -165,7 +342,7 @@ class DockerBackend:
         java_memory: str,
         java_options: Sequence[str],
         stop_timeout: float,
-        image: str = DOCKER_IMAGE,
+        image: Optional[str] = None,
         tls: bool = False,
         allow_anonymous: bool = False,
         cert_hosts: Sequence[str] = (),
@@ -173,7 +350,7 @@ class DockerBackend:
     ) -> None:
         self.user = user
         self._password = password
-        self.host = "127.0.0.1"
+        self.host = PUBLISH_HOST
         self.port: Optional[int] = port
         self.core_port: Optional[int] = None
         self.tls_port: Optional[int] = None
@@ -182,10 +359,11 @@ class DockerBackend:
         self._cert_hosts = tuple(cert_hosts)
         self._certs_dir: Optional[str] = None
         self._fixed_port = port is not None
+        self._image = image  # None: ensure_image() at the first start
         self._config = docker_container_config(
             user=user, password=password, queues=queues, java_memory=java_memory,
-            java_options=java_options, image=image, tls=tls, allow_anonymous=allow_anonymous,
-            access=access,
+            java_options=java_options, image=image or DOCKER_IMAGE, tls=tls,
+            allow_anonymous=allow_anonymous, access=access,
         )
         self._stop_timeout = stop_timeout
         self._container: Any = None
@@ -193,20 +371,29 @@ class DockerBackend:
         self.instance_dir = None
         self.log_path = None
 
-    @property
-    def running(self) -> bool:
+    def _status(self) -> str:
         if self._container is None:
-            return False
+            return "removed"
         try:
             wrapped = self._container.get_wrapped_container()
             wrapped.reload()
-            return wrapped.status == "running"
+            return str(wrapped.status)
         except Exception:
-            return False
+            return "removed"
+
+    @property
+    def running(self) -> bool:
+        # a paused broker is alive, like a local one stopped with SIGSTOP
+        return self._status() in ("running", "paused")
 
     @property
     def pid(self) -> Optional[int]:
         return None
+
+    @property
+    def image(self) -> Optional[str]:
+        """The image the container runs (known once started, unless given)."""
+        return self._image
 
     def _logs(self) -> str:
         if self._container is None:
@@ -218,7 +405,7 @@ class DockerBackend:
         return (out or b"").decode("utf-8", "replace") + (err or b"").decode("utf-8", "replace")
 
     def log_tail(self, n: int) -> str:
-        # some versions of the image's entry script echo the `artemis create` arguments
+        # an image's entry script might echo the `artemis create` arguments
         text = self._logs().replace(self._password, "***")
         if self.certs is not None:
             text = text.replace(self.certs.keystore_password, "***")
@@ -241,13 +428,23 @@ class DockerBackend:
                 "install and start Docker (or set DOCKER_HOST), or use mode='local' "
                 "(Java 17+ and Maven)"
             )
+        client = docker_client()
+        try:
+            _before_first_container(client)
+            if self._image is None:
+                self._image = ensure_image(client=client)
+        finally:
+            client.close()
         cfg = self._config
         if self.port is None:
             self.port = free_port()
-        container = DockerContainer(cfg.image)
+        container = DockerContainer(self._image)
         for key, value in cfg.env.items():
             container.with_env(key, value)
-        container.with_bind_ports(cfg.amqp_port, self.port)
+        publish(container, cfg.amqp_port, self.port)
+        # the default bridge, said explicitly: testcontainers would otherwise look for the
+        # network of "the container we run in" wherever /.dockerenv exists
+        container.with_kwargs(labels=container_labels(), network="bridge")
         if cfg.files and not hasattr(container, "with_copy_into_container"):
             raise BrokerUnavailable(
                 "tls, allow_anonymous, users, permissions or address_settings in Docker mode "
@@ -270,11 +467,10 @@ class DockerBackend:
             tail = self.log_tail(40)
             self._remove()
             raise BrokerStartError(
-                f"could not start the {cfg.image} container: {exc}", tail
+                f"could not start the {self._image} container: {exc}", tail
             ) from exc
         self._container = container
-        host = container.get_container_host_ip()
-        self.host = "127.0.0.1" if host in ("localhost", "0.0.0.0") else host
+        self.host = PUBLISH_HOST  # never the address testcontainers would guess
         try:
             self._wait_ready(1, timeout - (time.monotonic() - began))
         except BaseException:
@@ -297,8 +493,9 @@ class DockerBackend:
                 port = free_port()
             taken.add(port)
             setattr(self, attr, port)
-        container.with_bind_ports(CONTAINER_TLS_PORT, self.tls_port)
-        container.with_bind_ports(CONTAINER_MUTUAL_TLS_PORT, self.mutual_tls_port)
+        assert self.tls_port is not None and self.mutual_tls_port is not None
+        publish(container, CONTAINER_TLS_PORT, self.tls_port)
+        publish(container, CONTAINER_MUTUAL_TLS_PORT, self.mutual_tls_port)
 
     def _wait_ready(self, count: int, timeout: float) -> None:
         deadline = time.monotonic() + max(timeout, 1.0)
@@ -323,7 +520,7 @@ class DockerBackend:
         container, self._container = self._container, None
         if container is not None:
             try:
-                container.stop()
+                container.stop()  # testcontainers: remove, force, with its volumes
             except Exception as exc:
                 log.warning("could not remove the Artemis container: %s", exc)
         self.tls_port = self.mutual_tls_port = None
@@ -335,9 +532,10 @@ class DockerBackend:
     def stop(self, timeout: Optional[float] = None) -> None:
         if self._container is not None:
             try:
-                self._container.get_wrapped_container().stop(
-                    timeout=int(self._stop_timeout if timeout is None else timeout)
-                )
+                wrapped = self._container.get_wrapped_container()
+                if self._status() == "paused":
+                    wrapped.unpause()
+                wrapped.stop(timeout=int(self._stop_timeout if timeout is None else timeout))
             except Exception as exc:
                 log.debug("container stop: %s", exc)
         self._remove()
@@ -347,13 +545,42 @@ class DockerBackend:
     def kill(self) -> None:
         if not self.running:
             raise BrokerStartError("kill(): the broker is not running")
-        self._container.get_wrapped_container().kill()
+        self._container.get_wrapped_container().kill()  # also kills a paused container
+
+    def pause(self) -> None:
+        if self._status() != "running":
+            raise BrokerStartError("pause(): the broker is not running")
+        self._container.get_wrapped_container().pause()
+
+    def unpause(self) -> None:
+        if self._status() != "paused":
+            raise BrokerStartError("unpause(): the broker is not paused")
+        self._container.get_wrapped_container().unpause()
+
+    def read_file(self, path: str) -> bytes:
+        """The bytes of ``path`` (relative to the instance folder) inside the container."""
+        if self._container is None:
+            raise BrokerStartError("read_instance_file(): the broker was never started")
+        wrapped = self._container.get_wrapped_container()
+        full = f"{CONTAINER_INSTANCE_DIR}/{path.lstrip('/')}"
+        try:
+            chunks, _ = wrapped.get_archive(full)
+        except Exception as exc:
+            raise FileNotFoundError(f"{path} in the broker's container: {exc}") from None
+        with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
+            member = next((m for m in tar.getmembers() if m.isfile()), None)
+            handle = tar.extractfile(member) if member is not None else None
+            if handle is None:
+                raise IsADirectoryError(f"{path} in the broker's container is not a file")
+            return handle.read()
 
     def restart(self, timeout: float) -> None:
         if self._container is None:
             raise BrokerStartError("restart(): the broker was never started")
         seen = self._logs().count(READY_LINE)
         wrapped = self._container.get_wrapped_container()
+        if self._status() == "paused":
+            wrapped.unpause()
         if self.running:
             wrapped.stop(timeout=int(self._stop_timeout))
         wrapped.start()
