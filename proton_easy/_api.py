@@ -7,18 +7,22 @@ Every helper takes the connection options of :class:`~proton_easy.Client` as key
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optional
 
 from ._client import Client, pre_encode
 from ._consumer import Consumer
 from ._message import Message, encode
+from ._options import CallOptions, ConnectOptions
 from ._request_reply import check_serve_args
 from ._transaction import Transaction
 from .handlers._job import _check_seconds, as_message, default_durable
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 
 def send(url: Optional[str], message: Any, *, at_most_once: bool = False,
-         durable: Optional[bool] = None, **options: Any) -> None:
+         durable: Optional[bool] = None, **options: Unpack[ConnectOptions]) -> None:
     """Send one message and wait until the broker accepted it.
 
     >>> import proton_easy as pe
@@ -30,7 +34,7 @@ def send(url: Optional[str], message: Any, *, at_most_once: bool = False,
 
 
 def send_many(url: Optional[str], messages: Iterable[Any], *, at_most_once: bool = False,
-              durable: Optional[bool] = None, **options: Any) -> int:
+              durable: Optional[bool] = None, **options: Unpack[ConnectOptions]) -> int:
     """Send many messages, pipelined; return the number accepted (re-sent after a reconnect).
 
     >>> pe.send_many("amqp://localhost:5672/examples", range(100))   # doctest: +SKIP
@@ -44,7 +48,7 @@ def send_many(url: Optional[str], messages: Iterable[Any], *, at_most_once: bool
 
 def receive(url: Optional[str], count: int = 1, *, timeout: Optional[float] = None,
             selector: Optional[str] = None, at_most_once: bool = False,
-            **options: Any) -> List[Message]:
+            **options: Unpack[CallOptions]) -> List[Message]:
     """Receive up to ``count`` messages within ``timeout`` seconds; maybe fewer, maybe none.
 
     >>> pe.receive("amqp://localhost:5672/examples", count=10, timeout=5)   # doctest: +SKIP
@@ -57,7 +61,7 @@ def receive(url: Optional[str], count: int = 1, *, timeout: Optional[float] = No
 
 def consume(url: Optional[str], *, idle_timeout: Optional[float] = -1,
             selector: Optional[str] = None, at_most_once: bool = False,
-            **options: Any) -> Consumer:
+            **options: Unpack[ConnectOptions]) -> Consumer:
     """Iterate over messages; each is accepted after the loop body finished with it, and put back
     on the queue if the body raised. Stops after ``idle_timeout`` seconds without a message.
     Also a context manager: inside ``with``, a ``break`` accepts the message in hand.
@@ -74,7 +78,7 @@ def consume(url: Optional[str], *, idle_timeout: Optional[float] = -1,
 
 
 def request(url: Optional[str], message: Any, *, timeout: Optional[float] = None,
-            **options: Any) -> Message:
+            **options: Unpack[CallOptions]) -> Message:
     """Send a request to the URL's address and return the reply (a :class:`Message`).
 
     The reply comes to a dynamic queue the broker names, matched by a fresh correlation id.
@@ -91,7 +95,7 @@ def request(url: Optional[str], message: Any, *, timeout: Optional[float] = None
 
 
 def serve(url: Optional[str], handler: Callable[[Message], Any], count: Optional[int] = None,
-          timeout: Optional[float] = None, **options: Any) -> int:
+          timeout: Optional[float] = None, **options: Unpack[CallOptions]) -> int:
     """Answer requests on the URL's address with ``handler(msg)`` (returns a body or a
     :class:`Message`); return the number handled after ``count`` requests or ``timeout`` idle
     seconds. A handler that raises gets that request rejected; serving goes on. Ctrl-C stops it
@@ -104,7 +108,7 @@ def serve(url: Optional[str], handler: Callable[[Message], Any], count: Optional
         return client.serve(None, handler, count=count, timeout=timeout)
 
 
-def transaction(url: Optional[str] = None, **options: Any) -> Transaction:
+def transaction(url: Optional[str] = None, **options: Unpack[ConnectOptions]) -> Transaction:
     """A local transaction on a connection of its own, for a ``with`` block: leaving the block
     commits, an exception aborts the batch and is re-raised; ``tx.commit()`` and ``tx.abort()``
     end the current batch and start the next. A :class:`~proton_easy.TransactionError` means the

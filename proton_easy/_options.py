@@ -301,7 +301,22 @@ class Backoff:
         return delay
 
 
-class ConnectOptions(TypedDict, total=False):
+class CallOptions(TypedDict, total=False):
+    """The connection options of a one-line call that has a ``timeout`` of its own (``receive``,
+    ``request``, ``serve``: there ``timeout`` bounds the whole call): :class:`ConnectOptions`
+    without ``timeout``."""
+
+    user: Optional[str]
+    password: Optional[str]
+    tls: Optional[TLS]
+    reconnect: Union[bool, float]
+    heartbeat: Optional[float]
+    allowed_mechs: Optional[str]
+    urls: Optional[Sequence[str]]
+    container_id: Optional[str]
+
+
+class ConnectOptions(CallOptions, total=False):
     """The connection options that every entry point takes as keywords (``pe.send``,
     ``pe.Client``, the handler classes ...): one list, so a type checker sees each of them,
     with its type, everywhere.
@@ -311,16 +326,8 @@ class ConnectOptions(TypedDict, total=False):
     ['timeout', 'user']
     """
 
-    user: Optional[str]
-    password: Optional[str]
-    tls: Optional[TLS]
-    reconnect: Union[bool, float]
-    heartbeat: Optional[float]
     timeout: Optional[float]
-    allowed_mechs: Optional[str]
-    urls: Optional[Sequence[str]]
-    container_id: Optional[str]
 
 
-CONNECTION_OPTIONS = tuple(ConnectOptions.__annotations__)
+CONNECTION_OPTIONS = (*CallOptions.__annotations__, "timeout")
 """The names of :class:`ConnectOptions`, for checking keywords at run time."""
