@@ -493,6 +493,14 @@ class Consumer(Iterator[Message]):
         self.close()
 
 
+def _take(source: queue.SimpleQueue, wait: Optional[float]) -> Optional[Tuple[Any, Any]]:
+    """The next item of ``source`` within ``wait`` seconds (0: now; None: forever), else None."""
+    try:
+        return source.get(timeout=wait) if wait != 0 else source.get_nowait()
+    except queue.Empty:
+        return None
+
+
 def _consume(client: Client, job: _Consumer, idle: Optional[float],
              keep: List[bool]) -> Iterator[Message]:
     fut: Future = Future()
@@ -502,15 +510,14 @@ def _consume(client: Client, job: _Consumer, idle: Optional[float],
     acks, batch = job.acks, max(1, job.window // 2)
     try:
         while True:
-            try:
-                msg, dlv = job.queue.get_nowait()
-            except queue.Empty:
+            item = _take(job.queue, 0)
+            if item is None:
                 if acks:  # about to wait: accept what was handled, which also grants credit
                     loop.post(job.accept_acks)
-                try:
-                    msg, dlv = job.queue.get(timeout=idle)
-                except queue.Empty:
+                item = _take(job.queue, idle)  # (Ctrl-C here: a KeyboardInterrupt, no chain)
+                if item is None:
                     return
+            msg, dlv = item
             if msg is _END:
                 if job.error is not None:
                     raise job.error

@@ -16,6 +16,8 @@ from typing import Hashable, Optional, Tuple, Union
 
 from proton import SSLDomain, SSLException
 
+from ._errors import TLSError
+
 log = logging.getLogger("proton_easy")
 
 StrPath = Union[str, "os.PathLike[str]"]
@@ -134,8 +136,6 @@ class TLS:
         >>> TLS(verify="none").make_domain()   # doctest: +ELLIPSIS
         <proton._transport.SSLDomain object at ...>
         """
-        from ._errors import TLSError
-
         domain = SSLDomain(SSLDomain.MODE_CLIENT)
         if self.ca:
             try:
