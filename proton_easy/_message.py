@@ -137,6 +137,9 @@ class Message:
         return msg
 
 
+Message.__module__ = "proton_easy"  # where users import it from
+
+
 def to_proton(value: Any) -> proton.Message:
     """Turn a body, a :class:`Message` or a ``proton.Message`` into a ``proton.Message``."""
     if isinstance(value, proton.Message):

@@ -104,12 +104,14 @@ def _ambiguous(url: str) -> bool:
     rest = url.partition("://")[2] or url
     if "@" not in rest:
         return False
+    if "#" in rest.rpartition("@")[0]:
+        return True  # a raw "#" starts a URL's fragment: it cannot be before the host
     authority = rest.split("/", 1)[0]
     ats = authority.count("@")
     if ats > 1:
         return True  # which "@" ends the password?
     if ats == 1:
-        return "#" in authority.split("@", 1)[0]  # a raw "#" starts a URL's fragment
+        return False
     # "user:pa/ss@host": the authority ends at that "/", making the host "user" and the port
     # "pa". (An address may hold an "@"; then the authority is a plain host:port.)
     if ":" in authority:
@@ -165,7 +167,12 @@ def parse_url(url: str) -> ParsedURL:
         raise ValueError(f"malformed IPv6 address in {safe_url(url)!r}: write it as "
                          "amqp://[::1]:5672")
     m = _URL_RE.match(url)
+    if m and m.group("scheme") is None and "://" in url:
+        m = None  # the scheme's "//" was read as a path: "amqp://[::zz]" is not host "amqp"
     if not m or not m.group("host"):
+        if authority and "[" in authority.group(1):
+            raise ValueError(f"malformed IPv6 address in {safe_url(url)!r}: write it as "
+                             "amqp://[::1]:5672")
         raise ValueError(f"malformed AMQP URL: {safe_url(url)!r}")
     scheme = (m.group("scheme") or "amqp").lower()
     if scheme not in ("amqp", "amqps"):
@@ -273,7 +280,7 @@ class ConnectionOptions:
         first = parsed[0]
         user = user if user is not None else first.user
         password = password if password is not None else first.password
-        return cls(
+        options = cls(
             urls=parsed,
             user=user,
             password=password,
@@ -284,6 +291,16 @@ class ConnectionOptions:
             allowed_mechs=allowed_mechs,
             container_id=container_id,
         )
+        for p in parsed:
+            creds = options.credentials(p)
+            if (creds["user"] is not None and not creds["password"]
+                    and (creds["allowed_mechs"] or "").split() == ["PLAIN"]):
+                # proton sends PLAIN only with a password: the broker would see no mechanism
+                raise ValueError(
+                    f"user {creds['user']!r} was given without a password (for {str(p)!r}): "
+                    "SASL PLAIN needs one: give password= or put it in the URL; to log in "
+                    "with a client certificate, give no user, or allowed_mechs='EXTERNAL'")
+        return options
 
     @property
     def address(self) -> Optional[str]:

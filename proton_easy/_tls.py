@@ -161,6 +161,8 @@ class TLS:
         return domain
 
 
+TLS.__module__ = "proton_easy"  # where users import it from
+
 DOMAIN_CACHE_SIZE = 16
 """How many TLS configurations keep their ``SSLDomain`` (least recently used first out)."""
 
