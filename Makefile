@@ -7,13 +7,14 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+PORT ?=
 
-.PHONY: help venv fetch test demo broker bench lint clean
+.PHONY: help venv fetch test demo broker bench lint typecheck clean
 
 help:
 	@echo "make test    create .venv, install, fetch Artemis, run the whole test suite"
 	@echo "make demo    start a local Artemis, run examples/demo.py against it, stop it"
-	@echo "make broker  run a local Artemis in the foreground (Ctrl-C stops it)"
+	@echo "make broker  run a local Artemis in the foreground (Ctrl-C stops it; PORT=0: any free port)"
 	@echo "make bench   benchmarks against a local Artemis (a few minutes; BENCH_ARGS=--quick)"
 	@echo "make lint    ruff check"
 
@@ -37,13 +38,19 @@ demo: fetch
 	$(PY) -m proton_easy.testing run -- $(abspath $(PY)) examples/demo.py
 
 broker: fetch
-	$(PY) -m proton_easy.testing broker
+	$(PY) -m proton_easy broker $(if $(PORT),--port $(PORT))
 
 bench: fetch
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .
+
+# mypy --strict over the modules that are fully typed so far
+TYPED := proton_easy/_errors.py proton_easy/_options.py proton_easy/_tls.py \
+	proton_easy/_api.py proton_easy/_trace.py proton_easy/_logging.py
+typecheck: venv
+	$(VENV)/bin/mypy --strict --follow-imports=silent $(TYPED)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -41,12 +41,23 @@ def redact(text: str, *secrets: Optional[str]) -> str:
     'amqp://guest:***@host:5672/q'
     >>> redact("login with key k3y failed", "k3y")
     'login with key *** failed'
+    >>> redact("cannot connect to amqp://admin@h: admin refused", "admin")
+    'cannot connect to amqp://admin@h: *** refused'
     """
     text = _SECRET_IN_URL.sub(r"\1***@", text)
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
+    hidden = [secret for secret in secrets if secret]
+    if not hidden:
+        return text
+    # A URL's user stays visible even when it equals a secret (admin:admin): the rule is
+    # "show the user, never the password", the same in every message.
+    pieces = _URL_USER.split(text)
+    for i in range(0, len(pieces), 2):
+        for secret in hidden:
+            pieces[i] = pieces[i].replace(secret, "***")
+    return "".join(pieces)
+
+
+_URL_USER = re.compile(r"(amqps?://[^:@/\s]*(?=[:@]))")
 
 
 class AMQPError(Exception):

@@ -72,19 +72,23 @@ _AUTHORITY = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*://)?([^/]*)")
 
 
 def safe_url(url: str) -> str:
-    """A URL as it may be shown in an error when it cannot be parsed: everything between the
-    scheme and the last ``@`` (user and password, wherever one ends) is hidden, and a very long
-    text is cut.
+    """A URL as it may be shown in an error when it cannot be parsed: the user stays, but
+    everything from the first ``:`` after it to the last ``@`` (the password, wherever it ends)
+    is hidden, and a very long text is cut.
 
     >>> safe_url("amqp://admin:p@ss@host:5672/q")
-    'amqp://***@host:5672/q'
+    'amqp://admin:***@host:5672/q'
     """
     text = str(url)
     if "@" in text:
         scheme, sep, rest = text.partition("://")
         if not sep:
             scheme, rest = "", text
-        text = (f"{scheme}://" if sep else "") + "***@" + rest.rpartition("@")[2]
+        user = rest.split(":", 1)[0] if ":" in rest.rpartition("@")[0] else ""
+        if "@" in user or "/" in user:
+            user = ""
+        userinfo = f"{user}:***@" if user else "***@"
+        text = (f"{scheme}://" if sep else "") + userinfo + rest.rpartition("@")[2]
     text = _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
     return text if len(text) <= 120 else text[:100] + f"... ({len(text)} characters)"
 
