@@ -35,7 +35,7 @@ import contextlib
 import os
 import re
 import uuid
-from typing import Any, Callable, Iterator, List, Union
+from typing import Any, Callable, Iterator, List, Optional, Union
 
 import pytest
 
@@ -44,6 +44,36 @@ from ._distribution import ARTEMIS_VERSION
 from ._local import QUICK_START_JAVA_OPTIONS
 
 BrokerLike = Union[ArtemisBroker, ExternalBroker]
+
+
+class SecretURL(str):
+    """A URL string whose ``repr`` hides its password: pytest's failure reports (which show
+    fixture values and locals by ``repr``) never print a real password, while the value itself,
+    in f-strings, concatenation and calls, is the whole URL.
+
+    Example::
+
+        url = SecretURL("amqp://admin:s3cret@127.0.0.1:5672")
+        repr(url)          # "'amqp://admin:***@127.0.0.1:5672'"
+        url + "/orders"    # 'amqp://admin:s3cret@127.0.0.1:5672/orders' (a plain str)
+    """
+
+    def __repr__(self) -> str:
+        return repr(_redact(str.__str__(self)))
+
+
+def _check_external(url: str) -> None:
+    """Fail the whole run once, up front, when ``PROTON_EASY_TEST_URL`` names no usable broker
+    (rather than every test that uses it, each after its timeout)."""
+    import proton_easy as pe
+
+    try:
+        with pe.Client(url, timeout=10, reconnect=False):
+            pass
+    except (pe.AMQPError, ValueError, TypeError) as exc:
+        pytest.exit(f"PROTON_EASY_TEST_URL={_redact(url)}: {exc}: no test was run against "
+                    "it; start that broker, fix the URL, or unset the variable to let the "
+                    "plugin start one", returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 def _no_skip() -> bool:
@@ -65,7 +95,9 @@ def artemis() -> Iterator[BrokerLike]:
     """
     url = os.environ.get("PROTON_EASY_TEST_URL")
     if url:
-        yield ExternalBroker(url)
+        external = ExternalBroker(url)
+        _check_external(external.url)
+        yield external
         return
     broker = ArtemisBroker(java_options=QUICK_START_JAVA_OPTIONS)
     broker.start()  # raises BrokerStartError with the log tail: the tests error, not skip
@@ -96,14 +128,15 @@ def artemis_tls() -> Iterator[ArtemisBroker]:
 
 @pytest.fixture(scope="session")
 def amqp_url(artemis: BrokerLike) -> str:
-    """``amqp://user:password@host:port`` of the session's broker (no path).
+    """``amqp://user:password@host:port`` of the session's broker (no path), as a
+    :class:`SecretURL`: its ``repr`` (in failure reports) hides the password.
 
     Example::
 
         def test_it(amqp_url):
             BlockingConnection(amqp_url)
     """
-    return artemis.url
+    return SecretURL(artemis.url)
 
 
 @pytest.fixture
@@ -176,6 +209,16 @@ def artemis_module_factory() -> Iterator[Callable[..., ArtemisBroker]]:
     """
     with _broker_factory() as factory:
         yield factory
+
+
+def pytest_assertrepr_compare(config: pytest.Config, op: str, left: object,
+                              right: object) -> Optional[List[str]]:
+    """A failed comparison with a :class:`SecretURL` explains itself by ``repr`` (password
+    hidden), not by pytest's text diff of the two strings (which would show it)."""
+    if isinstance(left, SecretURL) or isinstance(right, SecretURL):
+        return [f"{left!r} {op} {right!r}",
+                "(a URL with credentials: its password is not shown)"]
+    return None
 
 
 @pytest.hookimpl(hookwrapper=True)
