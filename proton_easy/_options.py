@@ -306,6 +306,17 @@ class ConnectionOptions:
                     "with a client certificate, give no user, or allowed_mechs='EXTERNAL'")
         return options
 
+    def secrets(self) -> List[str]:
+        """Every password these options hold (for redaction; never for display).
+
+        >>> ConnectionOptions.build("amqp://u:pw@h/q").secrets()
+        ['pw']
+        """
+        found = [self.password] + [u.password for u in self.urls]
+        if self.tls is not None:
+            found.append(self.tls.password)
+        return [s for s in dict.fromkeys(found) if s]
+
     @property
     def address(self) -> Optional[str]:
         """The address named in the first URL's path, if any."""

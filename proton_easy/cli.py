@@ -25,7 +25,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, TextIO, Tuple
 
-from . import __version__
+from . import __version__, _trace
 from ._client import Client
 from ._errors import AMQPError
 from ._message import Message
@@ -604,6 +604,9 @@ def _common(with_messages: bool, count_default: int, log_default: str,
                    help="no summary or progress line on stderr")
     g.add_argument("--debug", action="store_true",
                    help="log what happens and show tracebacks on errors")
+    g.add_argument("--trace", action="store_true",
+                   help="print every AMQP frame on stderr, passwords and SASL responses "
+                        "redacted (also PROTON_EASY_TRACE=1)")
 
     g = p.add_argument_group("connection options")
     g.add_argument("--conn-urls", metavar="URL,URL", help="failover URLs, comma separated")
@@ -802,6 +805,8 @@ def main(argv: Optional[Sequence[str]] = None, *, stdout: Optional[TextIO] = Non
         args.broker_url = resolve_broker_url(args.broker_url)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s", stream=stderr)
+    if getattr(args, "trace", False):
+        _trace.enable()
     out: Optional[_Output] = None
     try:
         if args.verb is not None:
