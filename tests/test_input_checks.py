@@ -244,3 +244,20 @@ def test_no_import_cycle_between_the_model_modules() -> None:
 
     cycles = [m for m in MODEL if reaches(m, m, {m})]
     assert cycles == [], graph
+
+
+# -- TLS on a proton built without OpenSSL -------------------------------------------------------
+def test_tls_on_a_proton_without_ssl_is_a_tls_error_saying_how_to_rebuild(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import proton
+
+    from proton_easy import _tls
+
+    monkeypatch.setattr(proton.SSL, "present", staticmethod(lambda: False))
+    _tls.clear_domain_cache()
+    for tls in (pe.TLS(verify="none"), pe.TLS()):
+        with pytest.raises(pe.TLSError, match="built without OpenSSL") as info:
+            tls.domain()
+        assert "libssl-dev" in str(info.value) and "--no-binary" in str(info.value)
+    with pytest.raises(pe.TLSError, match="built without OpenSSL"):
+        pe.send("amqps://127.0.0.1:1/q", "x", tls=pe.TLS(verify="none"))

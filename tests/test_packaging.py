@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import configparser
+import subprocess
+import sys
+from pathlib import Path
 
 from .procs import ROOT
 
@@ -28,3 +31,19 @@ def test_sdist_carries_what_its_tests_need() -> None:
     manifest = (ROOT / "MANIFEST.in").read_text().split()
     for needed in ("LICENSE", "Makefile", "examples", "docker", "tests"):
         assert needed in manifest, needed
+
+
+def test_missing_build_tools_are_named_in_one_message(tmp_path: Path) -> None:
+    # a PATH with python only: no compiler, no pkg-config
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "python").symlink_to(sys.executable)
+    proc = subprocess.run([str(bindir / "python"), str(ROOT / "tools" / "check_build_deps.py"),
+                           "missing"], capture_output=True, text=True,
+                          env={"PATH": str(bindir)})
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.count("proton_easy:") == 1
+    assert "a C compiler (gcc)" in proc.stderr and "pkg-config" in proc.stderr
+    assert "apt-get install gcc python3-dev pkg-config libssl-dev" in proc.stderr
+    assert "dnf install" in proc.stderr and "brew install" in proc.stderr
+
