@@ -52,7 +52,8 @@ lint: venv
 
 # mypy --strict over the modules that are fully typed so far
 TYPED := proton_easy/_errors.py proton_easy/_options.py proton_easy/_tls.py \
-	proton_easy/_api.py proton_easy/_trace.py proton_easy/_logging.py
+	proton_easy/_api.py proton_easy/_trace.py proton_easy/_logging.py \
+	proton_easy/cli.py proton_easy/testing/plugin.py tools/check_build_deps.py
 typecheck: venv
 	$(VENV)/bin/mypy --strict --follow-imports=silent $(TYPED)
 

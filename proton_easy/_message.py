@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import proton
 from cproton import ffi, lib, msgid2py
@@ -284,7 +284,7 @@ def find_unencodable(value: Any) -> Optional[str]:
     >>> find_unencodable({"at": datetime.datetime(2024, 1, 1)})   # doctest: +ELLIPSIS
     "body['at'] is a datetime, which AMQP has no type for; use a number (dt.timestamp())..."
     """
-    roots: list = []
+    roots: List[Tuple[str, Any]] = []
     if isinstance(value, Message):
         roots = [("body", value.body), ("properties", value.properties),
                  ("annotations", value.annotations)]

@@ -12,7 +12,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Hashable, Optional, Tuple, Union
+from typing import Hashable, List, Optional, Tuple, Union
 
 from proton import SSL, SSLDomain, SSLException
 
@@ -112,7 +112,7 @@ class TLS:
         """What makes two domains the same: mode, verification, each file's path and state,
         and the password as a keyed digest (never the password itself); None if a file
         cannot be examined any more."""
-        files = []
+        files: List[Optional[Tuple[str, int, int, int, int]]] = []
         for path in (self.ca, self.cert, self.key):
             if path is None:
                 files.append(None)

@@ -811,7 +811,7 @@ def main(argv: Optional[Sequence[str]] = None, *, stdout: Optional[TextIO] = Non
     try:
         if args.verb is not None:
             out = _Output(args.verb, args.noun, args.log_msgs, args.quiet, stdout, stderr)
-        status = args.func(args, out)
+        status: int = args.func(args, out)
         if out is not None:
             out.close()
         return status

@@ -35,7 +35,7 @@ import contextlib
 import os
 import re
 import uuid
-from typing import Any, Callable, Iterator, List, Optional, Union
+from typing import Any, Callable, Generator, Iterator, List, Optional, Union
 
 import pytest
 
@@ -222,7 +222,8 @@ def pytest_assertrepr_compare(config: pytest.Config, op: str, left: object,
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
     """Under ``PROTON_EASY_NO_SKIP=1``, report a skipped test as failed."""
     outcome = yield
     if not _no_skip():
