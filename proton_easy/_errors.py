@@ -8,6 +8,7 @@ This module imports nothing from the rest of the package (every other module may
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any, Optional
 
@@ -27,6 +28,8 @@ __all__ = [
     "TransactionError",
     "redact",
 ]
+
+log = logging.getLogger("proton_easy")
 
 _SECRET_IN_URL = re.compile(r"(amqps?://[^:@/\s]*:)[^@/\s]*@")
 
@@ -178,7 +181,9 @@ def link_error(condition: Any, address: Optional[str]) -> LinkError:
             and _PERMISSION_DENIED.search(description or "")):
         cls = Unauthorized
     what = f"link to {address!r} refused" if address else "link refused"
-    return cls(_text(what, name, description), condition=name, description=description)
+    err = cls(_text(what, name, description), condition=name, description=description)
+    log.info("%s", err)
+    return err
 
 
 _NO_CLIENT_CERT = "the broker wants a client certificate that it trusts: pe.TLS(cert=, key=)"

@@ -1,7 +1,7 @@
 """Which loggers say what, and proton's own kept quiet unless asked for.
 
 - ``proton_easy``: the library's lifecycle. INFO: connected to which URL (password never
-  shown), reconnected; WARNING: a connection lost, reconnecting. DEBUG: connection attempts
+  shown), reconnected, failing over to the next URL, a link refused; WARNING: a connection lost, reconnecting. DEBUG: connection attempts
   ended and why, TLS settings loaded, links that did not close cleanly.
 - ``proton_easy.trace``: AMQP frames with secrets redacted, only with ``PROTON_EASY_TRACE=1``
   (or ``proton-easy --trace``), at INFO.

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
+import pytest
+
+import proton_easy as pe
 from proton_easy._trace import redact_frame
 
 from .procs import PROTON_EASY, describe, run
@@ -66,3 +70,27 @@ def test_redact_frame_hides_sasl_responses_and_known_secrets() -> None:
     assert redact_frame('@sasl-response(67) [response=b"abc"]') == \
         '@sasl-response(67) [response=<redacted>]'
     assert "k3y-pw" not in redact_frame("something k3y-pw else", ["k3y-pw"])
+
+
+def test_a_refused_link_is_logged_at_info(amqp_url: str, amqp_address: str,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="proton_easy")
+    with pytest.raises(pe.LinkError):
+        pe.receive(f"{amqp_url}/{amqp_address}", selector="colour = = 'x", timeout=5)
+    refused = [r for r in caplog.records if r.name == "proton_easy" and "refused" in r.message]
+    assert refused and refused[0].levelno == logging.INFO, caplog.text
+    assert amqp_address in refused[0].message
+    connected = [r for r in caplog.records if r.message.startswith("connected to amqp://")]
+    assert len(connected) == 1 and password_of(amqp_url) not in caplog.text
+
+
+def test_failing_over_is_logged_at_info(amqp_url: str, amqp_address: str,
+                                        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="proton_easy")
+    dead = "amqp://admin:Dead-Pw-7@127.0.0.1:1"
+    pe.send(f"{dead}/{amqp_address}", "via the second", urls=[amqp_url], timeout=10)
+    over = [r.message for r in caplog.records if r.message.startswith("failing over from")]
+    assert over and "amqp://admin@127.0.0.1:1" in over[0], caplog.text
+    assert "Dead-Pw-7" not in caplog.text and password_of(amqp_url) not in caplog.text
+    assert [m.body for m in pe.receive(f"{amqp_url}/{amqp_address}", timeout=5)] == [
+        "via the second"]

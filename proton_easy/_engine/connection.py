@@ -92,6 +92,8 @@ class Connection(MessagingHandler):
         def _connect(connection: Any, url: Any) -> None:
             parsed = by_url.get(str(url))
             if parsed is not None:
+                if str(parsed) != self.current_url:
+                    log.info("failing over from %s to %s", self.current_url, parsed)
                 self.current_url = str(parsed)
                 creds = self.options.credentials(parsed)
                 connector.user, connector.password = creds["user"], creds["password"]
