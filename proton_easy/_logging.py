@@ -1,8 +1,9 @@
 """Which loggers say what, and proton's own kept quiet unless asked for.
 
 - ``proton_easy``: the library's lifecycle. INFO: connected to which URL (password never
-  shown), reconnected, failing over to the next URL, a link refused; WARNING: a connection lost, reconnecting. DEBUG: connection attempts
-  ended and why, TLS settings loaded, links that did not close cleanly.
+  shown), reconnected, failing over to the next URL, a link refused; WARNING: a connection
+  lost, reconnecting. DEBUG: connection attempts ended and why, TLS settings loaded, links
+  that did not close cleanly.
 - ``proton_easy.trace``: AMQP frames with secrets redacted, only with ``PROTON_EASY_TRACE=1``
   (or ``proton-easy --trace``), at INFO.
 - ``proton_easy.cli``: the command line.
