@@ -7,21 +7,26 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+PORT ?=
 
-.PHONY: help venv fetch test demo broker bench lint clean
+.PHONY: help venv fetch test demo broker bench lint typecheck clean
 
 help:
 	@echo "make test    create .venv, install, fetch Artemis, run the whole test suite"
 	@echo "make demo    start a local Artemis, run examples/demo.py against it, stop it"
-	@echo "make broker  run a local Artemis in the foreground (Ctrl-C stops it)"
+	@echo "make broker  run a local Artemis in the foreground (Ctrl-C stops it; PORT=0: any free port)"
 	@echo "make bench   benchmarks against a local Artemis (a few minutes; BENCH_ARGS=--quick)"
 	@echo "make lint    ruff check"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
+# python-qpid-proton has no wheel on PyPI: pip compiles it. When that fails,
+# tools/check_build_deps.py says in one message which compiler, headers or tools are missing.
 $(STAMP): $(PY) setup.cfg pyproject.toml
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]' || \
+	  { $(PY) tools/check_build_deps.py missing; exit 1; }
+	@$(PY) tools/check_build_deps.py ssl
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -37,13 +42,20 @@ demo: fetch
 	$(PY) -m proton_easy.testing run -- $(abspath $(PY)) examples/demo.py
 
 broker: fetch
-	$(PY) -m proton_easy.testing broker
+	$(PY) -m proton_easy broker $(if $(PORT),--port $(PORT))
 
 bench: fetch
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .
+
+# mypy --strict over the modules that are fully typed so far
+TYPED := proton_easy/_errors.py proton_easy/_options.py proton_easy/_tls.py \
+	proton_easy/_api.py proton_easy/_trace.py proton_easy/_logging.py \
+	proton_easy/cli.py proton_easy/testing/plugin.py tools/check_build_deps.py
+typecheck: venv
+	$(VENV)/bin/mypy --strict --follow-imports=silent $(TYPED)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

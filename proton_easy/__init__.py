@@ -6,6 +6,7 @@
 [{'sequence': 1}]
 """
 
+from . import _logging  # noqa: F401  (quiets proton's own logger: see proton_easy._logging)
 from ._api import consume, receive, request, send, send_many, serve, transaction
 from ._client import Client, Consumer
 from ._errors import (

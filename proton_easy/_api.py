@@ -7,18 +7,48 @@ Every helper takes the connection options of :class:`~proton_easy.Client` as key
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optional
 
 from ._client import Client, pre_encode
 from ._consumer import Consumer
 from ._message import Message, encode
-from ._options import CallOptions, ConnectOptions
+from ._options import DEFAULT_TIMEOUT, CallOptions, ConnectOptions, check_seconds
 from ._request_reply import check_serve_args
 from ._transaction import Transaction
-from .handlers._job import _check_seconds, as_message, default_durable
+from .handlers._job import as_message, default_durable
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
+
+_LEAST = 0.05
+"""Seconds a job still gets when connecting used up (nearly) all of the call's timeout."""
+
+
+def _cap_connect(timeout: Optional[float], options: Any) -> None:
+    """Connecting takes at most ``timeout`` seconds (or the connection ``timeout``, whichever
+    is shorter)."""
+    check_seconds("timeout", timeout, allow_none=True)
+    if timeout is not None:
+        options["timeout"] = min(timeout, options.get("timeout") or DEFAULT_TIMEOUT)
+
+
+class _Budget:
+    """One call's timeout, shared by its connecting and its job: ``pe.receive(url,
+    timeout=3)`` connects within 3 s and receives for what is left of them."""
+
+    def __init__(self, timeout: Optional[float], options: Any) -> None:
+        check_seconds("timeout", timeout, allow_none=True)
+        if timeout is not None:
+            options["timeout"] = min(timeout, options.get("timeout") or timeout)
+        self.total = timeout
+        self._start = time.monotonic()
+
+    def left(self) -> Optional[float]:
+        """What remains of the timeout (None when the call was given none)."""
+        if self.total is None:
+            return None
+        return max(_LEAST, self.total - (time.monotonic() - self._start))
 
 
 def send(url: Optional[str], message: Any, *, at_most_once: bool = False,
@@ -29,8 +59,9 @@ def send(url: Optional[str], message: Any, *, at_most_once: bool = False,
     >>> pe.send("amqp://localhost:5672/examples", {"sequence": 1})   # doctest: +SKIP
     """
     payload = pre_encode(message, default_durable(durable, at_most_once))  # TypeError here
+    budget = _Budget(options.pop("timeout", None), options)
     with Client(url, **options) as client:
-        client.send(None, payload, at_most_once=at_most_once)
+        client.send(None, payload, at_most_once=at_most_once, timeout=budget.left())
 
 
 def send_many(url: Optional[str], messages: Iterable[Any], *, at_most_once: bool = False,
@@ -42,8 +73,10 @@ def send_many(url: Optional[str], messages: Iterable[Any], *, at_most_once: bool
     """
     if isinstance(messages, (list, tuple)):  # TypeErrors before any I/O
         messages = [pre_encode(m, default_durable(durable, at_most_once)) for m in messages]
+    budget = _Budget(options.pop("timeout", None), options)
     with Client(url, **options) as client:
-        return client.send_many(None, messages, at_most_once=at_most_once, durable=durable)
+        return client.send_many(None, messages, at_most_once=at_most_once, durable=durable,
+                                timeout=budget.left())
 
 
 def receive(url: Optional[str], count: int = 1, *, timeout: Optional[float] = None,
@@ -51,11 +84,15 @@ def receive(url: Optional[str], count: int = 1, *, timeout: Optional[float] = No
             **options: Unpack[CallOptions]) -> List[Message]:
     """Receive up to ``count`` messages within ``timeout`` seconds; maybe fewer, maybe none.
 
+    ``timeout`` (default: the connection ``timeout``, 10) bounds the whole call, connecting
+    included.
+
     >>> pe.receive("amqp://localhost:5672/examples", count=10, timeout=5)   # doctest: +SKIP
     [Message(body={'sequence': 1}), ...]
     """
+    budget = _Budget(timeout, options)
     with Client(url, **options) as client:
-        return client.receive(None, count, timeout=timeout, selector=selector,
+        return client.receive(None, count, timeout=budget.left(), selector=selector,
                               at_most_once=at_most_once)
 
 
@@ -69,6 +106,9 @@ def consume(url: Optional[str], *, idle_timeout: Optional[float] = -1,
     >>> for msg in pe.consume("amqp://localhost:5672/examples", idle_timeout=5):  # doctest: +SKIP
     ...     print(msg.body)
     """
+    if idle_timeout != -1:
+        check_seconds("idle_timeout", idle_timeout, allow_none=True)
+    _Budget(options.pop("timeout", None), options)  # checked before any I/O
 
     def run(keep: List[bool]) -> Iterator[Message]:
         with Client(url, **options) as client:
@@ -83,27 +123,31 @@ def request(url: Optional[str], message: Any, *, timeout: Optional[float] = None
 
     The reply comes to a dynamic queue the broker names, matched by a fresh correlation id.
     Raises :class:`~proton_easy.Timeout` (a ``TimeoutError``) when none comes within ``timeout``
-    seconds (default: the connection ``timeout``, 10).
+    seconds (default: the connection ``timeout``, 10), which bound the whole call, connecting
+    included.
 
     >>> pe.request("amqp://localhost:5672/service", "hello", timeout=5).body  # doctest: +SKIP
     'HELLO'
     """
     encode(as_message(message))  # a TypeError before any I/O
-    _check_seconds("timeout", timeout)
+    budget = _Budget(timeout, options)
     with Client(url, **options) as client:
-        return client.request(None, message, timeout=timeout)
+        return client.request(None, message, timeout=budget.left())
 
 
 def serve(url: Optional[str], handler: Callable[[Message], Any], count: Optional[int] = None,
           timeout: Optional[float] = None, **options: Unpack[CallOptions]) -> int:
     """Answer requests on the URL's address with ``handler(msg)`` (returns a body or a
     :class:`Message`); return the number handled after ``count`` requests or ``timeout`` idle
-    seconds. A handler that raises gets that request rejected; serving goes on. Ctrl-C stops it
-    cleanly (``KeyboardInterrupt`` propagates once the link is closed).
+    seconds (both None: it serves until stopped). A handler that raises gets that request
+    rejected; serving goes on. Ctrl-C puts the request in hand back, closes the link and raises
+    ``KeyboardInterrupt`` (catch it to stop quietly). Connecting takes at most ``timeout``
+    seconds too (or the connection ``timeout``, whichever is shorter).
 
     >>> pe.serve("amqp://localhost:5672/service", lambda msg: msg.body.upper())  # doctest: +SKIP
     """
     check_serve_args(handler, count, timeout)  # wrong arguments fail before any I/O
+    _cap_connect(timeout, options)
     with Client(url, **options) as client:
         return client.serve(None, handler, count=count, timeout=timeout)
 
@@ -118,6 +162,7 @@ def transaction(url: Optional[str] = None, **options: Unpack[ConnectOptions]) ->
     ...     tx.send({"sequence": 1})
     ...     tx.send({"sequence": 2})
     """
+    _Budget(options.pop("timeout", None), options)  # checked before any I/O
     client = Client(url, **options)
     return Transaction(client._driver, default_address=client.default_address,
                        close_with=client)

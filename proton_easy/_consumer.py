@@ -114,6 +114,16 @@ class Consumer(Iterator[Message]):
         self.close()
 
 
+def _take(source: queue.SimpleQueue[Tuple[Any, Any]],
+          wait: Optional[float]) -> Optional[Tuple[Any, Any]]:
+    """The next item of ``source`` within ``wait`` seconds (0: now; None: forever), else None:
+    waiting outside an ``except`` block, a Ctrl-C is a plain KeyboardInterrupt, no chain."""
+    try:
+        return source.get(timeout=wait) if wait != 0 else source.get_nowait()
+    except queue.Empty:
+        return None
+
+
 def consume(driver: Driver, job: ConsumerJob, idle: Optional[float],
             keep: List[bool]) -> Iterator[Message]:
     """Run ``job`` and yield its messages in the calling thread until ``idle`` seconds pass
@@ -123,15 +133,14 @@ def consume(driver: Driver, job: ConsumerJob, idle: Optional[float],
     acks, batch = job.acks, max(1, job.window // 2)
     try:
         while True:
-            try:
-                msg, dlv = job.queue.get_nowait()
-            except queue.Empty:
+            item = _take(job.queue, 0)
+            if item is None:
                 if acks:  # about to wait: accept what was handled, which also grants credit
                     driver.post(job.accept_acks)
-                try:
-                    msg, dlv = job.queue.get(timeout=idle)
-                except queue.Empty:
+                item = _take(job.queue, idle)  # (Ctrl-C here: a KeyboardInterrupt, no chain)
+                if item is None:
                     return
+            msg, dlv = item
             if msg is _END:
                 if job.error is not None:
                     raise job.error

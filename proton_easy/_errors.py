@@ -2,10 +2,13 @@
 
 Every error the library raises on purpose is an :class:`AMQPError`; arguments that are wrong before
 any I/O raise the builtin ``ValueError`` or ``TypeError`` instead.
+
+This module imports nothing from the rest of the package (every other module may import it).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any, Optional
 
@@ -23,7 +26,41 @@ __all__ = [
     "Rejected",
     "Released",
     "TransactionError",
+    "redact",
 ]
+
+log = logging.getLogger("proton_easy")
+
+_SECRET_IN_URL = re.compile(r"(amqps?://[^:@/\s]*:)[^@/\s]*@")
+
+
+def redact(text: str, *secrets: Optional[str]) -> str:
+    """Hide passwords in a URL-bearing text: ``amqp://u:pw@h`` becomes ``amqp://u:***@h``.
+
+    The user stays visible (it says who tried); the password never does. Each of ``secrets``
+    is also replaced wherever it appears.
+
+    >>> redact("amqp://guest:s3cret@host:5672/q")
+    'amqp://guest:***@host:5672/q'
+    >>> redact("login with key k3y failed", "k3y")
+    'login with key *** failed'
+    >>> redact("cannot connect to amqp://admin@h: admin refused", "admin")
+    'cannot connect to amqp://admin@h: *** refused'
+    """
+    text = _SECRET_IN_URL.sub(r"\1***@", text)
+    hidden = [secret for secret in secrets if secret]
+    if not hidden:
+        return text
+    # A URL's user stays visible even when it equals a secret (admin:admin): the rule is
+    # "show the user, never the password", the same in every message.
+    pieces = _URL_USER.split(text)
+    for i in range(0, len(pieces), 2):
+        for secret in hidden:
+            pieces[i] = pieces[i].replace(secret, "***")
+    return "".join(pieces)
+
+
+_URL_USER = re.compile(r"(amqps?://[^:@/\s]*(?=[:@]))")
 
 
 class AMQPError(Exception):
@@ -118,8 +155,6 @@ def _condition_parts(condition: Any) -> tuple[Optional[str], Optional[str]]:
 
 
 def _text(what: str, name: Optional[str], description: Optional[str]) -> str:
-    from ._options import redact
-
     parts = [what]
     if name:
         parts.append(f"[{name}]")
@@ -146,7 +181,9 @@ def link_error(condition: Any, address: Optional[str]) -> LinkError:
             and _PERMISSION_DENIED.search(description or "")):
         cls = Unauthorized
     what = f"link to {address!r} refused" if address else "link refused"
-    return cls(_text(what, name, description), condition=name, description=description)
+    err = cls(_text(what, name, description), condition=name, description=description)
+    log.info("%s", err)
+    return err
 
 
 _NO_CLIENT_CERT = "the broker wants a client certificate that it trusts: pe.TLS(cert=, key=)"
@@ -166,14 +203,30 @@ _SPEAKS_TLS = "the port speaks TLS: is it a TLS port? (that takes amqps:// and t
 _TLS_ANSWERS = ("got: ssl/tls", "['\\x15\\x03", "['\\x16\\x03")
 
 
-def _mechanism_hint(mechs: Optional[str]) -> str:
+def _mechanism_hint(mechs: Optional[str], url: str) -> str:
     hint = "the broker offers no SASL mechanism allowed here"
     if mechs == "ANONYMOUS":
         return hint + " (ANONYMOUS, since no user was given): give user= and password="
     if mechs == "PLAIN":
-        return hint + (" (PLAIN, since a user was given); to log in with a client "
-                       "certificate, give no user, or allowed_mechs='EXTERNAL'")
+        hint += " (PLAIN, since a user was given)"
+        if not url.startswith("amqps://"):
+            hint += ("; some brokers (Qpid Broker-J by default) offer PLAIN only over TLS: "
+                     "try amqps:// and tls=pe.TLS(...)")
+        return hint + ("; to log in with a client certificate, give no user, or "
+                       "allowed_mechs='EXTERNAL'")
     return hint + (f" ({mechs})" if mechs else "")
+
+
+_WRONG_LOGIN = ("the broker refused this user name and password: check both (a password "
+                "written in the URL must have @ : / # % percent-encoded, or pass it as "
+                "password=)")
+_HOST_PORT = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://(?:[^@/]*@)?([^/]+)")
+
+
+def _refused_hint(url: str) -> str:
+    m = _HOST_PORT.match(url)
+    where = f" at {m.group(1)}" if m else ""
+    return f"is a broker running{where}?"
 
 
 def transport_error(condition: Any, url: str, mechs: Optional[str] = None) -> ConnectError:
@@ -182,9 +235,10 @@ def transport_error(condition: Any, url: str, mechs: Optional[str] = None) -> Co
     ``mechs`` is the SASL mechanisms the client allowed, to explain a failed negotiation.
 
     >>> from types import SimpleNamespace as Cond
-    >>> transport_error(Cond(name="amqp:unauthorized-access",
-    ...                      description="Authentication failed [mech=PLAIN]"), "amqp://h")
-    AuthenticationError('cannot connect to amqp://h: [amqp:unauthorized-access] Authentication failed [mech=PLAIN]')
+    >>> err = transport_error(Cond(name="proton.pythonio", description="Connection refused"),
+    ...                       "amqp://admin@localhost:5672/q")
+    >>> str(err)
+    'cannot connect to amqp://admin@localhost:5672/q: [proton.pythonio] Connection refused: is a broker running at localhost:5672?'
     """  # noqa: E501
     name, description = _condition_parts(condition)
     text = (description or "").lower()
@@ -196,9 +250,13 @@ def transport_error(condition: Any, url: str, mechs: Optional[str] = None) -> Co
     elif name == "amqp:unauthorized-access" or "authentication failed" in text:
         cls = AuthenticationError
         if "mech=none" in text:
-            hint = _mechanism_hint(mechs)
+            hint = _mechanism_hint(mechs, url)
+        elif "mech=plain" in text:
+            hint = _WRONG_LOGIN
     elif "protocol header got:" in text and any(key in text for key in _TLS_ANSWERS):
         hint = _SPEAKS_TLS
+    elif "connection refused" in text:
+        hint = _refused_hint(url)
     message = _text(f"cannot connect to {url}", name, description)
     return cls(f"{message}: {hint}" if hint else message,
                condition=name, description=description)
@@ -214,15 +272,23 @@ def connection_error(condition: Any, url: str) -> AMQPError:
                           condition=name, description=description)
 
 
-def delivery_error(state: Any, condition: Any) -> DeliveryError:
-    """Translate a non-accepted outcome of a sent message into a :class:`DeliveryError`."""
-    from proton import Delivery
+_REJECTED = 0x25  # proton.Delivery.REJECTED: the AMQP outcome codes
+_MODIFIED = 0x27  # proton.Delivery.MODIFIED
 
+
+def delivery_error(state: Any, condition: Any) -> DeliveryError:
+    """Translate a non-accepted outcome of a sent message into a :class:`DeliveryError`.
+
+    ``state`` is the outcome code (``proton.Delivery.REJECTED``, ``RELEASED``, ``MODIFIED``).
+
+    >>> type(delivery_error(0x25, None)).__name__
+    'Rejected'
+    """
     name, description = _condition_parts(condition)
-    if state == Delivery.REJECTED:
+    if state == _REJECTED:
         return Rejected(_text("message rejected", name, description),
                         condition=name, description=description)
-    what = "message modified" if state == Delivery.MODIFIED else "message released"
+    what = "message modified" if state == _MODIFIED else "message released"
     return Released(_text(what, name, description), condition=name, description=description)
 
 
@@ -231,3 +297,12 @@ def transaction_error(what: str, condition: Any = None) -> TransactionError:
     name, description = _condition_parts(condition)
     return TransactionError(_text(what, name, description), condition=name,
                             description=description)
+
+
+# Public classes say where users import them from: ``proton_easy.ConnectError``, not the
+# private module they happen to live in (tracebacks, reprs, pickles).
+for _cls in (AMQPError, ConnectError, AuthenticationError, TLSError, ConnectionLost, Timeout,
+             LinkError, NotFound, Unauthorized, DeliveryError, Rejected, Released,
+             TransactionError):
+    _cls.__module__ = "proton_easy"
+del _cls

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import proton
 from cproton import ffi, lib, msgid2py
@@ -140,6 +140,9 @@ class Message:
         return msg
 
 
+Message.__module__ = "proton_easy"  # where users import it from
+
+
 def to_proton(value: Any) -> proton.Message:
     """Turn a body, a :class:`Message` or a ``proton.Message`` into a ``proton.Message``."""
     if isinstance(value, proton.Message):
@@ -196,7 +199,13 @@ def encode(value: Any, durable: bool = False) -> Encoded:
                 pm.durable = True
             return _encode_message(pm)
         return _encode_body(value, durable)
+    except RecursionError:
+        raise TypeError(f"cannot encode {_describe(value)} as an AMQP message: it is nested "
+                        f"deeper than {MAX_DEPTH} levels") from None
     except _ENCODE_ERRORS as exc:
+        found = find_unencodable(value)
+        if found is not None:
+            raise TypeError(f"cannot encode the message: {found}") from None
         raise TypeError(f"cannot encode {_describe(value)} as an AMQP message: "
                         f"{type(exc).__name__}: {exc}") from None
 
@@ -236,6 +245,82 @@ def _encode_message(pm: proton.Message) -> Encoded:
             continue
         pm._check(err)
         return Encoded(memoryview(buf)[:err])
+
+
+MAX_DEPTH = 100
+"""How deeply lists and maps may nest in a body (or in properties) for :func:`encode`."""
+
+_INSTEAD = {
+    "datetime": "a number (dt.timestamp()), a str (dt.isoformat()) or "
+                "proton.timestamp(milliseconds)",
+    "date": "a str (d.isoformat())",
+    "time": "a str (t.isoformat())",
+    "timedelta": "a number of seconds (td.total_seconds())",
+    "Decimal": "a str or a float",
+    "set": "a list", "frozenset": "a list",
+    "OrderedDict": "a dict (dict(value))", "defaultdict": "a dict (dict(value))",
+    "bytearray": "bytes (bytes(value))",
+    "Path": "a str (str(path))", "PosixPath": "a str (str(path))",
+    "WindowsPath": "a str (str(path))",
+    "complex": "two floats",
+}
+_CONTAINERS = (dict, list, tuple)
+
+
+def _unencodable_leaf(value: Any) -> Optional[str]:
+    """Why a single (non-container) value cannot be encoded, or None if it can."""
+    kind = type(value)
+    if kind is int and not -(2 ** 63) <= value < 2 ** 63:
+        return (f"an int out of the 64-bit range ({value.bit_length()} bits); use a str, or "
+                "proton.ulong for 2**63 to 2**64 - 1")
+    if kind in Data.put_mappings or kind in (dict, list, tuple):
+        return None
+    name = kind.__name__
+    instead = _INSTEAD.get(name, "str, bytes, int, float, bool, None, or a list or dict of "
+                                 "these")
+    article = "an" if name[:1].lower() in "aeiou" else "a"
+    return f"{article} {name}, which AMQP has no type for; use {instead}"
+
+
+def find_unencodable(value: Any) -> Optional[str]:
+    """Name the first part of a body (or :class:`Message`) that cannot be encoded and why:
+    ``body["at"] is a datetime ...``; None when nothing wrong is found. Iterative, so a
+    deeply nested body is reported, not a RecursionError.
+
+    >>> import datetime
+    >>> find_unencodable({"at": datetime.datetime(2024, 1, 1)})   # doctest: +ELLIPSIS
+    "body['at'] is a datetime, which AMQP has no type for; use a number (dt.timestamp())..."
+    """
+    roots: List[Tuple[str, Any]] = []
+    if isinstance(value, Message):
+        roots = [("body", value.body), ("properties", value.properties),
+                 ("annotations", value.annotations)]
+    elif isinstance(value, proton.Message):
+        return None
+    else:
+        roots = [("body", value)]
+    for root, item in roots:
+        stack = [(root, item, 0)]
+        while stack:
+            path, current, depth = stack.pop()
+            if depth > MAX_DEPTH:
+                return f"{root} is nested deeper than {MAX_DEPTH} levels (at {path})"
+            kind = type(current)
+            if kind is dict:
+                for key, sub in reversed(list(current.items())):
+                    problem = _unencodable_leaf(key) if type(key) not in _CONTAINERS else (
+                        f"a {type(key).__name__}, which cannot be a map key")
+                    if problem:
+                        return f"a key of {path} ({key!r:.40}) is {problem}"
+                    stack.append((f"{path}[{key!r:.40}]", sub, depth + 1))
+            elif kind is list or kind is tuple:
+                for index in range(len(current) - 1, -1, -1):
+                    stack.append((f"{path}[{index}]", current[index], depth + 1))
+            else:
+                problem = _unencodable_leaf(current)
+                if problem:
+                    return f"{path} is {problem}"
+    return None
 
 
 def _describe(value: Any) -> str:

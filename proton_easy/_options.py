@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
 import re
 import time
@@ -9,7 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypedDict, Union
 from urllib.parse import unquote
 
+from ._errors import redact
 from ._tls import TLS
+
+__all__ = ["ConnectionOptions", "ParsedURL", "parse_url", "redact", "split_address"]
 
 DEFAULT_URL = "amqp://localhost:5672"
 DEFAULT_TIMEOUT = 10.0
@@ -30,22 +35,6 @@ _URL_RE = re.compile(
     r"(?::(?P<port>[^/]*))?"
     r"(?:/(?P<path>.*))?$"
 )
-_SECRET_IN_URL = re.compile(r"(amqps?://[^:@/\s]*:)[^@/\s]*@")
-
-
-def redact(text: str, *secrets: Optional[str]) -> str:
-    """Hide passwords in a URL-bearing text: ``amqp://u:pw@h`` becomes ``amqp://u:***@h``.
-
-    >>> redact("amqp://guest:s3cret@host:5672/q")
-    'amqp://guest:***@host:5672/q'
-    """
-    text = _SECRET_IN_URL.sub(r"\1***@", text)
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
 @dataclass(frozen=True)
 class ParsedURL:
     """One broker URL taken apart; ``address`` is the path (the node name) or None."""
@@ -68,23 +57,132 @@ class ParsedURL:
         return f"{self.scheme}://{user}{self.host}:{self.port}{path}"
 
 
+MAX_SECONDS = 1e9
+"""The largest timeout accepted (about 31 years): anything longer is a mistake, not a wait."""
+MIN_HEARTBEAT = 0.1
+"""The smallest heartbeat (idle timeout) accepted, in seconds: shorter ones drop a healthy
+connection at the first scheduling hiccup."""
+MAX_HEARTBEAT = 4_000_000.0
+"""The largest heartbeat accepted, in seconds (AMQP's idle timeout is 32-bit milliseconds)."""
+MAX_HOST_LENGTH = 253
+"""The longest host name DNS allows."""
+
+_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+_AUTHORITY = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*://)?([^/]*)")
+
+
+def safe_url(url: str) -> str:
+    """A URL as it may be shown in an error when it cannot be parsed: the user stays, but
+    everything from the first ``:`` after it to the last ``@`` (the password, wherever it ends)
+    is hidden, and a very long text is cut.
+
+    >>> safe_url("amqp://admin:p@ss@host:5672/q")
+    'amqp://admin:***@host:5672/q'
+    """
+    text = str(url)
+    if "@" in text:
+        scheme, sep, rest = text.partition("://")
+        if not sep:
+            scheme, rest = "", text
+        user = rest.split(":", 1)[0] if ":" in rest.rpartition("@")[0] else ""
+        if "@" in user or "/" in user:
+            user = ""
+        userinfo = f"{user}:***@" if user else "***@"
+        text = (f"{scheme}://" if sep else "") + userinfo + rest.rpartition("@")[2]
+    text = _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+    return text if len(text) <= 120 else text[:100] + f"... ({len(text)} characters)"
+
+
+def _user_part(url: str) -> str:
+    """``scheme://user`` of an ambiguous URL, for its error: what comes before the first ``:``
+    of the part after the scheme (never any of the password)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "amqp", url
+    return f"{scheme}://{rest.split(':', 1)[0].split('@', 1)[0][:64]}"
+
+
+def _ambiguous(url: str) -> bool:
+    """True when the URL's password seems to hold a raw ``@``, ``/``, ``:`` or ``#``, which a
+    parser would read as part of the host (and show in errors, and try to connect to)."""
+    rest = url.partition("://")[2] or url
+    if "@" not in rest:
+        return False
+    if "#" in rest.rpartition("@")[0]:
+        return True  # a raw "#" starts a URL's fragment: it cannot be before the host
+    authority = rest.split("/", 1)[0]
+    ats = authority.count("@")
+    if ats > 1:
+        return True  # which "@" ends the password?
+    if ats == 1:
+        return False
+    # "user:pa/ss@host": the authority ends at that "/", making the host "user" and the port
+    # "pa". (An address may hold an "@"; then the authority is a plain host:port.)
+    if ":" in authority:
+        port = authority.rsplit(":", 1)[1]
+        return not (port.isdigit() or port in ("", "amqp", "amqps"))
+    return False
+
+
+def _check_host(host: str, url: str) -> None:
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise ValueError(f"invalid IPv6 address {host!r} in {redact(url)!r}") from None
+        return
+    if len(host) > MAX_HOST_LENGTH:
+        raise ValueError(f"host name too long ({len(host)} characters; DNS allows "
+                         f"{MAX_HOST_LENGTH}) in {safe_url(url)!r}")
+    if "[" in host or "]" in host:
+        raise ValueError(f"malformed IPv6 address in {safe_url(url)!r}: write it as "
+                         "amqp://[::1]:5672")
+
+
 def parse_url(url: str) -> ParsedURL:
     """Parse ``[amqp[s]://][user[:password]@]host[:port][/address]``; raise ValueError if malformed.
 
-    The seed's scheme-less form ``localhost:5672/examples`` means ``amqp://``.
+    The seed's scheme-less form ``localhost:5672/examples`` means ``amqp://``. A password holding
+    ``@``, ``/``, ``:`` or ``#`` must be percent-encoded (``urllib.parse.quote(pw, safe="")``),
+    or given as ``password=``; an ambiguous URL is refused without showing the password.
+    Control characters, spaces, over-long host names and broken IPv6 literals are refused too,
+    all before any I/O.
 
     >>> parse_url("amqp://localhost/examples").address
     'examples'
+    >>> parse_url("amqp://app:p%40ss@localhost").password
+    'p@ss'
     """
     if not isinstance(url, str):
         raise TypeError(f"URL must be a str, not {type(url).__name__}")
-    m = _URL_RE.match(url.strip())
+    url = url.strip()
+    if _CONTROL.search(url):
+        raise ValueError(f"URL holds a control character or a space: {safe_url(url)!r}: "
+                         "percent-encode it")
+    if _ambiguous(url):
+        raise ValueError(
+            f"ambiguous URL {_user_part(url)}:***@...: its password seems to hold a raw "
+            "'@', '/', ':' or '#'; percent-encode it (urllib.parse.quote(password, safe='')) "
+            "or pass it as password=")
+    if "://" in url and not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", url):
+        raise ValueError(f"malformed AMQP URL: {safe_url(url)!r}")
+    authority = _AUTHORITY.match(url)
+    if authority and authority.group(1).count("[") != authority.group(1).count("]"):
+        raise ValueError(f"malformed IPv6 address in {safe_url(url)!r}: write it as "
+                         "amqp://[::1]:5672")
+    m = _URL_RE.match(url)
+    if m and m.group("scheme") is None and "://" in url:
+        m = None  # the scheme's "//" was read as a path: "amqp://[::zz]" is not host "amqp"
     if not m or not m.group("host"):
-        raise ValueError(f"malformed AMQP URL: {redact(url)!r}")
+        if authority and "[" in authority.group(1):
+            raise ValueError(f"malformed IPv6 address in {safe_url(url)!r}: write it as "
+                             "amqp://[::1]:5672")
+        raise ValueError(f"malformed AMQP URL: {safe_url(url)!r}")
     scheme = (m.group("scheme") or "amqp").lower()
     if scheme not in ("amqp", "amqps"):
         raise ValueError(f"unsupported URL scheme {scheme!r} in {redact(url)!r}: "
                          "use amqp:// or amqps://")
+    _check_host(m.group("host"), url)
     port_text = m.group("port")
     if port_text in (None, ""):
         port = 5671 if scheme == "amqps" else 5672
@@ -171,7 +269,8 @@ class ConnectionOptions:
         timeout = DEFAULT_TIMEOUT if timeout is None else timeout
         _check_seconds("timeout", timeout)
         if heartbeat is not None:
-            _check_seconds("heartbeat", heartbeat)
+            _check_seconds("heartbeat", heartbeat, minimum=MIN_HEARTBEAT,
+                           maximum=MAX_HEARTBEAT)
         if not isinstance(reconnect, (bool, int, float)):
             raise TypeError("reconnect must be True, False or a number of seconds")
         if reconnect is not False and reconnect is not True:
@@ -185,7 +284,7 @@ class ConnectionOptions:
         first = parsed[0]
         user = user if user is not None else first.user
         password = password if password is not None else first.password
-        return cls(
+        options = cls(
             urls=parsed,
             user=user,
             password=password,
@@ -196,6 +295,27 @@ class ConnectionOptions:
             allowed_mechs=allowed_mechs,
             container_id=container_id,
         )
+        for p in parsed:
+            creds = options.credentials(p)
+            if (creds["user"] is not None and not creds["password"]
+                    and (creds["allowed_mechs"] or "").split() == ["PLAIN"]):
+                # proton sends PLAIN only with a password: the broker would see no mechanism
+                raise ValueError(
+                    f"user {creds['user']!r} was given without a password (for {str(p)!r}): "
+                    "SASL PLAIN needs one: give password= or put it in the URL; to log in "
+                    "with a client certificate, give no user, or allowed_mechs='EXTERNAL'")
+        return options
+
+    def secrets(self) -> List[str]:
+        """Every password these options hold (for redaction; never for display).
+
+        >>> ConnectionOptions.build("amqp://u:pw@h/q").secrets()
+        ['pw']
+        """
+        found = [self.password] + [u.password for u in self.urls]
+        if self.tls is not None:
+            found.append(self.tls.password)
+        return [s for s in dict.fromkeys(found) if s]
 
     @property
     def address(self) -> Optional[str]:
@@ -254,11 +374,35 @@ class ConnectionOptions:
         return kwargs
 
 
-def _check_seconds(name: str, value: Any) -> None:
+def check_seconds(name: str, value: Any, *, allow_none: bool = False,
+                  minimum: float = 0.0, maximum: float = MAX_SECONDS) -> None:
+    """Refuse a duration that is not a finite number of seconds in ``(minimum, maximum]``.
+
+    TypeError for a non-number (``True`` included), ValueError for zero, negative, NaN,
+    infinite or absurdly large values; ``None`` passes only with ``allow_none``.
+
+    >>> check_seconds("timeout", 5)
+    >>> check_seconds("timeout", float("inf"))
+    Traceback (most recent call last):
+    ...
+    ValueError: timeout must be a finite number of seconds, not inf
+    """
+    if value is None and allow_none:
+        return
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of seconds, not {value!r}")
+    if not math.isfinite(value):
+        hint = " (None waits forever)" if allow_none else ""
+        raise ValueError(f"{name} must be a finite number of seconds, not {value!r}{hint}")
     if value <= 0:
         raise ValueError(f"{name} must be positive, not {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum:g} s, not {value!r}")
+    if value > maximum:
+        raise ValueError(f"{name} must be at most {maximum:g} s, not {value!r}")
+
+
+_check_seconds = check_seconds
 
 
 class Backoff:

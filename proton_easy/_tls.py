@@ -12,9 +12,11 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Hashable, Optional, Tuple, Union
+from typing import Hashable, List, Optional, Tuple, Union
 
-from proton import SSLDomain, SSLException
+from proton import SSL, SSLDomain, SSLException
+
+from ._errors import TLSError
 
 log = logging.getLogger("proton_easy")
 
@@ -87,6 +89,7 @@ class TLS:
         >>> TLS(verify="none").domain() is TLS(verify="none").domain()
         True
         """
+        check_ssl_support()
         key = self._cache_key()
         if key is None:  # a file went missing since: make_domain says which
             return self.make_domain()
@@ -109,7 +112,7 @@ class TLS:
         """What makes two domains the same: mode, verification, each file's path and state,
         and the password as a keyed digest (never the password itself); None if a file
         cannot be examined any more."""
-        files = []
+        files: List[Optional[Tuple[str, int, int, int, int]]] = []
         for path in (self.ca, self.cert, self.key):
             if path is None:
                 files.append(None)
@@ -134,8 +137,7 @@ class TLS:
         >>> TLS(verify="none").make_domain()   # doctest: +ELLIPSIS
         <proton._transport.SSLDomain object at ...>
         """
-        from ._errors import TLSError
-
+        check_ssl_support()
         domain = SSLDomain(SSLDomain.MODE_CLIENT)
         if self.ca:
             try:
@@ -160,6 +162,24 @@ class TLS:
                                        and self.verify != "none" else None)
         return domain
 
+
+TLS.__module__ = "proton_easy"  # where users import it from
+
+NO_SSL = (
+    "this python-qpid-proton was built without OpenSSL (proton.SSL.present() is False), so "
+    "amqps:// cannot work. Install the OpenSSL headers (Debian/Ubuntu: apt-get install "
+    "libssl-dev; Fedora/RHEL: dnf install openssl-devel; macOS: brew install openssl@3 and "
+    "pkg-config), then rebuild it: pip install --force-reinstall --no-cache-dir "
+    "--no-binary python-qpid-proton python-qpid-proton")
+
+
+def check_ssl_support() -> None:
+    """Raise :class:`~proton_easy.TLSError` saying how to rebuild proton when it has no TLS.
+
+    >>> check_ssl_support()   # this proton has OpenSSL
+    """
+    if not SSL.present():
+        raise TLSError(NO_SSL)
 
 DOMAIN_CACHE_SIZE = 16
 """How many TLS configurations keep their ``SSLDomain`` (least recently used first out)."""

@@ -25,7 +25,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, TextIO, Tuple
 
-from . import __version__
+from . import __version__, _trace
 from ._client import Client
 from ._errors import AMQPError
 from ._message import Message
@@ -47,6 +47,25 @@ def default_broker_url() -> str:
     """
     base = os.environ.get("PROTON_EASY_URL") or "localhost:5672"
     return base.rstrip("/") + "/examples"
+
+
+def resolve_broker_url(text: str, base: Optional[str] = None) -> str:
+    """What ``-b`` names: a full ``[amqp[s]://][user:password@]host[:port]/address`` as it is,
+    and a bare address (``orders``), ``queue://NAME`` or ``topic://NAME`` relative to
+    ``$PROTON_EASY_URL`` (else ``localhost:5672``), which is what ``python -m
+    proton_easy.testing run`` sets (``base``, when given, instead).
+
+    >>> resolve_broker_url("queue://orders", base="amqp://u:pw@127.0.0.1:5673")
+    'amqp://u:pw@127.0.0.1:5673/queue://orders'
+    >>> resolve_broker_url("localhost:5672/examples")
+    'localhost:5672/examples'
+    """
+    relative = text.startswith(("queue://", "topic://")) or not any(
+        ch in text for ch in ":/@")
+    if not relative or not text:
+        return text
+    base = base or os.environ.get("PROTON_EASY_URL") or "localhost:5672"
+    return base.rstrip("/") + "/" + text
 
 
 # -- message output (the formats of cli-proton-python's --log-msgs) ---------------------------
@@ -368,8 +387,8 @@ def connection_options(args: argparse.Namespace) -> Dict[str, Any]:
 def _client(args: argparse.Namespace) -> Client:
     parsed = parse_url(args.broker_url)
     if not parsed.address:
-        raise ValueError(f"-b {redact(args.broker_url)!r} names no address: "
-                         "use host:port/address")
+        raise ValueError(f"-b {redact(args.broker_url)!r} names no address: use "
+                         "host:port/address, or a bare address (relative to $PROTON_EASY_URL)")
     return Client(args.broker_url, **connection_options(args))
 
 
@@ -557,7 +576,10 @@ def cmd_broker(args: argparse.Namespace, out: Optional[_Output]) -> int:
     try:
         return _cmd_broker(args)
     except BrokerStartError as exc:
-        sys.stderr.write(f"proton-easy: error: {redact(str(exc), args.password)}\n")
+        text = redact(str(exc), args.password).replace(
+            "leave port=None to get a free one",
+            "use --port 0 (make broker PORT=0) to get a free one")
+        sys.stderr.write(f"proton-easy: error: {text}\n")
         return 1
 
 
@@ -568,8 +590,9 @@ def _common(with_messages: bool, count_default: int, log_default: str,
     g = p.add_argument_group("control options")
     g.add_argument("-b", "--broker-url", default=default_broker_url(), metavar="URL",
                    help="[amqp[s]://][user:password@]host[:port]/address; a bare address is a "
-                        "queue, queue://NAME and topic://NAME say which (default: "
-                        "$PROTON_EASY_URL/examples, else %(default)s)")
+                        "queue, queue://NAME and topic://NAME say which, and alone each is "
+                        "relative to $PROTON_EASY_URL (default: $PROTON_EASY_URL/examples, "
+                        "else %(default)s)")
     g.add_argument("-c", "--count", type=_non_negative_int, default=count_default,
                    help="number of messages (default %(default)s)")
     g.add_argument("-t", "--timeout", type=_positive_float, default=None, metavar="SECONDS",
@@ -581,6 +604,9 @@ def _common(with_messages: bool, count_default: int, log_default: str,
                    help="no summary or progress line on stderr")
     g.add_argument("--debug", action="store_true",
                    help="log what happens and show tracebacks on errors")
+    g.add_argument("--trace", action="store_true",
+                   help="print every AMQP frame on stderr, passwords and SASL responses "
+                        "redacted (also PROTON_EASY_TRACE=1)")
 
     g = p.add_argument_group("connection options")
     g.add_argument("--conn-urls", metavar="URL,URL", help="failover URLs, comma separated")
@@ -776,13 +802,17 @@ def main(argv: Optional[Sequence[str]] = None, *, stdout: Optional[TextIO] = Non
     stderr = stderr or sys.stderr
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(with_broker="broker" in argv).parse_args(argv)
+    if getattr(args, "broker_url", None):
+        args.broker_url = resolve_broker_url(args.broker_url)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s", stream=stderr)
+    if getattr(args, "trace", False):
+        _trace.enable()
     out: Optional[_Output] = None
     try:
         if args.verb is not None:
             out = _Output(args.verb, args.noun, args.log_msgs, args.quiet, stdout, stderr)
-        status = args.func(args, out)
+        status: int = args.func(args, out)
         if out is not None:
             out.close()
         return status

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, List, Optional, Set
 
 from proton.handlers import EndpointStateHandler, MessagingHandler
 
-from .. import _options
+from .. import _options, _trace
 from .._errors import (
     AMQPError,
     AuthenticationError,
@@ -92,6 +92,8 @@ class Connection(MessagingHandler):
         def _connect(connection: Any, url: Any) -> None:
             parsed = by_url.get(str(url))
             if parsed is not None:
+                if str(parsed) != self.current_url:
+                    log.info("failing over from %s to %s", self.current_url, parsed)
                 self.current_url = str(parsed)
                 creds = self.options.credentials(parsed)
                 connector.user, connector.password = creds["user"], creds["password"]
@@ -224,6 +226,7 @@ class Connection(MessagingHandler):
         # each reconnect); only the attempts before the first open are watched.
         self._attempt += 1
         self._aborted = None
+        _trace.attach(event.transport, self.options.secrets())  # PROTON_EASY_TRACE=1
         if self.ever_opened or self._container is None:
             return
         # (proton's IO handler opens the socket after this event: look shortly after)
@@ -238,6 +241,8 @@ class Connection(MessagingHandler):
         self.up = True
         if self._backoff is not None:
             self._backoff.connected = True
+        if not reopened:
+            log.info("connected to %s", self.current_url)
         if reopened:
             log.info("reconnected to %s", self.current_url)
             for job in list(self.jobs):

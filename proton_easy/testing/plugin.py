@@ -35,7 +35,7 @@ import contextlib
 import os
 import re
 import uuid
-from typing import Any, Callable, Iterator, List, Union
+from typing import Any, Callable, Generator, Iterator, List, Optional, Union
 
 import pytest
 
@@ -44,6 +44,40 @@ from ._distribution import ARTEMIS_VERSION
 from ._local import QUICK_START_JAVA_OPTIONS
 
 BrokerLike = Union[ArtemisBroker, ExternalBroker]
+
+
+class SecretURL(str):
+    """A URL string whose ``repr`` hides its password: pytest's failure reports (which show
+    fixture values and locals by ``repr``) never print a real password, while the value itself,
+    in f-strings, concatenation and calls, is the whole URL.
+
+    Example::
+
+        url = SecretURL("amqp://admin:s3cret@127.0.0.1:5672")
+        repr(url)          # "'amqp://admin:***@127.0.0.1:5672'"
+        url + "/orders"    # 'amqp://admin:s3cret@127.0.0.1:5672/orders' (a plain str)
+    """
+
+    def __repr__(self) -> str:
+        return repr(_redact(str.__str__(self)))
+
+
+def _check_external(url: str) -> None:
+    """Fail the whole run once, up front, when ``PROTON_EASY_TEST_URL`` names no usable broker
+    (rather than every test that uses it, each after its timeout).
+    ``PROTON_EASY_TEST_URL_CHECK=0`` skips the check (for testing the fixtures themselves)."""
+    import proton_easy as pe
+
+    if os.environ.get("PROTON_EASY_TEST_URL_CHECK", "").strip().lower() in ("0", "false", "no"):
+        return
+
+    try:
+        with pe.Client(url, timeout=10, reconnect=False):
+            pass
+    except (pe.AMQPError, ValueError, TypeError) as exc:
+        pytest.exit(f"PROTON_EASY_TEST_URL={_redact(url)}: {exc}: no test was run against "
+                    "it; start that broker, fix the URL, or unset the variable to let the "
+                    "plugin start one", returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 def _no_skip() -> bool:
@@ -65,7 +99,9 @@ def artemis() -> Iterator[BrokerLike]:
     """
     url = os.environ.get("PROTON_EASY_TEST_URL")
     if url:
-        yield ExternalBroker(url)
+        external = ExternalBroker(url)
+        _check_external(external.url)
+        yield external
         return
     broker = ArtemisBroker(java_options=QUICK_START_JAVA_OPTIONS)
     broker.start()  # raises BrokerStartError with the log tail: the tests error, not skip
@@ -96,14 +132,15 @@ def artemis_tls() -> Iterator[ArtemisBroker]:
 
 @pytest.fixture(scope="session")
 def amqp_url(artemis: BrokerLike) -> str:
-    """``amqp://user:password@host:port`` of the session's broker (no path).
+    """``amqp://user:password@host:port`` of the session's broker (no path), as a
+    :class:`SecretURL`: its ``repr`` (in failure reports) hides the password.
 
     Example::
 
         def test_it(amqp_url):
             BlockingConnection(amqp_url)
     """
-    return artemis.url
+    return SecretURL(artemis.url)
 
 
 @pytest.fixture
@@ -178,8 +215,19 @@ def artemis_module_factory() -> Iterator[Callable[..., ArtemisBroker]]:
         yield factory
 
 
+def pytest_assertrepr_compare(config: pytest.Config, op: str, left: object,
+                              right: object) -> Optional[List[str]]:
+    """A failed comparison with a :class:`SecretURL` explains itself by ``repr`` (password
+    hidden), not by pytest's text diff of the two strings (which would show it)."""
+    if isinstance(left, SecretURL) or isinstance(right, SecretURL):
+        return [f"{left!r} {op} {right!r}",
+                "(a URL with credentials: its password is not shown)"]
+    return None
+
+
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
     """Under ``PROTON_EASY_NO_SKIP=1``, report a skipped test as failed."""
     outcome = yield
     if not _no_skip():

@@ -1,0 +1,68 @@
+"""Say, in one message, what a machine lacks to compile python-qpid-proton (which has no wheel
+on PyPI for 0.40), and whether the installed proton has TLS.
+
+Run by ``make venv`` when installing failed (``missing``), and after it succeeded (``ssl``).
+
+Example::
+
+    python tools/check_build_deps.py missing   # exit 1 and the list, or exit 0
+    python tools/check_build_deps.py ssl       # a warning when proton has no OpenSSL
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from typing import List
+
+INSTALL = """\
+  Debian/Ubuntu: sudo apt-get install gcc python3-dev pkg-config libssl-dev
+  Fedora/RHEL:   sudo dnf install gcc python3-devel pkgconf-pkg-config openssl-devel
+  macOS:         xcode-select --install; brew install pkg-config openssl@3
+  (optional, for SASL mechanisms beyond ANONYMOUS, PLAIN and EXTERNAL: libsasl2-dev /
+  cyrus-sasl-devel)"""
+
+
+def missing() -> List[str]:
+    """What compiling proton needs that this machine lacks."""
+    lacks = []
+    if not (shutil.which("gcc") or shutil.which("cc") or shutil.which("clang")):
+        lacks.append("a C compiler (gcc)")
+    include = sysconfig.get_paths().get("include") or ""
+    if not os.path.exists(os.path.join(include, "Python.h")):
+        lacks.append(f"the Python headers (Python.h, in {include or 'the include path'})")
+    if not shutil.which("pkg-config"):
+        lacks.append("pkg-config")
+    elif subprocess.run(["pkg-config", "--exists", "openssl"]).returncode != 0:
+        lacks.append("the OpenSSL headers (without them proton builds with TLS stubbed out)")
+    return lacks
+
+
+def main(argv: List[str]) -> int:
+    """``missing``: print what is missing (exit 1) or nothing (exit 0); ``ssl``: warn when the
+    installed proton has no TLS."""
+    what = argv[0] if argv else "missing"
+    if what == "ssl":
+        import proton
+
+        if not proton.SSL.present():
+            print("proton_easy: WARNING: python-qpid-proton was built without OpenSSL: "
+                  "amqps:// will raise proton_easy.TLSError. Install the OpenSSL headers and "
+                  "rebuild it:\n" + INSTALL + "\n  then: make clean venv (or pip install "
+                  "--force-reinstall --no-cache-dir --no-binary python-qpid-proton "
+                  "python-qpid-proton)", file=sys.stderr)
+        return 0
+    lacks = missing()
+    if not lacks:
+        return 0
+    print("proton_easy: installing python-qpid-proton failed: it is compiled from source "
+          "(there is no wheel on PyPI), and this machine lacks " + ", ".join(lacks) + ".\n"
+          "Install them, then run make again:\n" + INSTALL, file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
