@@ -22,7 +22,7 @@ from ._request_reply import Requests
 from ._request_reply import serve as _serve
 from ._sending import SenderPool
 from ._transaction import Transaction
-from .handlers._job import Job, default_durable
+from .handlers._job import Job, _check_seconds, default_durable
 from .handlers._transfer import Receiver, Sender
 
 if TYPE_CHECKING:
@@ -139,6 +139,7 @@ class Client:
         >>> client.send("orders", {"id": 1})   # doctest: +SKIP
         """
         address = self._address(address)
+        _check_seconds("timeout", timeout)
         payload = pre_encode(message, default_durable(durable, at_most_once))  # TypeError here
         self._driver.check_open()
         limit = self.timeout if timeout is None else timeout
@@ -162,6 +163,7 @@ class Client:
         1000
         """
         address = self._address(address)
+        _check_seconds("timeout", timeout)
         durable = default_durable(durable, at_most_once)
         if isinstance(messages, (list, tuple)):
             messages = [pre_encode(m, durable) for m in messages]
@@ -187,6 +189,7 @@ class Client:
         [Message(body=...), ...]
         """
         address = self._address(address)
+        _check_seconds("timeout", timeout)
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ValueError(f"count must be a positive integer, not {count!r}")
         limit = self.timeout if timeout is None else timeout

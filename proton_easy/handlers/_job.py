@@ -37,7 +37,7 @@ from .._engine.connection import Connection
 from .._engine.loop import use_raw_deliveries
 from .._errors import LinkError, link_error
 from .._message import Decoder, Encoded, Message, encode
-from .._options import CONNECTION_OPTIONS, ConnectionOptions, ConnectOptions
+from .._options import CONNECTION_OPTIONS, ConnectionOptions, ConnectOptions, check_seconds
 from . import _links
 
 if TYPE_CHECKING:
@@ -430,9 +430,5 @@ def default_durable(durable: Optional[bool], at_most_once: bool) -> bool:
 
 
 def _check_seconds(name: str, value: Optional[float]) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds or None, not {value!r}")
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, not {value!r}")
+    """A duration option: a finite, positive number of seconds, or None (no limit)."""
+    check_seconds(name, value, allow_none=True)
