@@ -119,6 +119,8 @@ class PeerRecord:
     returned: List[Any] = field(default_factory=list)
     """Bodies the client released, modified or rejected (back on their queue)."""
     drains: int = 0
+    termini: List[Dict[str, Any]] = field(default_factory=list)
+    """Per attach, the client's terminus: role, address, capabilities, durability."""
     open_times: List[float] = field(default_factory=list)
     client_properties: List[Dict[Any, Any]] = field(default_factory=list)
 
@@ -433,6 +435,15 @@ class AmqpPeer:
         link.target.copy(link.remote_target)
         role = self._role(link)
         self.record.attaches.append((role, self._address(link)))
+        remote = link.remote_target if link.is_receiver else link.remote_source
+        caps = remote.capabilities
+        caps.rewind()
+        caps.next()
+        self.record.termini.append({
+            "role": role, "address": remote.address,
+            "capabilities": [str(c) for c in (caps.get_object() or [])],
+            "durability": remote.durability,
+        })
         refuse = None
         if role == "coordinator":
             refuse = "amqp:not-implemented", "transactions are not supported by this peer"
