@@ -415,7 +415,7 @@ class BrokerJ(OtherBroker):
 
         broker_j_home()
         auto = [{"pattern": ".*", "createdOnPublish": True, "createdOnConsume": True,
-                 "nodeType": "queue", "attributes": {"durable": True}}]
+                 "nodeType": "queue", "attributes": {}}]
         host = {"type": "DERBY", "nodeAutoCreationPolicies": auto}
         config = {
             "name": "proton-easy", "modelVersion": "9.0",
