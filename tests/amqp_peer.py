@@ -354,6 +354,7 @@ class AmqpPeer:
         cond = Condition(fault.condition, fault.description) if fault.condition else None
         log.debug("peer fault: %s", fault)
         if fault.do == "drop":
+            self._write(conn)  # what was said so far (the open, say) goes out first
             self._drop(conn)
         elif fault.do == "close_connection":
             if cond is not None:

@@ -272,8 +272,12 @@ class Connection(MessagingHandler):
             self._drop_condition = (cond.name, cond.description)
         if not self.ever_opened or self._backoff is None:
             return
-        if cond is not None and cond.name == "proton:io":
-            return  # no connection at all (refused, unreachable): the budget bounds those
+        try:
+            heard = int(transport.frames_input) if transport is not None else 0
+        except Exception:  # noqa: BLE001 - a freed transport
+            heard = 0
+        if not heard:
+            return  # no broker answered (refused, unreachable, restarting): the budget bounds it
         useful = False
         if self._opened_attempt == self._attempt and transport is not None:
             frames = _frames_input(transport) - self._frames_at_open
