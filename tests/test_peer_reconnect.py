@@ -66,3 +66,29 @@ def test_drops_after_useful_work_keep_reconnecting() -> None:
         assert result == 300
         assert set(peer.bodies("q")) == set(range(300))
         assert peer.connections == 5
+
+
+def test_backoff_does_not_start_afresh_after_fruitless_connections() -> None:
+    """Without the network: after a connection that did nothing, proton's reset() on the next
+    open keeps the growing delays, and three such attempts in a row give up."""
+    from proton_easy._options import MAX_FRUITLESS_RECONNECTS, Backoff
+
+    useful = {"last": True}
+    b = Backoff(True)
+    b.useful = lambda: useful["last"]
+    b.connected = True
+    b.reset()
+    gave_up: List[int] = []
+    b.on_give_up = lambda: gave_up.append(1)
+    assert b.next() == 0.0  # the connection drops: reconnect at once
+    useful["last"] = False
+    delays = []
+    for _ in range(MAX_FRUITLESS_RECONNECTS):
+        b.attempt_failed()
+        b.reset()  # the broker opened again...
+        try:
+            delays.append(b.next())  # ...and dropped again
+        except StopIteration:
+            break
+    assert delays == [0.0, 0.1]
+    assert b.fruitless and gave_up == [1]
