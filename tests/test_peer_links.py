@@ -63,3 +63,34 @@ def test_queue_sender_target_is_durable() -> None:
     assert ("orders", 1) in durability
     assert all(d == 1 for a, d in durability if a == "orders")
     assert ("news", 0) in durability
+
+
+def _requests() -> Dict[str, List[Any]]:
+    return {"svc": [pe.Message("a", reply_to="replies", correlation_id="c1").to_proton(),
+                    pe.Message("b", reply_to="replies", correlation_id="c2").to_proton()]}
+
+
+def test_serve_replies_through_anonymous_relay_when_offered() -> None:
+    """With ANONYMOUS-RELAY offered, serve's replies go out on one anonymous sender."""
+    with AmqpPeer(queues=_requests()) as peer:
+        assert pe.serve(peer.url + "/svc", lambda m: m.body.upper(), count=2, timeout=5) == 2
+        assert peer.bodies("replies") == ["A", "B"]
+    assert ("sender", None) in peer.record.attaches
+    assert ("sender", "replies") not in peer.record.attaches
+
+
+def test_serve_replies_without_anonymous_relay() -> None:
+    """Without it, serve opens a sender per reply address: the replies arrive all the same."""
+    with AmqpPeer(queues=_requests(), anonymous_relay=False) as peer:
+        assert pe.serve(peer.url + "/svc", lambda m: m.body.upper(), count=2, timeout=5) == 2
+        assert peer.bodies("replies") == ["A", "B"]
+    assert ("sender", None) not in peer.record.attaches
+
+
+def test_failover_server_list_in_open_is_harmless() -> None:
+    """A broker that announces a backup in ``failover-server-list`` (as Artemis does in an HA
+    pair) is used like any other: the message is sent and received."""
+    backup = [{"hostname": "127.0.0.1", "port": 1, "scheme": "amqp"}]
+    with AmqpPeer(properties={"failover-server-list": backup}) as peer:
+        pe.send(peer.url + "/q", "x", timeout=5)
+        assert [m.body for m in pe.receive(peer.url + "/q", timeout=5)] == ["x"]
