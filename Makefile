@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 PORT ?=
 
-.PHONY: help venv fetch test demo broker bench lint typecheck clean
+.PHONY: help venv fetch fetch-all test demo broker bench lint typecheck clean
 
 help:
 	@echo "make test    create .venv, install, fetch Artemis, run the whole test suite"
@@ -35,7 +35,11 @@ venv: $(STAMP)
 fetch: venv
 	$(PY) -m proton_easy.testing fetch
 
-test: fetch
+# The suite's broker matrix also runs ActiveMQ Classic and Qpid Broker-J (fetched once).
+fetch-all: venv
+	$(PY) -m proton_easy.testing fetch --brokers all
+
+test: fetch-all
 	$(VENV)/bin/pytest -ra $(PYTEST_ARGS)
 
 demo: fetch

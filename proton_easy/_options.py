@@ -405,28 +405,57 @@ def check_seconds(name: str, value: Any, *, allow_none: bool = False,
 _check_seconds = check_seconds
 
 
+MAX_FRUITLESS_RECONNECTS = 3
+"""Reconnections in a row that did no useful work (see :class:`Backoff`) before giving up."""
+
+
 class Backoff:
-    """Reconnect delays that start fresh after every successful (re)connection.
+    """Reconnect delays that start fresh after a connection that did useful work.
 
     Before the first connection every URL is tried once (an unreachable broker fails fast). After
     a drop, retries go on with delays 0, 0.1, 0.2 ... up to 2 s, for ``budget`` seconds at most
     (``True`` means 60 s; ``False`` disables reconnecting). ``stop()`` ends all retrying (used
     for failures that a retry cannot mend: TLS, authentication).
+
+    proton calls :meth:`reset` whenever a connection opens. The delays and the deadline start
+    afresh only if the connection before did useful work (``useful()`` says so; the owner of
+    the connection sets it): a broker that drops every connection right after it opens
+    (a selector it cannot take, a drain it crashes on) sees growing delays within one deadline,
+    and after :data:`MAX_FRUITLESS_RECONNECTS` such attempts in a row (each reported through
+    :meth:`attempt_failed`) the backoff gives up (``fruitless`` is then True). Attempts that
+    find no broker at all (connection refused while it restarts) do not count: the budget
+    bounds those.
+
+    >>> b = Backoff(True)
+    >>> b.reset(); b.next()
+    0.0
     """
 
     def __init__(self, budget: Union[bool, float]) -> None:
         self.budget = DEFAULT_RECONNECT if budget is True else float(budget or 0)
         self.connected = False
         self.stopped = False
+        self.fruitless = False
+        """True once the backoff gave up because reconnections kept doing nothing."""
+        self.useful: Callable[[], bool] = lambda: True
+        """Whether the connection that dropped last did useful work (set by its owner)."""
+        self._fruitless_opens = 0
         self._deadline = 0.0
         self._delay = 0.0
         self._first = True
         self.on_give_up: Optional[Callable[[], None]] = None
 
     def reset(self) -> None:
-        """Called by proton whenever a connection (re)opens, and at the first attempt."""
-        self._first = True
-        self._delay = 0.0
+        """Called by proton whenever a connection (re)opens, and at the first attempt: start
+        afresh, unless the last connection did nothing useful before it dropped."""
+        if self.useful():
+            self._fruitless_opens = 0
+            self._first = True
+            self._delay = 0.0
+
+    def attempt_failed(self) -> None:
+        """A connection was made and dropped before it did any useful work."""
+        self._fruitless_opens += 1
 
     def next(self) -> float:
         """The delay before the next attempt; StopIteration gives up."""
@@ -434,7 +463,9 @@ class Backoff:
             self._first = False
             self._deadline = time.monotonic() + self.budget
             return 0.0
-        if (self.stopped or not self.connected or not self.budget
+        if self._fruitless_opens >= MAX_FRUITLESS_RECONNECTS and not self.stopped:
+            self.fruitless = True
+        if (self.stopped or self.fruitless or not self.connected or not self.budget
                 or time.monotonic() >= self._deadline):
             self.stopped = True
             if self.on_give_up is not None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, List, Optional, Set
+from typing import TYPE_CHECKING, Any, List, Optional, Set, Tuple
 
 from proton.handlers import EndpointStateHandler, MessagingHandler
 
@@ -27,6 +28,11 @@ log = logging.getLogger("proton_easy")
 
 _SOCKET_POLL = 0.1
 """Seconds between looks at a connection attempt whose socket is not connected yet."""
+USEFUL_SECONDS = 2.0
+"""A connection that stayed open this long before it dropped did useful work."""
+USEFUL_FRAMES = 32
+"""... and so did one that received this many frames after its open (transfers, dispositions,
+flow): more than opening a session and attaching a link takes."""
 
 
 class Connection(MessagingHandler):
@@ -67,6 +73,13 @@ class Connection(MessagingHandler):
         self._attempt = 0  # counts transports bound (connection attempts)
         self._handshake_task: Any = None
         self._aborted: Optional[ConnectError] = None  # why this attempt was ended here
+        self._opened_at = 0.0
+        self._opened_transport: Any = None
+        self._frames_at_open = 0
+        self._last_useful = True  # the connection that dropped last did useful work
+        self._judged = 0  # the attempt whose drop was judged last
+        self._drop_condition: Optional[Tuple[str, str]] = None  # the last drop: name, text
+        self._opened_attempt = 0  # the attempt that opened last
 
     # -- driving ----------------------------------------------------------------------------
     def open(self, container: Any) -> Any:
@@ -75,6 +88,7 @@ class Connection(MessagingHandler):
         self._mechs = kwargs.get("allowed_mechs")
         self._backoff = kwargs["reconnect"]
         self._backoff.on_give_up = self._gave_up
+        self._backoff.useful = lambda: self._last_useful
         self._container = container
         self.proton = container.connect(handler=self, **kwargs)
         self._per_url_credentials(getattr(self.proton, "_overrides", None))
@@ -238,6 +252,10 @@ class Connection(MessagingHandler):
         self.offered_capabilities = tuple(str(c) for c in caps)
         reopened = self.ever_opened
         self.ever_opened = True
+        self._opened_at = time.monotonic()
+        self._opened_transport = event.transport
+        self._opened_attempt = self._attempt
+        self._frames_at_open = _frames_input(event.transport)
         self.up = True
         if self._backoff is not None:
             self._backoff.connected = True
@@ -248,6 +266,33 @@ class Connection(MessagingHandler):
             for job in list(self.jobs):
                 job._guard(job._reconnected)
         self._resolve(self.opened, self)
+
+    def _judge_attempt(self, transport: Any, cond: Any) -> None:
+        """After a drop: did that connection do useful work? A drop before any (or a socket
+        that a broker accepted and cut at once) counts towards giving up."""
+        if self._attempt == self._judged:
+            return  # proton reports a drop twice
+        self._judged = self._attempt
+        if cond is not None:
+            self._drop_condition = (cond.name, cond.description)
+        if not self.ever_opened or self._backoff is None:
+            return
+        try:
+            heard = int(transport.frames_input) if transport is not None else 0
+        except Exception:  # noqa: BLE001 - a freed transport
+            heard = 0
+        if not heard:
+            return  # no broker answered (refused, unreachable, restarting): the budget bounds it
+        useful = False
+        if self._opened_attempt == self._attempt and transport is not None:
+            frames = _frames_input(transport) - self._frames_at_open
+            useful = (time.monotonic() - self._opened_at >= USEFUL_SECONDS
+                      or frames >= USEFUL_FRAMES)
+        self._opened_transport = None
+        self._last_useful = useful
+        if not useful:
+            log.debug("connection to %s dropped before doing any work", self.current_url)
+            self._backoff.attempt_failed()
 
     def on_transport_error(self, event: Any) -> None:
         if self._aborted is not None:
@@ -274,6 +319,8 @@ class Connection(MessagingHandler):
             transport.close_head()
 
     def on_disconnected(self, event: Any) -> None:
+        transport = event.transport
+        self._judge_attempt(transport, transport.condition if transport is not None else None)
         if not self.up:
             return  # proton reports a drop twice
         self.up = False
@@ -316,9 +363,17 @@ class Connection(MessagingHandler):
         if self.ever_opened and not isinstance(self._last_error, (TLSError,
                                                                   AuthenticationError)):
             in_doubt = sum(job.in_doubt for job in self.jobs)
+            why, condition, description = "", None, None
+            if self._backoff is not None and self._backoff.fruitless:
+                why = (f"; {_options.MAX_FRUITLESS_RECONNECTS} reconnections in a row "
+                       "dropped right after opening, before doing any work")
+                if self._drop_condition is not None:
+                    condition, description = self._drop_condition
+                    why += f" ({condition}: {description})"
             err: AMQPError = ConnectionLost(
-                f"connection to {self.options.display_urls} lost and not recovered "
-                f"({in_doubt} deliveries in doubt)", in_doubt=in_doubt)
+                f"connection to {self.options.display_urls} lost and not recovered{why} "
+                f"({in_doubt} deliveries in doubt)", in_doubt=in_doubt,
+                condition=condition, description=description)
         else:
             last = self._last_error
             err = last or ConnectError(f"cannot connect to {self.options.display_urls}")
@@ -344,6 +399,11 @@ class Connection(MessagingHandler):
             self.proton.close()
         self._resolve(self.closed, None)
 
+    def made_progress(self) -> None:
+        """Tell the connection it did useful work (a delivery settled, a message received):
+        its next drop then starts a fresh reconnect backoff, however soon it comes."""
+        self._opened_at = 0.0
+
     @staticmethod
     def _resolve(fut: Future, value: Any) -> None:
         if fut.done():
@@ -352,3 +412,10 @@ class Connection(MessagingHandler):
             fut.set_exception(value)
         else:
             fut.set_result(value)
+
+
+def _frames_input(transport: Any) -> int:
+    try:
+        return int(transport.frames_input + transport.frames_output) if transport is not None else 0
+    except Exception:  # noqa: BLE001 - a freed transport
+        return 0

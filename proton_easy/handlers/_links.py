@@ -7,12 +7,13 @@ import itertools
 import uuid
 from typing import Any, Callable, Generic, Iterator, List, Optional, TypeVar
 
-from proton import Data, Described, Link, symbol
+from proton import Data, Described, Link, Terminus, symbol
 from proton.reactor import LinkOption
 
 from .._options import split_address
 
 _SELECTOR_DESCRIPTOR = symbol("apache.org:selector-filter:string")
+_PREFIX_PROPERTIES = {"queue": symbol("queue-prefix"), "topic": symbol("topic-prefix")}
 _link_ids = itertools.count(1)
 _PROCESS_ID = uuid.uuid4().hex[:8]
 
@@ -30,12 +31,43 @@ def _put_capabilities(data: Data, caps: List[str]) -> None:
     data.exit()
 
 
+def node_prefix(connection: Any, kind: Optional[str]) -> str:
+    """The address prefix the broker asked for, in its Open frame, for a ``kind`` of node.
+
+    ActiveMQ Classic sends ``topic-prefix`` (``topic://``) and ``queue-prefix``
+    (``queue://``) and ignores terminus capabilities, as Qpid JMS expects; other brokers send
+    neither (``""``).
+
+    >>> node_prefix(None, "topic")
+    ''
+    """
+    key = _PREFIX_PROPERTIES.get(kind or "")
+    if key is None or connection is None:
+        return ""
+    try:
+        props = connection.remote_properties
+    except Exception:  # noqa: BLE001 - no open frame yet
+        return ""
+    if not isinstance(props, dict):
+        return ""
+    value = props.get(key)
+    return value if isinstance(value, str) else ""
+
+
 class LinkSetup(LinkOption):
     """Everything our links say at attach time, applied in one go.
 
     ``kind`` is ``"queue"`` or ``"topic"`` (told to the broker through the terminus
-    capabilities), ``selector`` a JMS selector expression, ``at_most_once`` pre-settles.
+    capabilities, and through the address prefix a broker asks for in its Open frame's
+    ``queue-prefix``/``topic-prefix``), ``selector`` a JMS selector expression,
+    ``at_most_once`` pre-settles. A queue sender's target is durable (configuration: a
+    queue the broker creates for it survives a restart, so durable messages sent there do
+    too); a queue receiver's source only with ``durable=True``; topic links never (a durable
+    topic source is a durable subscription, which has its own option).
     Merging everything into one option avoids proton's two-``Filter`` malformed attach.
+
+    >>> LinkSetup("topic", selector="colour = 'red'").kind
+    'topic'
     """
 
     def __init__(
@@ -56,6 +88,13 @@ class LinkSetup(LinkOption):
         terminus = link.source if link.is_receiver else link.target
         if self.kind:
             _put_capabilities(terminus.capabilities, [self.kind])
+            prefix = node_prefix(link.connection, self.kind)
+            address = terminus.address
+            if prefix and address and not terminus.dynamic and not address.startswith(prefix):
+                terminus.address = prefix + address
+        if self.kind == "queue" and terminus.address and (link.is_sender or self.durable):
+            # the queue a broker creates for this link must outlive the link (and a restart)
+            terminus.durability = Terminus.CONFIGURATION
         if self.selector is not None:
             link.source.filter.put_dict({symbol("selector"): Described(_SELECTOR_DESCRIPTOR,
                                                                         self.selector)})

@@ -21,9 +21,13 @@ Example::
                        permissions={"#": {"viewer": ["consume"]}}) as broker:   # says no
         pe.send(broker.url_for("reader") + "/orders", "hi")   # raises pe.Unauthorized
 
+``ClassicBroker`` (ActiveMQ Classic 5.18.3) and ``BrokerJ`` (Qpid Broker-J 9.2.1) run the
+other two Apache brokers the same way (start, stop, kill, restart with data kept, ``url``).
+
 The pytest plugin (``proton_easy.testing.plugin``, loaded automatically) provides the
-fixtures ``artemis``, ``amqp_url``, ``amqp_address``, ``artemis_factory``,
-``artemis_module_factory`` and ``artemis_tls``. :func:`make_certs` makes test certificates
+fixtures ``activemq_classic``, ``qpid_broker_j``, ``artemis``, ``amqp_url``,
+``amqp_address``, ``artemis_factory``, ``artemis_module_factory`` and ``artemis_tls``.
+:func:`make_certs` makes test certificates
 on its own (also ``python -m proton_easy.testing certs DIR``).
 """
 
@@ -35,9 +39,25 @@ from ._distribution import ARTEMIS_VERSION, artemis_home, cache_dir, java_execut
 from ._docker import DOCKER_IMAGE, DockerConfig, docker_available, docker_container_config
 from ._errors import BrokerStartError, BrokerUnavailable
 from ._local import QUICK_START_JAVA_OPTIONS, free_port
+from ._others import (
+    BROKER_J_VERSION,
+    CLASSIC_VERSION,
+    BrokerJ,
+    ClassicBroker,
+    OtherBroker,
+    broker_j_home,
+    classic_home,
+)
 
 __all__ = [
     "ARTEMIS_VERSION",
+    "BROKER_J_VERSION",
+    "CLASSIC_VERSION",
+    "BrokerJ",
+    "ClassicBroker",
+    "OtherBroker",
+    "broker_j_home",
+    "classic_home",
     "DOCKER_IMAGE",
     "QUICK_START_JAVA_OPTIONS",
     "STARTUPS",

@@ -1,6 +1,7 @@
 """Command line: ``python -m proton_easy.testing fetch|image|broker|run|certs``.
 
 - ``fetch``: download and unpack Artemis into the cache if needed; print its folder.
+  ``--brokers all`` (or ``classic,broker-j``) fetches ActiveMQ Classic and Qpid Broker-J too.
 - ``image``: make the Artemis image available to the Docker engine (the official one if
   present or pullable, else our own build from the distribution); print its name.
   ``--build`` always uses our own (rebuilt only when its inputs changed), ``--rebuild``
@@ -89,7 +90,22 @@ def _make_broker(args: argparse.Namespace, default_password: Optional[str]) -> A
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
-    print(artemis_home())
+    from ._others import broker_j_home, classic_home
+
+    wanted = {b.strip() for b in args.brokers.split(",") if b.strip()}
+    if "all" in wanted:
+        wanted = {"artemis", "classic", "broker-j"}
+    unknown = wanted - {"artemis", "classic", "broker-j"}
+    if unknown:
+        print(f"unknown broker(s): {', '.join(sorted(unknown))} "
+              "(artemis, classic, broker-j or all)", file=sys.stderr)
+        return 2
+    if "artemis" in wanted:
+        print(artemis_home())
+    if "classic" in wanted:
+        print(classic_home())
+    if "broker-j" in wanted:
+        print(broker_j_home())
     return 0
 
 
@@ -186,6 +202,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_fetch = sub.add_parser("fetch", help="download and unpack Artemis into the cache")
+    p_fetch.add_argument(
+        "--brokers", default="artemis",
+        help="comma-separated: artemis, classic (ActiveMQ Classic), broker-j (Qpid "
+        "Broker-J), or all (default: artemis)")
     p_fetch.set_defaults(func=_cmd_fetch)
     p_image = sub.add_parser("image", help="make the Artemis image available to Docker")
     p_image.add_argument("--build", action="store_true",

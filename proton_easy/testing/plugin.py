@@ -19,6 +19,9 @@ Fixtures:
   (client certificate, SASL EXTERNAL), ``.client_tls()``. Always a broker of its own, also
   when ``PROTON_EASY_TEST_URL`` is set (it needs the certificates it made).
 
+- ``activemq_classic`` / ``qpid_broker_j`` (session): a started
+  :class:`~proton_easy.testing.ClassicBroker` / :class:`~proton_easy.testing.BrokerJ`.
+
 A broker that cannot start makes the fixture raise: tests error, they are never skipped.
 With ``PROTON_EASY_NO_SKIP=1`` any skipped test fails the run (CI uses it, so a
 silently skipped integration test cannot pass unnoticed).
@@ -125,6 +128,44 @@ def artemis_tls() -> Iterator[ArtemisBroker]:
     broker = ArtemisBroker(tls=True, java_options=QUICK_START_JAVA_OPTIONS)
     broker.start()
     try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def activemq_classic() -> Iterator[Any]:
+    """A started ActiveMQ Classic 5.18.3 (AMQP on 127.0.0.1, login required), for the session.
+
+    Example::
+
+        def test_it(activemq_classic):
+            pe.send(activemq_classic.address_url("orders"), "hi")
+    """
+    from ._others import ClassicBroker
+
+    broker = ClassicBroker()
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def qpid_broker_j() -> Iterator[Any]:
+    """A started Qpid Broker-J 9.2.1 (AMQP 1.0 on 127.0.0.1, PLAIN login), for the session.
+
+    Example::
+
+        def test_it(qpid_broker_j):
+            pe.send(qpid_broker_j.address_url("orders"), "hi")
+    """
+    from ._others import BrokerJ
+
+    broker = BrokerJ()
+    try:
+        broker.start()
         yield broker
     finally:
         broker.stop()
