@@ -459,7 +459,7 @@ class Responder(_Lean, Job):
         self.set_timer("idle", None, None)
         if self.receiver is not None:
             self.receiver.close()  # what was taken ahead goes back to the queue
-        if self._replies:
+        if self._replies or self.inflight:  # wait for the requests in hand and their replies
             limit = self.options.timeout if self.options is not None else DEFAULT_TIMEOUT
             self.set_timer("drain", limit, lambda: self.finish(self.served))
         else:
@@ -521,6 +521,10 @@ class Responder(_Lean, Job):
         else:
             _settle(dlv, Delivery.ACCEPTED)
         self.served += 1
+        if self.stopping:
+            if not self._replies and not self.inflight:
+                self.finish(self.served)
+            return
         if self.count is not None and self.served >= self.count:
             self.stop()
             return
@@ -591,7 +595,8 @@ class Responder(_Lean, Job):
                         dlv.remote_state)
 
     def _reply_settled(self, dlv: Any) -> None:
-        if self._replies.pop(dlv, None) is not None and self.stopping and not self._replies:
+        if (self._replies.pop(dlv, None) is not None and self.stopping and not self._replies
+                and not self.inflight):
             self._guard(self.finish, self.served)
 
     def on_link_error(self, event: Any) -> None:
