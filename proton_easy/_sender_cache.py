@@ -113,7 +113,7 @@ class SenderLink(_Lean, Job):
         link = self.sender
         if link is None or self.done or not self._waiting:
             return
-        impl = link._impl
+        impl = _raw.link_impl(link)
         waiting, tags = self._waiting, self._tags
         while waiting and _raw.link_credit(impl) > 0:
             entry = waiting.popleft()

@@ -21,6 +21,7 @@ import proton
 from proton import Condition
 from proton.handlers import MessagingHandler
 
+from .._engine import raw as _raw
 from .._engine.connection import Connection
 from .._engine.loop import use_raw_deliveries
 from .._errors import link_error
@@ -255,7 +256,7 @@ class _Lean:
         self.handlers = []
 
     def on_delivery(self, event: Any) -> None:
-        self.on_raw_delivery(event.delivery._impl)  # type: ignore[attr-defined]
+        self.on_raw_delivery(_raw.delivery_impl(event.delivery))  # type: ignore[attr-defined]
 
     def on_link_remote_close(self, event: Any) -> None:
         link = event.link

@@ -120,7 +120,7 @@ class Sender(_Lean, Job):
             self._guard(self._check_done)  # on_all_accepted is user code
 
     def _pump(self, sender: Any) -> None:
-        link = sender._impl
+        link = _raw.link_impl(sender)
         tags = self._tags
         unsettled = self._unsettled
         while _raw.link_credit(link) > 0 and not self.done:
