@@ -149,7 +149,7 @@ class Reader:
         self._pm = proton.Message()  # owns the pn_message_t (freed with it)
         self._native = _NATIVE_DECODE and hasattr(self._pm, "_msg")
         if self._native:
-            import cproton
+            import cproton  # type: ignore[import-untyped]
 
             self._msgid2py = cproton.msgid2py
             lib = compat.lib

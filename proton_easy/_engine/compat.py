@@ -23,7 +23,7 @@ log = logging.getLogger("proton_easy")
 PURE: bool = os.environ.get("PROTON_EASY_PURE_PROTON", "") not in ("", "0")
 """True when ``PROTON_EASY_PURE_PROTON`` asked for proton's public API only (read at import)."""
 
-PROTON_VERSION = tuple(int(p) for p in proton.VERSION[:2])  # type: ignore[attr-defined]
+PROTON_VERSION = tuple(int(p) for p in proton.VERSION[:2])
 """The (major, minor) version of the proton-c library in use."""
 
 lib: Any = None
@@ -45,7 +45,7 @@ def _probe_native() -> bool:
     if PURE:
         return False
     try:
-        import cproton
+        import cproton  # type: ignore[import-untyped]
     except ImportError:  # pragma: no cover - every proton release so far has it
         return False
     lib, ffi = getattr(cproton, "lib", None), getattr(cproton, "ffi", None)
@@ -146,6 +146,22 @@ def socket_connecting(transport: Any) -> Optional[bool]:
     return object.__getattribute__(transport, "_connect_selectable") is not None
 
 
+def socket_never_opened(transport: Any) -> None:
+    """Tell proton's IO handler that ``transport`` has no socket (its attempt ended before
+    one was made, as when the host did not resolve), so that the transport's later events
+    find what they look for. Nothing to do with proton's public API only (those events then
+    raise inside proton, and the loop ignores that)."""
+    if PURE:
+        return
+    try:
+        getattr(transport, "_selectable")  # noqa: B009 - a proton-internal attribute
+    except AttributeError:
+        try:
+            transport._selectable = None
+        except (AttributeError, TypeError):  # pragma: no cover - a layout without it
+            pass
+
+
 def transport_tls(transport: Any) -> Optional[Any]:
     """The ``SSL`` object of a TLS transport (None: plain, or this proton does not say)."""
     if PURE or not _has_attr(transport, "_ssl"):
@@ -154,6 +170,20 @@ def transport_tls(transport: Any) -> Optional[Any]:
 
 
 # -- proton's connector (failover and reconnect of Container.connect) -------------------------
+def _connector_hookable() -> bool:
+    if PURE:
+        return False
+    try:
+        from proton._reactor import _Connector
+    except ImportError:
+        return False
+    return callable(getattr(_Connector, "_connect", None))
+
+
+CONNECTOR_HOOKABLE: bool = _connector_hookable()
+"""True when each attempt of proton's connector can be hooked (:func:`hook_connector`)."""
+
+
 def hook_connector(conn: Any, before: Callable[[Any, str], None]) -> bool:
     """Have ``before(connector, url)`` called right before proton's connector opens each
     connection attempt of ``conn`` (the proton connection from ``Container.connect``), with

@@ -53,7 +53,7 @@ def declared_txn_id(dlv: Delivery) -> Optional[bytes]:
     txn_id = getattr(remote, "id", None)  # proton 0.41: decoded natively
     if txn_id is None:
         data = _remote_data(dlv)
-        txn_id = data[0] if data else None
+        txn_id = data[0] if isinstance(data, list) and data else None
     return None if txn_id is None else bytes(txn_id)  # a copy: proton's memoryview dies
 
 
@@ -66,7 +66,7 @@ def error_condition(value: Any) -> Optional[Condition]:
     # rejected = [error]; error = Described(0x1d, [condition, description, info])
     try:
         err = value[0]
-        fields = err.value if isinstance(err, Described) else err
+        fields: Any = err.value if isinstance(err, Described) else err
         return Condition(str(fields[0]), str(fields[1]) if len(fields) > 1 and fields[1] else None)
     except (IndexError, TypeError, AttributeError, KeyError):
         return None
@@ -115,10 +115,10 @@ def delivery_outcome(dlv: Delivery) -> Tuple[int, Optional[Condition]]:
         # proton 0.41: the outcome's type only (its condition is not exposed there)
         kind = getattr(dlv.remote, "outcome_type", None)
         return (int(kind), None) if kind else (0, None)
-    inner = data[1] if len(data) > 1 else None
+    inner = data[1] if isinstance(data, list) and len(data) > 1 else None
     if not isinstance(inner, Described):
         return 0, None
     descriptor = inner.descriptor
-    key = str(descriptor) if isinstance(descriptor, str) else int(descriptor)
+    key = str(descriptor) if isinstance(descriptor, str) else int(descriptor)  # type: ignore[arg-type]
     code = int(_OUTCOME_CODES.get(key, 0))
     return code, error_condition(inner.value) if code == Delivery.REJECTED else None

@@ -15,7 +15,8 @@ same through proton's public API. Job code is the same in both modes: it gets it
 Everything here runs on the thread that owns the connection.
 
 >>> from proton_easy._engine import raw
->>> raw.ACCEPTED == proton.Delivery.ACCEPTED
+>>> from proton import Delivery
+>>> raw.ACCEPTED == Delivery.ACCEPTED
 True
 """
 
@@ -105,7 +106,7 @@ if NATIVE:
 
     def wrap(dlv: Any) -> Delivery:
         """proton's ``Delivery`` object for a handle (off the hot path: errors, conditions)."""
-        return Delivery.wrap(dlv)  # type: ignore[no-any-return]
+        return Delivery.wrap(dlv)  # type: ignore[no-any-return, no-untyped-call]
 
 else:
     _SND_SETTLED_PY = Link.SND_SETTLED
