@@ -132,7 +132,7 @@ class TLS:
         wrong key password, key not matching).
 
         >>> TLS(verify="none").make_domain()   # doctest: +ELLIPSIS
-        <proton._transport.SSLDomain object at ...>
+        <...SSLDomain object at ...>
         """
         from ._errors import TLSError
 
