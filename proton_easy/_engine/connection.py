@@ -5,12 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 from concurrent.futures import Future
-from typing import Any, Callable, Optional, Set
-
-try:
-    from typing import Protocol
-except ImportError:  # pragma: no cover - Python < 3.8
-    from typing_extensions import Protocol  # type: ignore[assignment]
+from typing import Any, Callable, Optional, Protocol, Set
 
 from proton.handlers import EndpointStateHandler, MessagingHandler
 

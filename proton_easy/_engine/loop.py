@@ -108,7 +108,13 @@ class RawDeliveryCollector(Collector):
     :data:`~proton_easy._engine.compat.NATIVE`.
     """
 
+    guard_events = False
+    """True: events are dispatched as :class:`_GuardedEvent` and a raw delivery handler's error
+    fails its job (a Client's loop); False: errors propagate, so that a plain
+    ``Container(job).run()`` raises them as before."""
+
     def peek(self) -> Optional[Event]:
+        wrap = _guarded if self.guard_events else _unguarded
         lib, ffi = compat.lib, compat.ffi
         impl = self._impl
         while True:
@@ -116,17 +122,19 @@ class RawDeliveryCollector(Collector):
             if event == ffi.NULL:
                 return None
             if lib.pn_event_type(event) != lib.PN_DELIVERY:
-                return _guarded(Event.wrap(event))  # type: ignore[no-untyped-call, no-any-return]
+                return wrap(Event.wrap(event))  # type: ignore[no-untyped-call, no-any-return]
             dlv = lib.pn_event_delivery(event)
             record = lib.pn_record_get_py(lib.pn_link_attachments(lib.pn_delivery_link(dlv)))
             handler = None if record == ffi.NULL else ffi.from_handle(record).get("_handler")
             raw = getattr(handler, "on_raw_delivery", None)
             if raw is None:
-                return _guarded(Event.wrap(event))  # type: ignore[no-untyped-call, no-any-return]
+                return wrap(Event.wrap(event))  # type: ignore[no-untyped-call, no-any-return]
             try:
                 raw(dlv)
             except Exception as exc:  # noqa: BLE001 - the loop thread must go on
                 fail = getattr(handler, "_fail", None)
+                if not self.guard_events:
+                    raise
                 if callable(fail):
                     fail(exc)
                 else:
@@ -140,6 +148,16 @@ def _guarded(event: Any) -> Any:
     if type(event) is Event:
         event.__class__ = _GuardedEvent
     return event
+
+
+def _unguarded(event: Any) -> Any:
+    return event
+
+
+class _LoopCollector(RawDeliveryCollector):
+    """The collector of a Client's loop: no event's error escapes it."""
+
+    guard_events = True
 
 
 def use_raw_deliveries(container: Any) -> None:
@@ -170,7 +188,7 @@ class LoopContainer(Container):
             self.global_handler = _GuardedHandler(self.global_handler)
             return
         super().__init__(*handlers, impl=None)  # "impl" skips Container's eager set-up ...
-        self._collector = RawDeliveryCollector()  # (nothing was collected yet)
+        self._collector = _LoopCollector()  # (nothing was collected yet)
         self.ssl = None  # type: ignore[assignment]  # ... which is redone here, minus the SSL domains
         self.global_handler = _GuardedHandler(_GlobalOverrides(self.global_handler))
         self.trigger = None
