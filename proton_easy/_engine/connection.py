@@ -44,7 +44,6 @@ class JobLike(Protocol):
     def _guard(self, fn: Callable[..., Any], *args: Any) -> None: ...
 
 
-
 class Connection(MessagingHandler):
     """Owns one proton connection and tells its jobs when it opens, drops, returns or fails.
 
