@@ -22,7 +22,9 @@ True
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+import collections
+import threading
+from typing import Any, Callable, Deque, Optional
 
 from proton import Condition, Delivery, Link
 
@@ -164,11 +166,25 @@ else:
         dlv.update(outcome)
         dlv.settle()
 
+    # A ``Delivery`` frees its proton-c object when its last reference goes, on whichever
+    # thread drops it; proton-c's reference counts are not thread-safe. A consuming thread
+    # holds the deliveries handed to it (and the last few it finished with), so released
+    # deliveries are kept here, on the loop thread, until far more have been released since.
+    _loop_local = threading.local()  # one list per loop thread
+    _KEEP_RELEASED = 4096
+
     def hold(dlv: Any) -> None:
         """Keep a delivery alive after its event (the handle itself does)."""
 
     def release(dlv: Any) -> None:
-        """Undo :func:`hold`."""
+        """Undo :func:`hold` (on the loop thread): the last reference goes there, later."""
+        released: Optional[Deque[Any]] = getattr(_loop_local, "released", None)
+        if released is None:
+            released = _loop_local.released = collections.deque()
+        released.append(dlv)
+        if len(released) > 2 * _KEEP_RELEASED:
+            for _ in range(_KEEP_RELEASED):
+                released.popleft()
 
     def wrap(dlv: Any) -> Delivery:
         """proton's ``Delivery`` object for a handle (off the hot path: errors, conditions)."""
