@@ -9,7 +9,15 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 PORT ?=
 
-.PHONY: help venv fetch fetch-all test demo broker bench lint typecheck clean
+# The tests that exercise the engine (proton_easy/_engine/): run on the oldest supported proton
+# and with proton's private API switched off.
+ENGINE_TESTS ?= tests/test_send_receive.py tests/test_request_reply.py tests/test_transactions.py \
+	tests/test_hot_path.py tests/test_failover.py tests/test_examples.py tests/test_engine.py
+VENV039 ?= .venv-proton039
+STAMP039 := $(VENV039)/.installed
+
+.PHONY: help venv fetch fetch-all test demo broker bench lint typecheck clean test-proton039 \
+	test-pure-proton
 
 help:
 	@echo "make test    create .venv, install, fetch Artemis, run the whole test suite"
@@ -17,6 +25,8 @@ help:
 	@echo "make broker  run a local Artemis in the foreground (Ctrl-C stops it; PORT=0: any free port)"
 	@echo "make bench   benchmarks against a local Artemis (a few minutes; BENCH_ARGS=--quick)"
 	@echo "make lint    ruff check"
+	@echo "make test-proton039    the engine tests on python-qpid-proton 0.39 (own venv)"
+	@echo "make test-pure-proton  the engine tests with PROTON_EASY_PURE_PROTON=1"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -61,5 +71,18 @@ TYPED := proton_easy/_errors.py proton_easy/_options.py proton_easy/_tls.py \
 typecheck: venv
 	$(VENV)/bin/mypy --strict --follow-imports=silent $(TYPED)
 
+# python-qpid-proton 0.39.0 is an sdist: building it needs gcc, Python headers and OpenSSL headers.
+$(STAMP039): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV039)
+	$(VENV039)/bin/python -m pip install --quiet --disable-pip-version-check \
+		'python-qpid-proton==0.39.0' -e '.[test]'
+	@touch $(STAMP039)
+
+test-proton039: fetch $(STAMP039)
+	$(VENV039)/bin/pytest -ra $(PYTEST_ARGS) $(ENGINE_TESTS)
+
+test-pure-proton: fetch
+	PROTON_EASY_PURE_PROTON=1 $(VENV)/bin/pytest -ra $(PYTEST_ARGS) $(ENGINE_TESTS)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(VENV039) .pytest_cache .ruff_cache *.egg-info

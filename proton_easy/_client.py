@@ -317,7 +317,7 @@ class Client:
         self._driver.closed = True
         self._loop.stop()
         if self._loop.finished:
-            self._conn.release()
+            self._conn.release_proton()
 
 
 _OPEN_CLIENTS: weakref.WeakSet[Client] = weakref.WeakSet()

@@ -6,26 +6,13 @@ import threading
 from typing import Any, Dict, List, Optional, Tuple
 
 import proton
-from cproton import ffi, lib, msgid2py
 from proton import Data, symbol
+
+from ._engine import codec
+from ._engine.codec import plain  # noqa: F401 - part of this module's API
 
 _FIELDS = ("id", "correlation_id", "reply_to", "subject", "durable", "ttl", "priority",
            "content_type", "address", "user_id", "group_id", "creation_time")
-
-
-def plain(value: Any) -> Any:
-    """Copy a decoded AMQP value into plain Python: memoryviews become bytes, recursively.
-
-    >>> plain({"a": memoryview(b"x")})
-    {'a': b'x'}
-    """
-    if isinstance(value, memoryview):
-        return value.tobytes()
-    if isinstance(value, dict):
-        return {plain(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    return value
 
 
 class Message:
@@ -107,7 +94,7 @@ class Message:
                     value = symbol(value)
                 setattr(pm, name, value)
         if self.properties:
-            pm.properties = dict(self.properties)
+            pm.properties = dict(self.properties)  # type: ignore[assignment]
         if self.annotations:
             pm.annotations = dict(self.annotations)
         return pm
@@ -116,27 +103,7 @@ class Message:
     def from_proton(cls, pm: proton.Message) -> Message:
         """Copy a received ``proton.Message`` into a plain :class:`Message`."""
         msg = cls.__new__(cls)
-        msg.body = plain(pm.body)
-        props = pm.properties
-        msg.properties = plain(dict(props)) if props else {}
-        ann = pm.annotations
-        msg.annotations = plain(dict(ann)) if ann else {}
-        msg.id = plain(pm.id)
-        msg.correlation_id = plain(pm.correlation_id)
-        msg.reply_to = pm.reply_to
-        msg.subject = pm.subject
-        msg.durable = pm.durable
-        msg.ttl = pm.ttl or None
-        msg.priority = None if pm.priority == 4 else pm.priority  # 4 is AMQP's default
-        ctype = pm.content_type
-        msg.content_type = None if ctype in (None, "None", "") else str(ctype)
-        msg.address = pm.address
-        user_id = pm.user_id
-        msg.user_id = bytes(user_id) if user_id else None
-        msg.group_id = pm.group_id
-        msg.creation_time = pm.creation_time or None
-        msg.delivery_count = pm.delivery_count
-        msg.redelivered = pm.delivery_count > 0
+        codec.copy_fields(pm, msg)
         return msg
 
 
@@ -168,7 +135,7 @@ _PLAIN = _HEADER + _PROPERTIES + _VALUE
 _PLAIN_DURABLE = _DURABLE_HEADER + _PROPERTIES + _VALUE
 _ENCODE_ERRORS = (KeyError, TypeError, OverflowError, proton.MessageException, AttributeError)
 
-_local = threading.local()  # one scratch pn_data and decoder per thread
+_local = threading.local()  # one decoder per thread
 
 
 def encode(value: Any, durable: bool = False) -> Encoded:
@@ -214,37 +181,12 @@ def _encode_body(body: Any, durable: bool) -> Encoded:
     head = _PLAIN_DURABLE if durable else _PLAIN
     if body is None:
         return Encoded(head[:-len(_VALUE)])  # proton writes no body section for None
-    data = getattr(_local, "data", None)
-    if data is None:
-        data = _local.data = Data()
-    data.clear()
-    data.put_object(body)
-    impl = data._data
-    size = lib.pn_data_encoded_size(impl)
-    if size < 0:
-        data._check(size)
-    buf = bytearray(len(head) + size)
-    buf[:len(head)] = head
-    written = lib.pn_data_encode(impl, ffi.from_buffer(buf) + len(head), size)
-    if written < 0:
-        data._check(written)
-    return Encoded(buf)
+    return Encoded(codec.encode_value(body, head))
 
 
 def _encode_message(pm: proton.Message) -> Encoded:
-    """proton's Message.encode, with a buffer sized for the message instead of 16 bytes that
-    double until the message fits (each try encodes the whole message again)."""
-    pm._pre_encode()
-    body = pm.body
-    size = 1024 + (len(body) if isinstance(body, (bytes, str)) else 0)
-    while True:
-        buf = bytearray(size)
-        err = lib.pn_message_encode_py(pm._msg, ffi.from_buffer(buf), size)
-        if err == lib.PN_OVERFLOW:
-            size *= 4
-            continue
-        pm._check(err)
-        return Encoded(memoryview(buf)[:err])
+    """proton's Message.encode (with a buffer sized for the message)."""
+    return Encoded(codec.encode_message(pm))
 
 
 MAX_DEPTH = 100
@@ -329,10 +271,6 @@ def _describe(value: Any) -> str:
     return f"body of type {type(value).__name__}"
 
 
-def _string(ptr: Any) -> Optional[str]:
-    return None if ptr == ffi.NULL else ffi.string(ptr).decode("utf8")
-
-
 class Decoder:
     """Turns AMQP message bytes into plain :class:`Message` objects.
 
@@ -345,58 +283,13 @@ class Decoder:
     """
 
     def __init__(self) -> None:
-        self._pm = proton.Message()  # owns the pn_message_t (freed with it)
-        msg = self._msg = self._pm._msg
-        # These pointers live as long as msg; proton-c fills them lazily when they are asked for.
-        self._body = Data(lib.pn_message_body(msg))
-        self._properties = Data(lib.pn_message_properties(msg))
-        self._annotations = Data(lib.pn_message_annotations(msg))
+        self._reader = codec.Reader()
 
     def decode(self, data: Any) -> Message:
         """Decode one message (``data``: bytes, bytearray or memoryview)."""
-        msg = self._msg
-        self._pm._check(lib.pn_message_decode(msg, ffi.from_buffer(data), len(data)))
         out = Message.__new__(Message)
-        out.body = self._value(self._body, lib.pn_message_body(msg))
-        props = self._value(self._properties, lib.pn_message_properties(msg))
-        out.properties = dict(props) if props else {}
-        ann = self._value(self._annotations, lib.pn_message_annotations(msg))
-        out.annotations = dict(ann) if ann else {}
-        out.id = plain(msgid2py(lib.pn_message_get_id(msg)))
-        out.correlation_id = plain(msgid2py(lib.pn_message_get_correlation_id(msg)))
-        out.reply_to = _string(lib.pn_message_get_reply_to(msg))
-        out.subject = _string(lib.pn_message_get_subject(msg))
-        out.durable = bool(lib.pn_message_is_durable(msg))
-        out.ttl = lib.pn_message_get_ttl(msg) / 1000.0 or None
-        priority = lib.pn_message_get_priority(msg)
-        out.priority = None if priority == 4 else priority  # 4 is AMQP's default
-        ctype = _string(lib.pn_message_get_content_type(msg))
-        out.content_type = None if ctype in (None, "None", "") else ctype
-        out.address = _string(lib.pn_message_get_address(msg))
-        user_id = lib.pn_message_get_user_id(msg)
-        out.user_id = ffi.unpack(user_id.start, user_id.size) if user_id.size else None
-        out.group_id = _string(lib.pn_message_get_group_id(msg))
-        out.creation_time = lib.pn_message_get_creation_time(msg) / 1000.0 or None
-        count = lib.pn_message_get_delivery_count(msg)
-        out.delivery_count = count
-        out.redelivered = count > 0
-        lib.pn_message_clear(msg)  # a next message without some section must not see this one's
+        self._reader.read_into(out, data)
         return out
-
-    @staticmethod
-    def _value(data: Data, impl: Any) -> Any:
-        """The value in ``data`` (whose pointer is ``impl``: asking for it decodes it)."""
-        lib.pn_data_rewind(impl)
-        if not lib.pn_data_next(impl):
-            return None
-        kind = lib.pn_data_type(impl)
-        if kind == lib.PN_BINARY:
-            value = lib.pn_data_get_binary(impl)
-            return ffi.unpack(value.start, value.size)
-        if kind == lib.PN_STRING:
-            value = lib.pn_data_get_string(impl)
-            return ffi.unpack(value.start, value.size).decode("utf8")
-        return plain(data.get_object())
 
 
 def decode(data: bytes) -> Message:

@@ -135,7 +135,7 @@ class TLS:
         wrong key password, key not matching).
 
         >>> TLS(verify="none").make_domain()   # doctest: +ELLIPSIS
-        <proton._transport.SSLDomain object at ...>
+        <...SSLDomain object at ...>
         """
         check_ssl_support()
         domain = SSLDomain(SSLDomain.MODE_CLIENT)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, List, Optional, Set, Tuple
+from typing import Any, Callable, Optional, Protocol, Set, Tuple
 
 from proton.handlers import EndpointStateHandler, MessagingHandler
 
@@ -19,10 +20,8 @@ from .._errors import (
     connection_error,
     transport_error,
 )
-from .._options import Backoff, ConnectionOptions
-
-if TYPE_CHECKING:
-    from ..handlers._job import Job
+from .._options import Backoff, ConnectionOptions, ParsedURL
+from . import compat
 
 log = logging.getLogger("proton_easy")
 
@@ -33,6 +32,26 @@ USEFUL_SECONDS = 2.0
 USEFUL_FRAMES = 32
 """... and so did one that received this many frames after its open (transfers, dispositions,
 flow): more than opening a session and attaching a link takes."""
+
+
+class JobLike(Protocol):
+    """What a connection needs of a job running on it (``handlers.Job`` is one)."""
+
+    @property
+    def in_doubt(self) -> int:
+        """Deliveries whose outcome is unknown if the connection drops now."""
+
+    def _dropped(self) -> None: ...
+
+    def _reconnected(self) -> None: ...
+
+    def _fail(self, error: BaseException) -> None: ...
+
+    def _guard(self, fn: Callable[..., Any], *args: Any) -> None: ...
+
+    def uses_session(self, session: Any) -> bool: ...
+
+    def session_ended(self, session: Any, condition: Any) -> None: ...
 
 
 class Connection(MessagingHandler):
@@ -53,12 +72,13 @@ class Connection(MessagingHandler):
         super().__init__(prefetch=0, auto_accept=False, auto_settle=False)
         # Links have handlers of their own: of MessagingHandler's children, only the one that
         # names connection events is needed here (every transport event passes through them).
-        self.handlers = [h for h in self.handlers if isinstance(h, EndpointStateHandler)]
+        children: Any = self.handlers
+        self.handlers = [h for h in children if isinstance(h, EndpointStateHandler)]
         self.options = options
-        self.jobs: Set[Job] = set()
+        self.jobs: Set[JobLike] = set()
         self.proton: Any = None
-        self.opened = Future()
-        self.closed = Future()
+        self.opened: Future[Any] = Future()
+        self.closed: Future[Any] = Future()
         self.ever_opened = False
         self.up = False
         self.drops = 0
@@ -66,7 +86,7 @@ class Connection(MessagingHandler):
         self._last_error: Optional[ConnectError] = None
         self._backoff: Optional[Backoff] = None
         self._mechs: Optional[str] = None
-        self.offered_capabilities: tuple = ()
+        self.offered_capabilities: tuple[str, ...] = ()
         self.current_url = options.display_url
         """The URL being tried or connected to, without its password."""
         self._container: Any = None
@@ -80,6 +100,9 @@ class Connection(MessagingHandler):
         self._judged = 0  # the attempt whose drop was judged last
         self._drop_condition: Optional[Tuple[str, str]] = None  # the last drop: name, text
         self._opened_attempt = 0  # the attempt that opened last
+        self._own_credentials = False  # set per attempt here (proton's connector not hooked)
+        self._url_index = 0  # with _own_credentials: the URL of the current attempt
+        self._unresolved: Set[str] = set()  # URLs whose host did not resolve since the open
 
     # -- driving ----------------------------------------------------------------------------
     def open(self, container: Any) -> Any:
@@ -90,39 +113,56 @@ class Connection(MessagingHandler):
         self._backoff.on_give_up = self._gave_up
         self._backoff.useful = lambda: self._last_useful
         self._container = container
+        several = len(self.options.urls) > 1
+        self._own_credentials = several and not compat.CONNECTOR_HOOKABLE
+        if self._own_credentials:
+            for name in ("user", "password", "allowed_mechs"):
+                kwargs.pop(name, None)
         self.proton = container.connect(handler=self, **kwargs)
-        self._per_url_credentials(getattr(self.proton, "_overrides", None))
+        if self._own_credentials:
+            self._url_index = 0
+            self._use_url(self.options.urls[0])
+        elif several and not compat.hook_connector(self.proton, self._before_attempt):
+            log.warning("proton's connector could not be hooked: every failover URL gets the "
+                        "first URL's credentials")
         return self.proton
 
-    def _per_url_credentials(self, connector: Any) -> None:
+    def _before_attempt(self, connector: Any, url: str) -> None:
         # proton gives every failover URL the same user and password, and names none of them
-        # in its errors. Its connector opens each attempt through ``_connect(connection, url)``:
-        # set that URL's own credentials first, and remember which URL is being tried.
-        original = getattr(connector, "_connect", None)
-        if original is None or len(self.options.urls) < 2:
-            return
-        by_url = {u.connect_url: u for u in self.options.urls}
+        # in its errors: set that URL's own credentials first, and remember which URL it is.
+        parsed = next((u for u in self.options.urls if u.connect_url == url), None)
+        if parsed is not None:
+            if str(parsed) != self.current_url:
+                log.info("failing over from %s to %s", self.current_url, parsed)
+            self.current_url = str(parsed)
+            creds = self.options.credentials(parsed)
+            connector.user, connector.password = creds["user"], creds["password"]
+            connector.allowed_mechs = self._mechs = creds["allowed_mechs"]
 
-        def _connect(connection: Any, url: Any) -> None:
-            parsed = by_url.get(str(url))
-            if parsed is not None:
-                if str(parsed) != self.current_url:
-                    log.info("failing over from %s to %s", self.current_url, parsed)
-                self.current_url = str(parsed)
-                creds = self.options.credentials(parsed)
-                connector.user, connector.password = creds["user"], creds["password"]
-                connector.allowed_mechs = self._mechs = creds["allowed_mechs"]
-            original(connection, url)
+    def _use_url(self, url: ParsedURL) -> None:
+        # The public-API way (proton's connector not hooked): proton's connector tries the
+        # URLs in order, from the first again after each open, and leaves the connection's
+        # user and password alone when it has none of its own; the mechanisms are set on the
+        # transport when it is bound (before the socket connects).
+        self.current_url = str(url)
+        creds = self.options.credentials(url)
+        self._mechs = creds["allowed_mechs"]
+        conn = self.proton
+        if conn is not None:
+            conn.user = creds["user"]
+            conn.password = creds["password"]
 
-        connector._connect = _connect
+    def attach_job(self, job: JobLike) -> None:
+        """Register a job to hear about drops, returns and failure (raises the connection's
+        error if it failed already).
 
-    def attach_job(self, job: Job) -> None:
-        """Register a job to hear about drops, returns and failure."""
+        >>> # conn.attach_job(job)  (on the loop thread)
+        """
         if self.failed is not None:
             raise self.failed
         self.jobs.add(job)
 
-    def detach_job(self, job: Job) -> None:
+    def detach_job(self, job: JobLike) -> None:
         """Forget a finished job."""
         self.jobs.discard(job)
 
@@ -140,8 +180,9 @@ class Connection(MessagingHandler):
         else:
             self._resolve(self.closed, None)
 
-    def release(self) -> None:
-        """Let a finished connection's proton objects be freed (call once its loop stopped).
+    def release_proton(self) -> bool:
+        """Let a finished connection's proton objects be freed (call once its loop stopped);
+        False if this proton keeps them in a way the engine does not know.
 
         proton keeps each endpoint's Python attributes alive for as long as the C object lives,
         and those attributes (the handler, the container) hold Python wrappers that keep the C
@@ -153,22 +194,8 @@ class Connection(MessagingHandler):
         self._cancel_handshake_check()
         self._container = None
         if conn is None:
-            return
-        endpoints: List[Any] = [conn]
-        link = conn.link_head(0)
-        while link is not None:
-            endpoints.append(link)
-            link = link.next(0)
-        session = conn.session_head(0)
-        while session is not None:
-            endpoints.append(session)
-            session = session.next(0)
-        if conn.transport is not None:
-            endpoints.append(conn.transport)
-        for endpoint in endpoints:
-            attrs = endpoint.__dict__.get("_attrs")
-            if isinstance(attrs, dict):
-                attrs.clear()
+            return True
+        return compat.release_endpoints(conn)
 
     # -- the handshake deadline -------------------------------------------------------------
     def _watch_handshake(self, transport: Any, delay: float, armed: bool) -> None:
@@ -196,7 +223,7 @@ class Connection(MessagingHandler):
             return  # this attempt is over, or it worked
         if transport.frames_input:
             return  # the server speaks AMQP (SASL or the open): slow perhaps, not wrong
-        if getattr(transport, "_connect_selectable", None) is not None:
+        if compat.socket_connecting(transport):
             # the socket is still connecting (proton's IO handler): no server to blame yet;
             # the call's timeout bounds that part
             self._watch_handshake(transport, _SOCKET_POLL, armed=False)
@@ -205,9 +232,14 @@ class Connection(MessagingHandler):
             self._watch_handshake(transport, _options.HANDSHAKE_TIMEOUT, armed=True)
             return
         url, seconds = self.current_url, _options.HANDSHAKE_TIMEOUT
-        ssl = getattr(transport, "_ssl", None)
+        ssl = compat.transport_tls(transport)
         err: ConnectError
-        if ssl is not None and not ssl.cipher_name():
+        if ssl is None and self.current_url.startswith("amqps:"):
+            # this proton does not show the TLS layer: say what is known
+            err = TLSError(f"cannot connect to {url}: the server did not complete the TLS "
+                           f"handshake or the AMQP protocol header within {seconds:g} s: is "
+                           "this a TLS port? (a plain AMQP port takes amqp://)")
+        elif ssl is not None and not ssl.cipher_name():
             err = TLSError(f"cannot connect to {url}: the server did not answer the TLS "
                            f"handshake within {seconds:g} s: is this a TLS port? (a plain "
                            "AMQP port takes amqp://)")
@@ -241,6 +273,8 @@ class Connection(MessagingHandler):
         self._attempt += 1
         self._aborted = None
         _trace.attach(event.transport, self.options.secrets())  # PROTON_EASY_TRACE=1
+        if self._own_credentials and self._mechs and event.transport is not None:
+            event.transport.sasl().allowed_mechs(self._mechs)
         if self.ever_opened or self._container is None:
             return
         # (proton's IO handler opens the socket after this event: look shortly after)
@@ -317,6 +351,56 @@ class Connection(MessagingHandler):
         transport = event.transport
         if transport is not None and not transport.closed:
             transport.close_head()
+
+    def on_connection_remote_open(self, event: Any) -> None:
+        # proton's connector starts from the first URL again after an open
+        self._url_index = -1
+        self._unresolved.clear()
+
+    def on_transport_closed(self, event: Any) -> None:
+        # (before proton's connector, which opens the next attempt right after this)
+        if self._own_credentials:
+            urls = self.options.urls
+            self._url_index = (self._url_index + 1) % len(urls)
+            self._use_url(urls[self._url_index])
+
+    def event_error(self, event: Any, exc: BaseException) -> None:
+        """An exception was raised while this connection's ``event`` was dispatched (by proton
+        itself: a host name that does not resolve raises from its IO handler). A failed
+        connection attempt ends that attempt (proton tries the next URL, or reconnects);
+        anything else fails the connection and its jobs. Never raises."""
+        transport = event.transport
+        if self._aborted is not None and transport is not None and transport.closed:
+            # proton's IO handler, on the events of an attempt ended before its socket existed
+            log.debug("ignored on an ended connection attempt: %r", exc)
+            return
+        if isinstance(exc, OSError) and not self.up and not self.closed.done():
+            url = self.current_url
+            if isinstance(exc, socket.gaierror):
+                host = _host_of(self.options, url)
+                reason = exc.strerror or str(exc)
+                err = ConnectError(f"cannot connect to {url}: cannot resolve host {host!r} "
+                                   f"({reason})")
+                self._unresolved.add(url)
+            else:
+                err = ConnectError(f"cannot connect to {url}: {exc.strerror or exc}")
+            if transport is not None and not transport.closed:
+                compat.socket_never_opened(transport)
+                self._abort(transport, err)
+            else:
+                self._last_error = err
+            every = {str(u) for u in self.options.urls}
+            if not self.ever_opened and every <= self._unresolved:
+                # no URL's host resolves: retrying cannot help before one does
+                if len(every) > 1:
+                    err = ConnectError(f"cannot connect to any of {self.options.display_urls} "
+                                       f"(last error: {err})")
+                self._fail(err)
+            return
+        log.error("error while handling %s of the connection to %s", event, self.current_url,
+                  exc_info=exc)
+        self._fail(ConnectError(f"connection to {self.current_url} failed: "
+                                f"{type(exc).__name__}: {exc}"))
 
     def on_disconnected(self, event: Any) -> None:
         transport = event.transport
@@ -405,7 +489,7 @@ class Connection(MessagingHandler):
         self._opened_at = 0.0
 
     @staticmethod
-    def _resolve(fut: Future, value: Any) -> None:
+    def _resolve(fut: Future[Any], value: Any) -> None:
         if fut.done():
             return
         if isinstance(value, BaseException):
@@ -419,3 +503,11 @@ def _frames_input(transport: Any) -> int:
         return int(transport.frames_input + transport.frames_output) if transport is not None else 0
     except Exception:  # noqa: BLE001 - a freed transport
         return 0
+
+
+def _host_of(options: ConnectionOptions, url: str) -> str:
+    """The host of the URL (of ``options``) printed as ``url``."""
+    for parsed in options.urls:
+        if str(parsed) == url:
+            return parsed.host
+    return url

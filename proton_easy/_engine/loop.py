@@ -17,69 +17,180 @@ import os
 import threading
 import uuid
 from concurrent.futures import Future
-from typing import Any, Callable, Deque, Optional
+from typing import Any, Callable, Deque, List, Optional
 
-from cproton import ffi, lib
-from proton import Handler
-from proton._events import Collector, Event
-from proton._reactor import GlobalOverrides
+from proton import Collector, Event, Handler
 from proton.reactor import Container, EventInjector
+
+from . import compat
 
 log = logging.getLogger("proton_easy")
 
+_GlobalOverrides: Any
+try:  # the container's global handler chain, rebuilt by LoopContainer
+    from proton._reactor import GlobalOverrides as _GlobalOverrides
+except ImportError:  # pragma: no cover - a proton that moved it: the plain Container then
+    _GlobalOverrides = None
+
+
+def route_error(event: Any, exc: BaseException) -> None:
+    """Hand an exception raised while dispatching ``event`` to what the event belongs to: the
+    job handling its link (``_fail``), else the connection's handler (``event_error``), else
+    the log. The loop thread goes on with the next event either way."""
+    for name in ("link", "session", "connection"):
+        try:
+            endpoint = getattr(event, name, None)
+            handler = getattr(endpoint, "handler", None) if endpoint is not None else None
+        except Exception:  # noqa: BLE001 - an event without that context
+            continue
+        if handler is None:
+            continue
+        if name != "connection" and callable(getattr(handler, "_fail", None)):
+            log.debug("error in %s handling %s", type(handler).__name__, event, exc_info=exc)
+            try:
+                handler._fail(exc)
+            except Exception:  # noqa: BLE001
+                log.exception("error while failing %s", type(handler).__name__)
+            return
+        if name == "connection" and callable(getattr(handler, "event_error", None)):
+            try:
+                handler.event_error(event, exc)
+            except Exception:  # noqa: BLE001
+                log.exception("error while handling an error of %s", event)
+            return
+    if getattr(event, "transport", None) is not None and getattr(event, "connection",
+                                                                  None) is None:
+        # a transport already unbound from its connection: nothing left to tell
+        log.debug("error while handling %s (unbound transport)", event, exc_info=exc)
+        return
+    log.error("error while handling %s", event, exc_info=exc)
+
+
+class _GuardedEvent(Event):
+    """A proton event whose dispatch to a handler cannot raise: errors go to
+    :func:`route_error`."""
+
+    def dispatch(self, handler: Handler, type: Any = None) -> None:
+        try:
+            super().dispatch(handler, type)
+        except Exception as exc:  # noqa: BLE001 - the loop thread must go on
+            route_error(self, exc)
+
+
+class _GuardedHandler(Handler):
+    """Dispatches every event to ``base``, routing what it raises (:func:`route_error`): the
+    container's global handler, where proton's IO handler resolves host names
+    (``socket.gaierror`` from ``on_connection_bound``)."""
+
+    def __init__(self, base: Any) -> None:
+        self.base = base
+        self.handlers: List[Any] = []
+
+    def on_unhandled(self, method: str, event: Any) -> None:
+        try:
+            event.dispatch(self.base)
+        except Exception as exc:  # noqa: BLE001 - the loop thread must go on
+            route_error(event, exc)
+
+
+_RAW_COLLECTOR = compat.NATIVE and hasattr(Collector(), "_impl") and hasattr(Event, "wrap")
 
 
 class RawDeliveryCollector(Collector):
-    """proton's event collector, with a short cut for delivery events.
+    """proton's event collector, with a short cut for delivery events (and guarded events).
 
     For every event proton wraps the delivery, link, session, connection and transport in
     Python objects, looks for the handler, then dispatches to it and to the global handler
     (which ignores deliveries). A delivery event whose link handler has an
     ``on_raw_delivery(delivery)`` method is instead handed the raw ``pn_delivery_t`` pointer
-    here and popped, in order with every other event, before proton's loop sees it.
+    here and popped, in order with every other event, before proton's loop sees it. Other
+    events are dispatched as :class:`_GuardedEvent`\\ s. Used only when
+    :data:`~proton_easy._engine.compat.NATIVE`.
     """
 
+    guard_events = False
+    """True: events are dispatched as :class:`_GuardedEvent` and a raw delivery handler's error
+    fails its job (a Client's loop); False: errors propagate, so that a plain
+    ``Container(job).run()`` raises them as before."""
+
     def peek(self) -> Optional[Event]:
+        wrap = _guarded if self.guard_events else _unguarded
+        lib, ffi = compat.lib, compat.ffi
         impl = self._impl
         while True:
             event = lib.pn_collector_peek(impl)
             if event == ffi.NULL:
                 return None
             if lib.pn_event_type(event) != lib.PN_DELIVERY:
-                return Event.wrap(event)
+                return wrap(Event.wrap(event))  # type: ignore[no-untyped-call, no-any-return]
             dlv = lib.pn_event_delivery(event)
             record = lib.pn_record_get_py(lib.pn_link_attachments(lib.pn_delivery_link(dlv)))
             handler = None if record == ffi.NULL else ffi.from_handle(record).get("_handler")
             raw = getattr(handler, "on_raw_delivery", None)
             if raw is None:
-                return Event.wrap(event)
+                return wrap(Event.wrap(event))  # type: ignore[no-untyped-call, no-any-return]
             try:
                 raw(dlv)
+            except Exception as exc:  # noqa: BLE001 - the loop thread must go on
+                fail = getattr(handler, "_fail", None)
+                if not self.guard_events:
+                    raise
+                if callable(fail):
+                    fail(exc)
+                else:
+                    log.exception("error in on_raw_delivery")
             finally:
                 lib.pn_collector_pop(impl)
+
+
+def _guarded(event: Any) -> Any:
+    """``event`` dispatched through :class:`_GuardedEvent` (an application event unchanged)."""
+    if type(event) is Event:
+        event.__class__ = _GuardedEvent
+    return event
+
+
+def _unguarded(event: Any) -> Any:
+    return event
+
+
+class _LoopCollector(RawDeliveryCollector):
+    """The collector of a Client's loop: no event's error escapes it."""
+
+    guard_events = True
 
 
 def use_raw_deliveries(container: Any) -> None:
     """Give a plain proton ``Container`` the delivery short cut of :class:`RawDeliveryCollector`
     (for the handler classes run as ``Container(handler).run()``); other handlers' events are
-    dispatched as before."""
+    dispatched as before. A no-op where the short cut is not available."""
+    if not _RAW_COLLECTOR:
+        return
     collector = getattr(container, "_collector", None)
     if type(collector) is Collector:
         collector.__class__ = RawDeliveryCollector  # same state, one method more
 
 
+_LEAN_CONTAINER = _RAW_COLLECTOR and _GlobalOverrides is not None
+
+
 class LoopContainer(Container):
-    """A Container without the two SSL domains proton builds eagerly (~100 ms per Container),
-    and with a :class:`RawDeliveryCollector`.
+    """The loop's Container: natively without the two SSL domains proton builds eagerly
+    (~100 ms per Container), and with a :class:`RawDeliveryCollector`; with proton's public
+    API only, a plain Container. Either way its global handler (proton's IO) is guarded.
 
     TLS connections get the (cached) domain of their :class:`proton_easy.TLS`.
     """
 
     def __init__(self, *handlers: Any) -> None:
+        if not _LEAN_CONTAINER:
+            super().__init__(*handlers)
+            self.global_handler = _GuardedHandler(self.global_handler)
+            return
         super().__init__(*handlers, impl=None)  # "impl" skips Container's eager set-up ...
-        self._collector = RawDeliveryCollector()  # (nothing was collected yet)
-        self.ssl = None  # ... which is redone here, minus the SSL domains
-        self.global_handler = GlobalOverrides(self.global_handler)
+        self._collector = _LoopCollector()  # (nothing was collected yet)
+        self.ssl = None  # type: ignore[assignment]  # ... which is redone here, minus the SSL domains
+        self.global_handler = _GuardedHandler(_GlobalOverrides(self.global_handler))
         self.trigger = None
         self.container_id = str(uuid.uuid4())
         self.allow_insecure_mechs = True
@@ -94,7 +205,7 @@ class _LoopHandler(Handler):
     I/O event passes through it, so it has no child handlers to dispatch them to."""
 
     def __init__(self, loop: Loop) -> None:
-        self.handlers: list = []
+        self.handlers: List[Any] = []
         self.loop = loop
 
     def on_reactor_init(self, event: Any) -> None:
@@ -108,6 +219,12 @@ class _Waker(EventInjector):
     def __init__(self, loop: Loop) -> None:
         super().__init__()
         self._loop = loop
+        self._shut = False
+
+    def close(self) -> None:
+        """Close the injector (from the loop thread)."""
+        self._shut = True
+        super().close()
 
     def wake(self) -> None:
         """Wake the loop (from any thread)."""
@@ -116,7 +233,7 @@ class _Waker(EventInjector):
     def on_selectable_readable(self, event: Any) -> None:
         os.read(self.pipe[0], 512)
         self._loop._drain()
-        if self._closed:
+        if self._shut:
             sel = event.context
             sel.terminate()
             sel.update()
@@ -132,7 +249,7 @@ class Loop:
     """
 
     def __init__(self, name: str = "proton-easy") -> None:
-        self._calls: Deque[tuple[Callable[[], Any], Optional[Future]]] = collections.deque()
+        self._calls: Deque[tuple[Callable[[], Any], Optional[Future[Any]]]] = collections.deque()
         self._wakeup_pending = False  # a wake-up is on its way: later calls need no other
         self._handler = _LoopHandler(self)
         self.container = LoopContainer(self._handler)
@@ -154,9 +271,9 @@ class Loop:
         """True when called from the loop thread itself."""
         return threading.current_thread() is self._thread
 
-    def call(self, fn: Callable[[], Any]) -> Future:
+    def call(self, fn: Callable[[], Any]) -> Future[Any]:
         """Run ``fn()`` on the loop thread; the returned Future holds its result or error."""
-        fut: Future = Future()
+        fut: Future[Any] = Future()
         if self.in_loop and not self._stopped:
             self._invoke(fn, fut)
             return fut
@@ -172,7 +289,7 @@ class Loop:
             return True
         return self._queue(fn, None)
 
-    def _queue(self, fn: Callable[[], Any], fut: Optional[Future]) -> bool:
+    def _queue(self, fn: Callable[[], Any], fut: Optional[Future[Any]]) -> bool:
         with self._lock:
             if self._stopped:
                 return False
@@ -182,7 +299,7 @@ class Loop:
                 self._injector.wake()
         return True
 
-    def _invoke(self, fn: Callable[[], Any], fut: Optional[Future]) -> None:
+    def _invoke(self, fn: Callable[[], Any], fut: Optional[Future[Any]]) -> None:
         try:
             result = fn()
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread

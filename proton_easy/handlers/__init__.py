@@ -19,12 +19,12 @@ shared helpers), ``_transfer`` (:class:`Sender`, :class:`Receiver`), ``_request_
 
 # _check_seconds, _Lean and _error_condition: private, imported from this module before the
 # split, so still importable here.
+from .._engine.disposition import error_condition as _error_condition  # noqa: F401
 from ._job import Job, as_message
 from ._job import _check_seconds as _check_seconds
 from ._job import _Lean as _Lean
 from ._request_reply import Requester, Responder
 from ._transactions import TxJob, TxReceiver, TxSender
-from ._transactions import _error_condition as _error_condition
 from ._transfer import Receiver, Sender
 
 __all__ = ["Job", "Sender", "Receiver", "Requester", "Responder", "TxJob", "TxSender",

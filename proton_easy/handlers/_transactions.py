@@ -18,10 +18,12 @@ import logging
 from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple, Union
 
 import proton
-from cproton import pn_disposition_data
-from proton import Condition, Data, Delivery, Described, Terminus, symbol, ulong
+from proton import Delivery, Described, Terminus, symbol, ulong
 from proton.reactor import LinkOption
 
+from .._engine.disposition import declared_txn_id
+from .._engine.disposition import delivery_outcome as _delivery_outcome
+from .._engine.disposition import error_condition as _error_condition  # noqa: F401
 from .._errors import (
     ConnectionLost,
     TransactionError,
@@ -38,12 +40,6 @@ _DECLARE = symbol("amqp:declare:list")
 _DISCHARGE = symbol("amqp:discharge:list")
 _DECLARED = 0x33
 _TRANSACTIONAL_STATE = 0x34
-_OUTCOME_CODES: Dict[Any, int] = {
-    0x24: Delivery.ACCEPTED, "amqp:accepted:list": Delivery.ACCEPTED,
-    0x25: Delivery.REJECTED, "amqp:rejected:list": Delivery.REJECTED,
-    0x26: Delivery.RELEASED, "amqp:released:list": Delivery.RELEASED,
-    0x27: Delivery.MODIFIED, "amqp:modified:list": Delivery.MODIFIED,
-}
 
 
 _NOT_SENT = object()
@@ -55,58 +51,6 @@ class _Coordinator(LinkOption):
     def apply(self, link: Any) -> None:
         link.target.type = Terminus.COORDINATOR
         _links._put_capabilities(link.target.capabilities, ["amqp:local-transactions"])
-
-
-def _error_condition(value: Any) -> Optional[Condition]:
-    # rejected = [error]; error = Described(0x1d, [condition, description, info])
-    try:
-        err = value[0]
-        fields: Any = err.value if isinstance(err, Described) else err
-        return Condition(str(fields[0]), str(fields[1]) if len(fields) > 1 and fields[1] else None)
-    except (IndexError, TypeError, AttributeError, KeyError):
-        return None
-
-
-def _outcome_descriptor(dlv: Any) -> Any:
-    # Walks [txn-id, outcome] in place: about 6 us instead of 39 us for decoding the whole state
-    # (once per transactional send). Anything unexpected falls back to the full decode.
-    try:
-        data = Data(pn_disposition_data(dlv.remote._impl))
-        data.rewind()
-        if not (data.next() and data.type() == Data.LIST):
-            return None
-        data.enter()
-        if not (data.next() and data.next() and data.type() == Data.DESCRIBED):
-            return None
-        data.enter()
-        data.next()
-        kind = data.type()
-        if kind == Data.ULONG:
-            return int(data.get_ulong())
-        return str(data.get_symbol()) if kind == Data.SYMBOL else None
-    except Exception:  # noqa: BLE001 - the full decode decides
-        return None
-
-
-def _delivery_outcome(dlv: Any) -> Tuple[int, Optional[Condition]]:
-    """The outcome of a sent delivery and its condition, also when the broker wrapped it in a
-    transactional state (0x34), which proton 0.40 does not look into (``on_accepted`` never
-    fires for it). Returns ``(Delivery.ACCEPTED, None)``, ``(Delivery.REJECTED, condition)`` ...;
-    0 when the broker gave no outcome.
-    """
-    state = dlv.remote_state
-    if state != _TRANSACTIONAL_STATE:
-        return int(state), dlv.remote.condition if state == Delivery.REJECTED else None
-    if _outcome_descriptor(dlv) in (0x24, "amqp:accepted:list"):
-        return int(Delivery.ACCEPTED), None  # the common case, read without decoding it all
-    data: Any = dlv.remote.data or []
-    inner = data[1] if len(data) > 1 else None
-    if not isinstance(inner, Described):
-        return 0, None
-    descriptor = inner.descriptor
-    key = str(descriptor) if isinstance(descriptor, str) else int(descriptor)  # type: ignore[arg-type]
-    code = int(_OUTCOME_CODES.get(key, 0))
-    return code, _error_condition(inner.value) if code == Delivery.REJECTED else None
 
 
 class TxJob(Job):
@@ -318,9 +262,9 @@ class TxJob(Job):
 
     def _declared(self, dlv: Any) -> None:
         self._declaring = None
-        data = dlv.remote.data if dlv.remote_state == _DECLARED else None
-        if data:
-            self.txn_id = bytes(data[0])  # a copy: proton's memoryview dies with the delivery
+        txn_id = declared_txn_id(dlv)
+        if txn_id is not None:
+            self.txn_id = txn_id
             self._batch_work = 0
             log.debug("transaction declared")
             if self.active:
