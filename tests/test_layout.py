@@ -29,7 +29,7 @@ def _modules() -> Dict[str, Path]:
 def _imports(name: str, path: Path, modules: Dict[str, Path]) -> Set[str]:
     """Modules of the package that ``name`` imports, at run time or for typing: a module
     imported also imports each package above it (except the top one, which every import
-    passes through first)."""
+    passes through first, and those above ``name`` itself, already being imported)."""
     is_package = path.name == "__init__.py"
     package = name if is_package else name.rsplit(".", 1)[0]
     found: Set[str] = set()
@@ -53,7 +53,8 @@ def _imports(name: str, path: Path, modules: Dict[str, Path]) -> Set[str]:
             for i in range(2, len(parts) + 1):
                 found.add(".".join(parts[:i]))
     found.discard(name)
-    return found
+    # the packages above ``name`` are imported before it (or are being imported): no edge
+    return {mod for mod in found if not name.startswith(mod + ".")}
 
 
 def _cycle(graph: Dict[str, Set[str]]) -> List[str]:
