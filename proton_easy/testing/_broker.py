@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union, cast
 from urllib.parse import quote, unquote, urlsplit
 
 from ._access import Access, PermissionsArg, SettingsArg, UsersArg
@@ -247,7 +247,7 @@ class ArtemisBroker:
     @property
     def user(self) -> str:
         """The login name."""
-        return self._backend.user
+        return cast("str", self._backend.user)
 
     @property
     def password(self) -> str:
@@ -257,7 +257,7 @@ class ArtemisBroker:
     @property
     def host(self) -> str:
         """The address clients connect to (``127.0.0.1`` locally)."""
-        return self._backend.host
+        return cast("str", self._backend.host)
 
     @property
     def port(self) -> int:
@@ -269,7 +269,7 @@ class ArtemisBroker:
     @property
     def core_port(self) -> Optional[int]:
         """The CORE/OpenWire acceptor's port, for the ``artemis`` command line tools (local)."""
-        return self._backend.core_port
+        return cast("Optional[int]", self._backend.core_port)
 
     @property
     def url(self) -> str:
@@ -399,7 +399,7 @@ class ArtemisBroker:
 
             pe.TLS(ca=broker.certs.ca)
         """
-        return self._tls_value(self._backend.certs, "certs")
+        return cast("Certs", self._tls_value(self._backend.certs, "certs"))
 
     def client_tls(self, client_cert: bool = False, verify: str = "peer-name") -> TLS:
         """A :class:`proton_easy.TLS` trusting this broker's CA; with ``client_cert`` also
@@ -420,22 +420,22 @@ class ArtemisBroker:
     @property
     def running(self) -> bool:
         """Whether the broker process (or container) is alive."""
-        return self._backend.running
+        return cast("bool", self._backend.running)
 
     @property
     def pid(self) -> Optional[int]:
         """The local broker's process id while it runs (``None`` in Docker)."""
-        return self._backend.pid
+        return cast("Optional[int]", self._backend.pid)
 
     @property
     def instance_dir(self) -> Optional[Path]:
         """The local instance folder (``etc/broker.xml``, ``data/``, ``log/``)."""
-        return self._backend.instance_dir
+        return cast("Optional[Path]", self._backend.instance_dir)
 
     @property
     def log_path(self) -> Optional[Path]:
         """The local broker's console log file (``None`` in Docker)."""
-        return self._backend.log_path
+        return cast("Optional[Path]", self._backend.log_path)
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> ArtemisBroker:
@@ -550,7 +550,7 @@ class ArtemisBroker:
 
             print(broker.log_tail(20))
         """
-        return self._backend.log_tail(n)
+        return cast("str", self._backend.log_tail(n))
 
     def _record(self, seconds: float, restart: bool) -> None:
         create = None if restart else self._backend.create_seconds

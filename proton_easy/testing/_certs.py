@@ -187,7 +187,7 @@ def _write_secret(path: Path, text: str) -> None:
 
 
 def make_certs(
-    directory: Union[str, os.PathLike],
+    directory: Union[str, os.PathLike[str]],
     *,
     hosts: Sequence[str] = DEFAULT_HOSTS,
     keystore_password: Optional[str] = None,
@@ -254,10 +254,10 @@ def make_certs(
     paths = {name: folder / file for name, file in _FILES.items()}
     log.info("made test certificates for %s in %s", ", ".join(hosts), folder)
     return Certs(directory=folder, keystore_password=keystore_password,
-                 client_key_password=client_key_password, hosts=hosts, **paths)
+                 client_key_password=client_key_password, hosts=hosts, **paths)  # type: ignore[arg-type]
 
 
-def load_certs(directory: Union[str, os.PathLike]) -> Certs:
+def load_certs(directory: Union[str, os.PathLike[str]]) -> Certs:
     """Read back a directory written by :func:`make_certs` (passwords from their files).
 
     Example::
@@ -277,7 +277,7 @@ def load_certs(directory: Union[str, os.PathLike]) -> Certs:
     client_pw = paths["client_key_password_file"].read_text(encoding="utf-8").strip()
     return Certs(directory=folder, keystore_password=env_line[len(prefix):],
                  client_key_password=client_pw, hosts=_cert_hosts(paths["broker_cert"]),
-                 **paths)
+                 **paths)  # type: ignore[arg-type]
 
 
 def _cert_hosts(cert: Path) -> Tuple[str, ...]:

@@ -14,7 +14,7 @@ import threading
 import time
 import weakref
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from ._access import Access
 from ._certs import KEYSTORE_PASSWORD_ENV, Certs, make_certs
@@ -136,7 +136,7 @@ def _parent_death_signal() -> Optional[Callable[[], None]]:
     return preexec
 
 
-def _terminate(proc: subprocess.Popen, timeout: float) -> None:
+def _terminate(proc: subprocess.Popen[bytes], timeout: float) -> None:
     """SIGTERM the broker's process group, then SIGKILL it after ``timeout`` seconds."""
     if proc.poll() is not None:
         return
@@ -151,7 +151,7 @@ def _terminate(proc: subprocess.Popen, timeout: float) -> None:
         _kill(proc)
 
 
-def _kill(proc: subprocess.Popen) -> None:
+def _kill(proc: subprocess.Popen[bytes]) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -162,7 +162,7 @@ def _kill(proc: subprocess.Popen) -> None:
         log.error("Artemis (pid %s) survived SIGKILL for 30 s", proc.pid)
 
 
-def _cleanup(proc_box: list, remove: Optional[str], timeout: float) -> None:
+def _cleanup(proc_box: list[Any], remove: Optional[str], timeout: float) -> None:
     """Finalizer: stop a still-running broker and remove its temporary instance folder."""
     proc = proc_box[0] if proc_box else None
     if proc is not None:
@@ -213,13 +213,13 @@ class LocalBackend:
         self.instance_dir: Optional[Path] = Path(instance_dir) if instance_dir else None
         self._stop_timeout = stop_timeout
         self._created = False
-        self._proc_box: list = []  # [Popen] shared with the finalizer
-        self._finalizer: Optional[weakref.finalize] = None
+        self._proc_box: list[Any] = []  # [Popen] shared with the finalizer
+        self._finalizer: Optional[weakref.finalize[Any, Any]] = None
         self.create_seconds: Optional[float] = None
 
     # -- state -------------------------------------------------------------------------
     @property
-    def _proc(self) -> Optional[subprocess.Popen]:
+    def _proc(self) -> Optional[subprocess.Popen[bytes]]:
         return self._proc_box[0] if self._proc_box else None
 
     @property
@@ -230,7 +230,8 @@ class LocalBackend:
     @property
     def pid(self) -> Optional[int]:
         """The broker's process id while it runs."""
-        return self._proc.pid if self.running else None
+        proc = self._proc
+        return proc.pid if self.running and proc is not None else None
 
     @property
     def log_path(self) -> Optional[Path]:
@@ -244,7 +245,7 @@ class LocalBackend:
     def start(self, timeout: float) -> None:
         if self.running:
             return
-        if self._fixed_port and not self._created and not port_is_free(self.port, self.host):
+        if self._fixed_port and not self._created and not port_is_free(self.port or 0, self.host):
             raise BrokerStartError(
                 f"port {self.host}:{self.port} is already in use; pick another port "
                 "or leave port=None to get a free one"
@@ -340,7 +341,7 @@ class LocalBackend:
         for name, body in files.items():
             (self.instance_dir / "etc" / name).write_text(body, encoding="utf-8")
 
-    def _child_env(self, run: bool = False) -> dict:
+    def _child_env(self, run: bool = False) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in _LAUNCHER_ENV}
         # `artemis create` is a one-shot JVM: the quick-start options always pay off there
         options = self._java_options if run else QUICK_START_JAVA_OPTIONS
