@@ -235,3 +235,25 @@ def test_connection_closed_with_condition_fails_send() -> None:
         _not_a_timeout(result)
         assert isinstance(result, pe.AMQPError), result
         assert "shutting down" in str(result)
+
+
+@pytest.mark.parametrize("job", ["send", "send_many", "receive", "consume", "request",
+                                 "serve", "transaction"])
+def test_connection_closed_without_a_reason_fails_every_job(job: str) -> None:
+    """The peer closes the connection (no condition) when the link attaches: proton does not
+    reconnect after a close, so every job fails at once with pe.ConnectionLost instead of
+    taking the closed connection for one that is coming back."""
+    with _peer(faults=[Fault(on="attach", do="close_connection")]) as peer:
+        result = outcome(lambda: JOBS[job](peer.url + "/q"))
+        _not_a_timeout(result)
+        assert isinstance(result, pe.ConnectionLost), result
+        assert "closed the connection" in str(result)
+
+
+def test_a_send_many_timeout_counts_what_is_in_doubt() -> None:
+    """A peer that never settles: send_many times out (no progress) and says that every
+    message it sent is in doubt, not "0 deliveries in doubt"."""
+    with _peer(settle="never") as peer:
+        result = outcome(lambda: pe.send_many(peer.url + "/q", range(100), timeout=2))
+        assert isinstance(result, pe.Timeout), result
+        assert "(100 deliveries in doubt)" in str(result), result
