@@ -6,7 +6,17 @@
 [{'sequence': 1}]
 """
 
-from ._api import consume, receive, request, send, send_many, serve, transaction
+from ._api import (
+    browse,
+    consume,
+    receive,
+    request,
+    send,
+    send_many,
+    serve,
+    transaction,
+    unsubscribe,
+)
 from ._client import Client, Consumer
 from ._errors import (
     AMQPError,
@@ -50,6 +60,7 @@ __all__ = [
     "Transaction",
     "TransactionError",
     "Unauthorized",
+    "browse",
     "consume",
     "receive",
     "request",
@@ -57,4 +68,5 @@ __all__ = [
     "send_many",
     "serve",
     "transaction",
+    "unsubscribe",
 ]

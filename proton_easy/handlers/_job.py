@@ -171,11 +171,16 @@ class Job(MessagingHandler):
         self.on_finished()
         open_links = [lnk for lnk in self._links if not lnk.state & lnk.LOCAL_CLOSED]
         for link in open_links:
-            link.close()
+            self.end_link(link)
         if self._owns_connection and self._conn is not None:
             self._conn.close()
         if not any(self._awaiting_close()):
             self._complete()
+
+    def end_link(self, link: Any) -> None:
+        """How the job's end ends one of its open links: closed (a receiver of a durable
+        subscription detaches instead, which keeps the subscription)."""
+        link.close()
 
     def _awaiting_close(self) -> Iterator[Any]:
         if self._conn is None or not self._conn.up:

@@ -20,7 +20,7 @@ from proton import Delivery
 
 from .._engine import raw as _raw
 from .._errors import AMQPError, delivery_error
-from .._message import Decoder, Encoded, Message, encode
+from .._message import Decoder, Encoded, Message, check_delay, encode
 from . import _links
 from ._job import Job, _Lean, _message_source, default_durable, resolve
 
@@ -56,9 +56,13 @@ class Sender(_Lean, Job):
         address: Optional[str] = None,
         at_most_once: bool = False,
         durable: Optional[bool] = None,
+        delay: Optional[float] = None,
         **options: Any,
     ) -> None:
         super().__init__(url, address=address, **options)
+        if delay is not None:
+            check_delay("delay", delay)
+        self.delay = delay
         if messages is None:
             self.total: Optional[int] = None
             self._items: Iterator[Any] = iter(())
@@ -137,7 +141,7 @@ class Sender(_Lean, Job):
             self._exhausted = True
             return None
         if type(item) is not Encoded:
-            item = encode(item, self.durable)
+            item = encode(item, self.durable, self.delay)
         return (item, None, False)
 
     # -- proton events ------------------------------------------------------------------------
@@ -265,6 +269,10 @@ class Receiver(_Lean, Job):
         timeout: Optional[float] = None,
         deadline: Optional[float] = None,
         drain: bool = False,
+        subscription: Optional[str] = None,
+        durable: bool = False,
+        shared: bool = False,
+        browse: bool = False,
         **options: Any,
     ) -> None:
         super().__init__(url, address=address, **options)
@@ -272,6 +280,12 @@ class Receiver(_Lean, Job):
             raise ValueError(f"count must be a non-negative integer, not {count!r}")
         if selector is not None and not isinstance(selector, str):
             raise TypeError("selector must be a string")
+        check_receive_options(self.address, subscription, durable, shared, browse,
+                              at_most_once, self.options)
+        self.subscription = subscription
+        self.subscription_durable = durable
+        self.shared = shared
+        self.browse = browse
         if window < 1:
             raise ValueError("window must be at least 1")
         self.count = count
@@ -295,12 +309,27 @@ class Receiver(_Lean, Job):
         self.messages.append(msg)
 
     def open_links(self) -> None:
+        sub = None
+        if self.subscription is not None:
+            client_id = self._conn.options.container_id if self._conn is not None else None
+            kind = _links.resolve(self.address)[1]
+            _links.check_subscription(kind, self.subscription, self.subscription_durable,
+                                      self.shared, client_id)
+            sub = _links.Subscription(self.subscription, durable=self.subscription_durable,
+                                      shared=self.shared, client_id=client_id)
         self.receiver = _links.open_receiver(self, self.address, "receiver",
                                              selector=self.selector,
-                                             at_most_once=self.at_most_once)
+                                             at_most_once=self.at_most_once,
+                                             subscription=sub, browse=self.browse)
         self._top_up()
         self.set_timer("idle", self.idle_timeout, self._idle)
         self.set_timer("deadline", self.deadline, self._idle)
+
+    def end_link(self, link: Any) -> None:
+        if link == self.receiver and self.subscription is not None and self.subscription_durable:
+            link.detach()  # a detach keeps the durable subscription; a close would delete it
+        else:
+            link.close()
 
     def _wanted(self) -> int:
         if self.count:
@@ -395,3 +424,30 @@ class Receiver(_Lean, Job):
 
     def _reconnected(self) -> None:
         self._top_up()
+
+
+def check_receive_options(address: Optional[str], subscription: Optional[str], durable: bool,
+                          shared: bool, browse: bool, at_most_once: bool,
+                          options: Any = None) -> None:
+    """ValueError/TypeError for receive options that cannot work together, before any I/O
+    (``options``: the connection's, when known, to check a durable subscription's container
+    id).
+
+    >>> check_receive_options("topic://news", "audit", False, True, False, False)
+    >>> check_receive_options("orders", None, False, False, True, True)
+    Traceback (most recent call last):
+    ...
+    ValueError: browse=True cannot be combined with at_most_once=True
+    """
+    if browse:
+        if at_most_once:
+            raise ValueError("browse=True cannot be combined with at_most_once=True")
+        if subscription is not None or durable or shared:
+            raise ValueError("browse=True looks at a queue: it takes no subscription options")
+        if address is not None and _links.resolve(address)[1] == "topic":
+            raise ValueError("browse=True needs a queue address: a topic keeps no messages "
+                             "to look at")
+    kind = _links.resolve(address)[1] if address is not None else "topic"
+    container_id = getattr(options, "container_id", None)
+    _links.check_subscription(kind, subscription, durable, shared, container_id,
+                              known_container=options is not None)
