@@ -363,3 +363,31 @@ def test_bad_types_are_type_errors_before_any_io(call: Any) -> None:
 def test_durable_without_container_id_has_a_hint() -> None:
     with pytest.raises(ValueError, match="container_id"):
         pe.receive(NOWHERE + "/topic://t", subscription="s", durable=True)
+
+
+# -- the command line ----------------------------------------------------------------------------
+def test_command_line_subscriptions_browse_and_delay(broker: ArtemisBroker) -> None:
+    from .procs import PROTON_EASY, describe, run
+
+    base = broker.url.split("://", 1)[1]
+    sub = ["--link-durable", "--durable-subscriber-name", "cli", "--conn-container-id", "cli-c"]
+
+    def ok(*args: str) -> List[str]:
+        proc = run([*PROTON_EASY, *args, "-q"])
+        assert proc.returncode == 0, describe(proc)
+        lines: List[str] = proc.stdout.splitlines()
+        return lines
+
+    assert ok("receive", "-b", f"{base}/topic://cli-topic", "-c", "0", "-t", "0.3", *sub) == []
+    ok("send", "-b", f"{base}/topic://cli-topic", "-c", "3", "--msg-content", "m%d")
+    assert ok("receive", "-b", f"{base}/topic://cli-topic", "-c", "3", *sub,
+              "--subscriber-unsubscribe") == ["m0", "m1", "m2"]
+    assert "cli-c.cli" not in queue_names(broker)
+    ok("send", "-b", f"{base}/cli-queue", "-c", "2", "--msg-content", "q%d")
+    assert ok("receive", "-b", f"{base}/cli-queue", "--recv-browse") == ["q0", "q1"]
+    assert ok("receive", "-b", f"{base}/cli-queue") == ["q0", "q1"]
+    ok("send", "-b", f"{base}/cli-queue", "--msg-content", "late", "--msg-delay", "2000")
+    assert ok("receive", "-b", f"{base}/cli-queue", "-c", "0", "-t", "1.5") == []
+    assert ok("receive", "-b", f"{base}/cli-queue", "-c", "1", "-t", "10") == ["late"]
+    proc = run([*PROTON_EASY, "receive", "-b", f"{base}/topic://cli-topic", "--link-durable"])
+    assert proc.returncode == 1 and "--conn-container-id" in proc.stderr, describe(proc)
