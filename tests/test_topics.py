@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import threading
 import time
 from typing import Any, Dict, List
@@ -391,3 +392,66 @@ def test_command_line_subscriptions_browse_and_delay(broker: ArtemisBroker) -> N
     assert ok("receive", "-b", f"{base}/cli-queue", "-c", "1", "-t", "10") == ["late"]
     proc = run([*PROTON_EASY, "receive", "-b", f"{base}/topic://cli-topic", "--link-durable"])
     assert proc.returncode == 1 and "--conn-container-id" in proc.stderr, describe(proc)
+
+
+# -- the examples, in both styles ------------------------------------------------------------------
+def _examples(style: str, base: str) -> Dict[str, List[str]]:
+    """Run this style's topic examples one after the other; each one's stdout lines."""
+    from .procs import ROOT, describe, run
+
+    def ex(name: str, *args: str) -> List[str]:
+        proc = run([sys.executable, str(ROOT / "examples" / style / f"{name}.py"), *args])
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, describe(proc)
+        lines: List[str] = proc.stdout.splitlines()
+        return lines
+
+    out: Dict[str, List[str]] = {}
+    topic = f"{base}/topic://ex-news-{style}"
+    client = ["-s", "reader", "-c", f"ex-{style}"]
+    out["subscribe"] = ex("durable_subscribe", "-a", topic, "-t", "0.3", *client)
+    pe.send_many(topic, [f"news {n}" for n in range(3)])
+    out["durable"] = ex("durable_subscribe", "-a", topic, "-m", "3", *client, "--unsubscribe")
+    jobs = f"{base}/topic://ex-jobs-{style}"
+    workers = ["-s", f"workers-{style}"]  # without a client id the name is broker-wide
+    out["shared-subscribe"] = ex("shared_subscribe", "-a", jobs, "-t", "0.3", "--durable",
+                                 *workers)
+    pe.send_many(jobs, [f"job {n}" for n in range(4)])
+    out["shared"] = ex("shared_subscribe", "-a", jobs, "-m", "4", "--durable", *workers)
+    pe.unsubscribe(jobs, f"workers-{style}")
+    queue = f"{base}/ex-browse-{style}"
+    pe.send_many(queue, [pe.Message(f"b{n}", properties={"n": n}) for n in range(4)])
+    out["browse"] = ex("browse", "-a", queue)
+    out["browse-selected"] = ex("browse", "-a", queue, "--selector", "n >= 2", "-m", "1")
+    out["after-browse"] = [m.body for m in pe.receive(queue, 10, timeout=1)]
+    later = f"{base}/ex-later-{style}"
+    out["scheduled"] = ex("scheduled_send", "-a", later, "-m", "2", "-d", "3")
+    out["too-soon"] = [m.body for m in pe.receive(later, 2, timeout=0.5)]
+    out["later"] = [m.body for m in pe.receive(later, 2, timeout=10)]
+    return out
+
+
+@pytest.fixture(scope="module")
+def example_runs(broker: ArtemisBroker) -> Dict[str, Dict[str, List[str]]]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {style: pool.submit(_examples, style, broker.url)
+                   for style in ("handlers", "oneline")}
+        return {style: fut.result() for style, fut in futures.items()}
+
+
+@pytest.mark.parametrize("style", ["handlers", "oneline"])
+def test_examples(example_runs: Dict[str, Dict[str, List[str]]], style: str,
+                  broker: ArtemisBroker) -> None:
+    out = example_runs[style]
+    assert out["subscribe"] == []
+    assert out["durable"] == ["news 0", "news 1", "news 2"]
+    assert f"ex-{style}.reader" not in queue_names(broker)   # --unsubscribe deleted it
+    assert out["shared-subscribe"] == []
+    assert out["shared"] == [f"job {n}" for n in range(4)]
+    assert out["browse"] == ["b0", "b1", "b2", "b3"]
+    assert out["browse-selected"] == ["b2"]
+    assert out["after-browse"] == ["b0", "b1", "b2", "b3"]
+    assert out["scheduled"] == ["all messages scheduled"]
+    assert out["too-soon"] == []
+    assert out["later"] == [{"sequence": 1}, {"sequence": 2}]
