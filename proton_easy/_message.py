@@ -115,9 +115,10 @@ class Message:
         if self.properties:
             pm.properties = dict(self.properties)
         if self.annotations or self.delivery_time is not None:
-            pm.annotations = dict(self.annotations)
+            annotations = dict(self.annotations)
             if self.delivery_time is not None:  # Artemis holds the message until then
-                pm.annotations[DELIVERY_TIME] = int(self.delivery_time * 1000)
+                annotations[DELIVERY_TIME] = int(self.delivery_time * 1000)
+            pm.annotations = annotations
         return pm
 
     @classmethod

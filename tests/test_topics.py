@@ -353,8 +353,9 @@ def test_bad_input_is_a_value_error_before_any_io(call: Any) -> None:
 
 
 @pytest.mark.parametrize("call", [
-    lambda: pe.send(NOWHERE + "/orders", "x", delay="soon"),
-    lambda: pe.receive(NOWHERE + "/topic://t", subscription=7, shared=True),
+    lambda: pe.send(NOWHERE + "/orders", "x", delay="soon"),  # type: ignore[arg-type]
+    lambda: pe.receive(NOWHERE + "/topic://t", subscription=7,  # type: ignore[arg-type]
+                       shared=True),
 ])
 def test_bad_types_are_type_errors_before_any_io(call: Any) -> None:
     with pytest.raises(TypeError):
@@ -395,7 +396,7 @@ def test_command_line_subscriptions_browse_and_delay(broker: ArtemisBroker) -> N
 
 
 # -- the examples, in both styles ------------------------------------------------------------------
-def _examples(style: str, base: str) -> Dict[str, List[str]]:
+def _examples(style: str, base: str) -> Dict[str, List[Any]]:
     """Run this style's topic examples one after the other; each one's stdout lines."""
     from .procs import ROOT, describe, run
 
@@ -405,7 +406,7 @@ def _examples(style: str, base: str) -> Dict[str, List[str]]:
         lines: List[str] = proc.stdout.splitlines()
         return lines
 
-    out: Dict[str, List[str]] = {}
+    out: Dict[str, List[Any]] = {}
     topic = f"{base}/topic://ex-news-{style}"
     client = ["-s", "reader", "-c", f"ex-{style}"]
     out["subscribe"] = ex("durable_subscribe", "-a", topic, "-t", "0.3", *client)
@@ -431,7 +432,7 @@ def _examples(style: str, base: str) -> Dict[str, List[str]]:
 
 
 @pytest.fixture(scope="module")
-def example_runs(broker: ArtemisBroker) -> Dict[str, Dict[str, List[str]]]:
+def example_runs(broker: ArtemisBroker) -> Dict[str, Dict[str, List[Any]]]:
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -441,7 +442,7 @@ def example_runs(broker: ArtemisBroker) -> Dict[str, Dict[str, List[str]]]:
 
 
 @pytest.mark.parametrize("style", ["handlers", "oneline"])
-def test_examples(example_runs: Dict[str, Dict[str, List[str]]], style: str,
+def test_examples(example_runs: Dict[str, Dict[str, List[Any]]], style: str,
                   broker: ArtemisBroker) -> None:
     out = example_runs[style]
     assert out["subscribe"] == []
