@@ -41,6 +41,7 @@ class Sender(_Lean, Job):
     :class:`~proton_easy.Rejected` or :class:`~proton_easy.Released`; submitted messages each
     learn their own outcome (:meth:`on_outcome`) and the link stays. At-least-once messages are
     durable unless ``durable=False`` (or a :class:`~proton_easy.Message` says otherwise).
+    ``delay`` (seconds) asks the broker to hold each message that long (scheduled delivery).
 
     >>> class Send(Sender):
     ...     def on_all_accepted(self):
@@ -250,10 +251,19 @@ class Receiver(_Lean, Job):
     many seconds in all. With ``drain=True`` it ends as soon as the broker has nothing more to
     give (AMQP drain): "take what is there now", as ``cli-proton-python-receiver -c 0`` does.
 
+    On a ``topic://`` address, ``subscription="name"`` receives from a named subscription, as
+    Qpid JMS attaches one: ``durable=True`` keeps it while no one is connected (keyed by the
+    connection's ``container_id`` unless shared; the link detaches at the end, which keeps it),
+    ``shared=True`` lets several receivers take turns on it. ``browse=True`` looks at a
+    queue's messages without taking them (distribution mode ``copy``; with ``drain=True``:
+    the messages there are now).
+
     >>> class Recv(Receiver):
     ...     def on_received(self, msg):
     ...         print(msg.body)
     >>> # Container(Recv("amqp://localhost:5672/examples", count=100)).run()
+    >>> # Container(Recv("amqp://localhost:5672/topic://news", subscription="reader",
+    >>> #                durable=True, container_id="reader-1", timeout=5)).run()
     """
 
     def __init__(
