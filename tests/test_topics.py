@@ -345,6 +345,8 @@ def test_proton_easy_durable_subscription_seen_by_jms(broker: ArtemisBroker) -> 
     lambda: pe.Message("x", delivery_time=-5),
     lambda: pe.browse(NOWHERE + "/topic://t"),
     lambda: Receiver(NOWHERE + "/orders", browse=True, at_most_once=True),
+    lambda: Receiver(NOWHERE + "/topic://t", subscription="s", durable=True),
+    lambda: Receiver(NOWHERE + "/orders", subscription="s", shared=True),
     lambda: pe.unsubscribe(NOWHERE + "/orders", "s"),
 ])
 def test_bad_input_is_a_value_error_before_any_io(call: Any) -> None:
@@ -360,6 +362,33 @@ def test_bad_input_is_a_value_error_before_any_io(call: Any) -> None:
 def test_bad_types_are_type_errors_before_any_io(call: Any) -> None:
     with pytest.raises(TypeError):
         call()
+
+
+def test_link_names_follow_qpid_jms() -> None:
+    """The names Qpid JMS gives its subscription links, which Artemis turns into queue names."""
+    from proton_easy.handlers._links import Subscription
+
+    conn = type("Conn", (), {})()  # stands for one connection: names are unique on it
+    names = {
+        "durable, client id": Subscription("s", durable=True, shared=False, client_id="c"),
+        "shared durable, client id": Subscription("s", durable=True, shared=True,
+                                                  client_id="c"),
+        "shared durable, global": Subscription("g", durable=True, shared=True,
+                                               client_id=None),
+        "shared volatile, client id": Subscription("v", durable=False, shared=True,
+                                                   client_id="c"),
+        "shared volatile, global": Subscription("w", durable=False, shared=True,
+                                                client_id=None),
+    }
+    got = {k: [sub.link_name(conn), sub.link_name(conn)] for k, sub in names.items()}
+    assert got == {
+        "durable, client id": ["s", "s"],
+        "shared durable, client id": ["s", "s|2"],
+        "shared durable, global": ["g|global", "g|global2"],
+        "shared volatile, client id": ["v|volatile1", "v|volatile2"],
+        "shared volatile, global": ["w|global-volatile1", "w|global-volatile2"],
+    }
+    assert [s.global_ for s in names.values()] == [False, False, True, False, True]
 
 
 def test_durable_without_container_id_has_a_hint() -> None:
