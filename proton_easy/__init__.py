@@ -7,7 +7,17 @@
 """
 
 from . import _logging  # noqa: F401  (quiets proton's own logger: see proton_easy._logging)
-from ._api import consume, receive, request, send, send_many, serve, transaction
+from ._api import (
+    browse,
+    consume,
+    receive,
+    request,
+    send,
+    send_many,
+    serve,
+    transaction,
+    unsubscribe,
+)
 from ._client import Client, Consumer
 from ._errors import (
     AMQPError,
@@ -51,6 +61,7 @@ __all__ = [
     "Transaction",
     "TransactionError",
     "Unauthorized",
+    "browse",
     "consume",
     "receive",
     "request",
@@ -58,4 +69,5 @@ __all__ = [
     "send_many",
     "serve",
     "transaction",
+    "unsubscribe",
 ]

@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optio
 
 from ._client import Client, pre_encode
 from ._consumer import Consumer
-from ._message import Message, encode
-from ._options import DEFAULT_TIMEOUT, CallOptions, ConnectOptions, check_seconds
+from ._message import Message, check_delay, encode
+from ._options import DEFAULT_TIMEOUT, CallOptions, ConnectionOptions, ConnectOptions, check_seconds
 from ._request_reply import check_serve_args
 from ._transaction import Transaction
 from .handlers._job import as_message, default_durable
+from .handlers._links import check_subscription, resolve
+from .handlers._transfer import check_receive_options
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -52,52 +54,110 @@ class _Budget:
 
 
 def send(url: Optional[str], message: Any, *, at_most_once: bool = False,
-         durable: Optional[bool] = None, **options: Unpack[ConnectOptions]) -> None:
-    """Send one message and wait until the broker accepted it.
+         durable: Optional[bool] = None, delay: Optional[float] = None,
+         **options: Unpack[ConnectOptions]) -> None:
+    """Send one message and wait until the broker accepted it; ``delay`` (seconds): the broker
+    holds it that long before delivering it.
 
     >>> import proton_easy as pe
     >>> pe.send("amqp://localhost:5672/examples", {"sequence": 1})   # doctest: +SKIP
+    >>> pe.send("amqp://localhost:5672/examples", "later", delay=5)  # doctest: +SKIP
     """
-    payload = pre_encode(message, default_durable(durable, at_most_once))  # TypeError here
+    payload = pre_encode(message, default_durable(durable, at_most_once),
+                         delay)  # TypeError/ValueError here
     budget = _Budget(options.pop("timeout", None), options)
     with Client(url, **options) as client:
         client.send(None, payload, at_most_once=at_most_once, timeout=budget.left())
 
 
 def send_many(url: Optional[str], messages: Iterable[Any], *, at_most_once: bool = False,
-              durable: Optional[bool] = None, **options: Unpack[ConnectOptions]) -> int:
+              durable: Optional[bool] = None, delay: Optional[float] = None,
+              **options: Unpack[ConnectOptions]) -> int:
     """Send many messages, pipelined; return the number accepted (re-sent after a reconnect).
+    ``delay`` (seconds): the broker holds each message that long.
 
     >>> pe.send_many("amqp://localhost:5672/examples", range(100))   # doctest: +SKIP
     100
     """
+    if delay is not None:
+        check_delay("delay", delay)
     if isinstance(messages, (list, tuple)):  # TypeErrors before any I/O
-        messages = [pre_encode(m, default_durable(durable, at_most_once)) for m in messages]
+        messages = [pre_encode(m, default_durable(durable, at_most_once), delay)
+                    for m in messages]
+        delay = None
     budget = _Budget(options.pop("timeout", None), options)
     with Client(url, **options) as client:
         return client.send_many(None, messages, at_most_once=at_most_once, durable=durable,
-                                timeout=budget.left())
+                                delay=delay, timeout=budget.left())
 
 
 def receive(url: Optional[str], count: int = 1, *, timeout: Optional[float] = None,
             selector: Optional[str] = None, at_most_once: bool = False,
+            subscription: Optional[str] = None, durable: bool = False, shared: bool = False,
             **options: Unpack[CallOptions]) -> List[Message]:
     """Receive up to ``count`` messages within ``timeout`` seconds; maybe fewer, maybe none.
+    ``subscription``/``durable``/``shared``: a named topic subscription (see
+    :meth:`Client.receive`).
 
     ``timeout`` (default: the connection ``timeout``, 10) bounds the whole call, connecting
     included.
 
     >>> pe.receive("amqp://localhost:5672/examples", count=10, timeout=5)   # doctest: +SKIP
     [Message(body={'sequence': 1}), ...]
+    >>> pe.receive("amqp://localhost:5672/topic://prices", 10, subscription="audit",
+    ...            durable=True, container_id="auditor")   # doctest: +SKIP
+    [Message(body=...), ...]
     """
+    _check_receive(url, subscription, durable, shared, False, at_most_once, options)
     budget = _Budget(timeout, options)
     with Client(url, **options) as client:
         return client.receive(None, count, timeout=budget.left(), selector=selector,
-                              at_most_once=at_most_once)
+                              at_most_once=at_most_once, subscription=subscription,
+                              durable=durable, shared=shared)
+
+
+def _check_receive(url: Optional[str], subscription: Optional[str], durable: bool,
+                   shared: bool, browse: bool, at_most_once: bool, options: Any) -> None:
+    """Subscription and browse options that cannot work: ValueError before connecting."""
+    parsed = ConnectionOptions.build(url, **options)
+    check_receive_options(parsed.address, subscription, durable, shared, browse, at_most_once,
+                          parsed)
+
+
+def browse(url: Optional[str], count: Optional[int] = None, *,
+           selector: Optional[str] = None, timeout: Optional[float] = None,
+           **options: Unpack[CallOptions]) -> List[Message]:
+    """The messages on the URL's queue (at most ``count``; None: all there are now), without
+    taking them: the queue is unchanged afterwards. ``selector`` filters them.
+
+    >>> len(pe.browse("amqp://localhost:5672/orders"))   # doctest: +SKIP
+    50
+    """
+    _check_receive(url, None, False, False, True, False, options)
+    budget = _Budget(timeout, options)
+    with Client(url, **options) as client:
+        return client.browse(None, count, selector=selector, timeout=budget.left())
+
+
+def unsubscribe(url: Optional[str], subscription: str,
+                **options: Unpack[ConnectOptions]) -> None:
+    """Delete the subscription ``subscription`` on the URL's topic (and what it kept);
+    :class:`~proton_easy.NotFound` when there is none. Give the ``container_id`` the
+    subscriber used.
+
+    >>> pe.unsubscribe("amqp://localhost:5672/topic://prices", "audit",
+    ...                container_id="auditor")   # doctest: +SKIP
+    """
+    parsed = ConnectionOptions.build(url, **options)
+    check_subscription(resolve(parsed.address)[1] if parsed.address else None, subscription,
+                       False, True, None)
+    with Client(url, **options) as client:
+        client.unsubscribe(None, subscription)
 
 
 def consume(url: Optional[str], *, idle_timeout: Optional[float] = -1,
             selector: Optional[str] = None, at_most_once: bool = False,
+            subscription: Optional[str] = None, durable: bool = False, shared: bool = False,
             **options: Unpack[ConnectOptions]) -> Consumer:
     """Iterate over messages; each is accepted after the loop body finished with it, and put back
     on the queue if the body raised. Stops after ``idle_timeout`` seconds without a message.
@@ -109,10 +169,12 @@ def consume(url: Optional[str], *, idle_timeout: Optional[float] = -1,
     if idle_timeout != -1:
         check_seconds("idle_timeout", idle_timeout, allow_none=True)
     _Budget(options.pop("timeout", None), options)  # checked before any I/O
+    _check_receive(url, subscription, durable, shared, False, at_most_once, options)
 
     def run(keep: List[bool]) -> Iterator[Message]:
         with Client(url, **options) as client:
-            yield from client._consume(None, idle_timeout, selector, at_most_once, 10, keep)
+            yield from client._consume(None, idle_timeout, selector, at_most_once, 10, keep,
+                                       subscription, durable, shared)
 
     return Consumer(run)
 

@@ -16,14 +16,15 @@ from ._driver import Driver
 from ._engine.connection import Connection
 from ._engine.loop import Loop
 from ._errors import AMQPError, ConnectError
-from ._message import Encoded, Message, encode
+from ._message import Encoded, Message, check_delay, encode
 from ._options import CONNECTION_OPTIONS, ConnectionOptions, ConnectOptions
 from ._request_reply import Requests
 from ._request_reply import serve as _serve
 from ._sending import SenderPool
 from ._transaction import Transaction
 from .handlers._job import Job, _check_seconds, default_durable
-from .handlers._transfer import Receiver, Sender
+from .handlers._subscriptions import Unsubscriber
+from .handlers._transfer import Receiver, Sender, check_receive_options
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -126,6 +127,7 @@ class Client:
         at_most_once: bool = False,
         durable: Optional[bool] = None,
         timeout: Optional[float] = None,
+        delay: Optional[float] = None,
     ) -> None:
         """Send one message; return once the broker accepted it (at-most-once: once it is
         handed to the connection, which writes it out at once; closing the client flushes it).
@@ -135,12 +137,15 @@ class Client:
         :class:`~proton_easy.Timeout` when not confirmed within ``timeout`` seconds (not counting
         time spent reconnecting). One sender link per address stays open for these calls,
         shared by all threads; a message not confirmed when the connection drops is sent again.
+        ``delay`` (seconds): the broker holds the message that long before delivering it.
 
         >>> client.send("orders", {"id": 1})   # doctest: +SKIP
+        >>> client.send("orders", {"id": 2}, delay=5)   # doctest: +SKIP
         """
         address = self._address(address)
         _check_seconds("timeout", timeout)
-        payload = pre_encode(message, default_durable(durable, at_most_once))  # TypeError here
+        payload = pre_encode(message, default_durable(durable, at_most_once),
+                             delay)  # TypeError/ValueError here
         self._driver.check_open()
         limit = self.timeout if timeout is None else timeout
         self._senders.send(address, payload, at_most_once=at_most_once, timeout=limit)
@@ -153,11 +158,13 @@ class Client:
         at_most_once: bool = False,
         durable: Optional[bool] = None,
         timeout: Optional[float] = None,
+        delay: Optional[float] = None,
     ) -> int:
         """Send many messages pipelined within the link credit; return how many were accepted.
 
         Unconfirmed messages are re-sent after a reconnect. ``timeout`` (default: the client's)
-        is how long the call may go without progress.
+        is how long the call may go without progress. ``delay`` (seconds): the broker holds
+        each message that long.
 
         >>> client.send_many("orders", ({"id": i} for i in range(1000)))   # doctest: +SKIP
         1000
@@ -165,10 +172,13 @@ class Client:
         address = self._address(address)
         _check_seconds("timeout", timeout)
         durable = default_durable(durable, at_most_once)
+        if delay is not None:
+            check_delay("delay", delay)
         if isinstance(messages, (list, tuple)):
-            messages = [pre_encode(m, durable) for m in messages]
+            messages = [pre_encode(m, durable, delay) for m in messages]
+            delay = None  # in the encoded messages already
         job = Sender(messages=messages, address=address, at_most_once=at_most_once,
-                     durable=durable)
+                     durable=durable, delay=delay)
         result: int = self._driver.run(job, timeout, progress=lambda: job.confirmed)
         return result
 
@@ -180,12 +190,23 @@ class Client:
         timeout: Optional[float] = None,
         selector: Optional[str] = None,
         at_most_once: bool = False,
+        subscription: Optional[str] = None,
+        durable: bool = False,
+        shared: bool = False,
     ) -> List[Message]:
         """Receive up to ``count`` messages within ``timeout`` seconds (a shorter list, maybe
         empty, when fewer came). Credit is granted only for ``count``: nothing else is taken off
         the queue. ``selector`` is a JMS selector on application properties.
 
+        On a ``topic://`` address, ``subscription="name"`` receives from a named subscription:
+        ``durable=True`` keeps it (and what is published meanwhile) while no one is connected
+        (keyed by this client's ``container_id``, which it then needs unless shared),
+        ``shared=True`` lets several receivers take turns on it, each message to one of them.
+
         >>> client.receive("orders", count=10, selector="colour = 'green'")  # doctest: +SKIP
+        [Message(body=...), ...]
+        >>> client.receive("topic://prices", 10, subscription="audit",
+        ...                durable=True)   # doctest: +SKIP
         [Message(body=...), ...]
         """
         address = self._address(address)
@@ -194,7 +215,9 @@ class Client:
             raise ValueError(f"count must be a positive integer, not {count!r}")
         limit = self.timeout if timeout is None else timeout
         job = Receiver(count=count, address=address, selector=selector,
-                       at_most_once=at_most_once, window=count, deadline=limit)
+                       at_most_once=at_most_once, window=count, deadline=limit,
+                       subscription=subscription, durable=durable, shared=shared)
+        self._check_subscription(job)
         result: List[Message] = self._driver.run(job, limit + self.timeout)
         return result
 
@@ -206,6 +229,9 @@ class Client:
         selector: Optional[str] = None,
         at_most_once: bool = False,
         window: int = 10,
+        subscription: Optional[str] = None,
+        durable: bool = False,
+        shared: bool = False,
     ) -> Consumer:
         """Iterate over messages as they arrive; each is accepted only after the loop body
         finished with it and asked for the next one. Stops after ``idle_timeout`` seconds
@@ -214,6 +240,8 @@ class Client:
         Leaving the loop early: inside ``with client.consume(...) as messages:`` a ``break``
         accepts the message in hand and an exception puts it back on the queue; a bare ``for``
         loop cannot tell the two apart, so it always puts the message back.
+        ``subscription``, ``durable`` and ``shared``: a named topic subscription, as for
+        :meth:`receive`.
 
         >>> with client.consume("orders", idle_timeout=5) as messages:   # doctest: +SKIP
         ...     for msg in messages:
@@ -221,16 +249,65 @@ class Client:
         ...             break
         """
         address = self._address(address)
+        check_receive_options(address, subscription, durable, shared, False, at_most_once,
+                              self.options)
         return Consumer(lambda keep: self._consume(address, idle_timeout, selector,
-                                                   at_most_once, window, keep))
+                                                   at_most_once, window, keep,
+                                                   subscription, durable, shared))
 
     def _consume(self, address: Optional[str], idle_timeout: Optional[float],
                  selector: Optional[str], at_most_once: bool, window: int,
-                 keep: List[bool]) -> Iterator[Message]:
+                 keep: List[bool], subscription: Optional[str] = None,
+                 durable: bool = False, shared: bool = False) -> Iterator[Message]:
         idle = self.timeout if idle_timeout == -1 else idle_timeout
         job = ConsumerJob(address=self._address(address), selector=selector,
-                          at_most_once=at_most_once, window=window)
+                          at_most_once=at_most_once, window=window,
+                          subscription=subscription, durable=durable, shared=shared)
+        self._check_subscription(job)
         return _consume(self._driver, job, idle, keep)
+
+    def _check_subscription(self, job: Receiver) -> None:
+        check_receive_options(job.address, job.subscription, job.subscription_durable,
+                              job.shared, job.browse, job.at_most_once, self.options)
+
+    def browse(
+        self,
+        address: Optional[str] = None,
+        count: Optional[int] = None,
+        *,
+        selector: Optional[str] = None,
+        timeout: Optional[float] = None,
+    ) -> List[Message]:
+        """The messages on a queue (at most ``count``; None: every one there is now), without
+        taking them: the queue is unchanged afterwards (AMQP distribution mode ``copy``,
+        JMS's ``QueueBrowser``). ``selector`` filters them; ``timeout`` bounds the call.
+
+        >>> [m.body for m in client.browse("orders", selector="colour = 'green'")]  # doctest: +SKIP
+        [...]
+        """
+        address = self._address(address)
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int)
+                                  or count < 1):
+            raise ValueError(f"count must be a positive integer or None, not {count!r}")
+        limit = self.timeout if timeout is None else timeout
+        job = Receiver(count=count or 0, address=address, selector=selector, browse=True,
+                       drain=True, deadline=limit)
+        result: List[Message] = self._driver.run(job, limit + self.timeout)
+        return result
+
+    def unsubscribe(self, address: Optional[str], subscription: str, *,
+                    timeout: Optional[float] = None) -> None:
+        """Delete the subscription named ``subscription`` on the topic ``address``, with the
+        messages it kept: the broker's queue for it is gone afterwards. A durable subscription
+        stays while its receivers come and go; this is how it ends (JMS's ``unsubscribe``).
+        :class:`~proton_easy.NotFound` when there is no such subscription for this client
+        (its ``container_id``; shared subscriptions made without one are found by name).
+
+        >>> client.unsubscribe("topic://prices", "audit")   # doctest: +SKIP
+        """
+        address = self._address(address)
+        job = Unsubscriber(address=address, subscription=subscription)
+        self._driver.run(job, timeout)
 
     def request(
         self,
@@ -336,8 +413,9 @@ def _close_open_clients() -> None:
             log.debug("closing a client at exit failed", exc_info=True)
 
 
-def pre_encode(item: Any, durable: bool = False) -> Encoded:
-    """Encode a body or message now (TypeError if it cannot be); encoded input passes through."""
-    if type(item) is Encoded:
+def pre_encode(item: Any, durable: bool = False, delay: Optional[float] = None) -> Encoded:
+    """Encode a body or message now (TypeError if it cannot be); encoded input passes through.
+    ``delay``: seconds the broker holds the message (see :func:`~proton_easy._message.encode`)."""
+    if type(item) is Encoded and delay is None:
         return item
-    return encode(item, durable)
+    return encode(item, durable, delay)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -27,7 +28,8 @@ class Message:
     {'sequence': 1}
     """
 
-    __slots__ = ("body", "properties", "annotations", "delivery_count", "redelivered", *_FIELDS)
+    __slots__ = ("body", "properties", "annotations", "delivery_count", "redelivered",
+                 "delivery_time", *_FIELDS)
 
     def __init__(
         self,
@@ -47,7 +49,11 @@ class Message:
         group_id: Optional[str] = None,
         creation_time: Optional[float] = None,
         annotations: Optional[Dict[Any, Any]] = None,
+        delivery_time: Optional[float] = None,
     ) -> None:
+        if delivery_time is not None:
+            check_delay("delivery_time", delivery_time)
+        self.delivery_time = delivery_time
         self.body = body
         self.properties = dict(properties) if properties else {}
         self.id = id
@@ -68,7 +74,7 @@ class Message:
 
     def __repr__(self) -> str:
         parts = [f"body={self.body!r}"]
-        for name in ("properties", *_FIELDS):
+        for name in ("properties", *_FIELDS, "delivery_time"):
             value = getattr(self, name)
             if value not in (None, {}, False):
                 parts.append(f"{name}={value!r}")
@@ -95,8 +101,11 @@ class Message:
                 setattr(pm, name, value)
         if self.properties:
             pm.properties = dict(self.properties)  # type: ignore[assignment]
-        if self.annotations:
-            pm.annotations = dict(self.annotations)
+        if self.annotations or self.delivery_time is not None:
+            annotations = dict(self.annotations)
+            if self.delivery_time is not None:  # Artemis holds the message until then
+                annotations[DELIVERY_TIME] = int(self.delivery_time * 1000)
+            pm.annotations = annotations
         return pm
 
     @classmethod
@@ -104,6 +113,7 @@ class Message:
         """Copy a received ``proton.Message`` into a plain :class:`Message`."""
         msg = cls.__new__(cls)
         codec.copy_fields(pm, msg)
+        msg.delivery_time = _delivery_time(msg.annotations)
         return msg
 
 
@@ -138,15 +148,24 @@ _ENCODE_ERRORS = (KeyError, TypeError, OverflowError, proton.MessageException, A
 _local = threading.local()  # one decoder per thread
 
 
-def encode(value: Any, durable: bool = False) -> Encoded:
+def encode(value: Any, durable: bool = False, delay: Optional[float] = None) -> Encoded:
     """Encode a body or message to its AMQP bytes; TypeError if it cannot be encoded.
 
     ``durable`` marks a plain body durable, and a :class:`Message` whose ``durable`` is None
-    (one that says nothing itself).
+    (one that says nothing itself). ``delay`` (seconds) asks the broker to hold the message
+    that long (the ``x-opt-delivery-delay`` annotation).
 
     >>> len(encode("hello")) > 0
     True
     """
+    if delay is not None:
+        check_delay("delay", delay)
+        if type(value) is Encoded:
+            raise TypeError("delay= cannot be added to a message encoded already")
+        msg = copy.copy(value) if isinstance(value, Message) else (
+            Message.from_proton(value) if isinstance(value, proton.Message) else Message(value))
+        msg.annotations = {**msg.annotations, DELIVERY_DELAY: int(delay * 1000)}
+        value = msg
     kind = type(value)
     if kind is bytes or kind is str:
         head = _PLAIN_DURABLE if durable else _PLAIN
@@ -265,6 +284,34 @@ def find_unencodable(value: Any) -> Optional[str]:
     return None
 
 
+DELIVERY_TIME = symbol("x-opt-delivery-time")
+"""The message annotation with the absolute time (ms since the epoch) Artemis holds it until."""
+DELIVERY_DELAY = symbol("x-opt-delivery-delay")
+"""The message annotation with the milliseconds Artemis holds a message before delivering it."""
+
+
+def check_delay(name: str, value: Any) -> None:
+    """TypeError/ValueError unless ``value`` is a non-negative, finite number of seconds.
+
+    >>> check_delay("delay", 2.5)
+    >>> check_delay("delay", -1)
+    Traceback (most recent call last):
+    ...
+    ValueError: delay must be a non-negative number of seconds, not -1
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, not {value!r}")
+    if not 0 <= value < float("inf"):
+        raise ValueError(f"{name} must be a non-negative number of seconds, not {value!r}")
+
+
+def _delivery_time(annotations: Dict[Any, Any]) -> Optional[float]:
+    value = annotations.get(DELIVERY_TIME)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value / 1000.0
+    return None
+
+
 def _describe(value: Any) -> str:
     if isinstance(value, Message):
         return f"Message with body of type {type(value.body).__name__}"
@@ -289,6 +336,7 @@ class Decoder:
         """Decode one message (``data``: bytes, bytearray or memoryview)."""
         out = Message.__new__(Message)
         self._reader.read_into(out, data)
+        out.delivery_time = _delivery_time(out.annotations) if out.annotations else None
         return out
 
 

@@ -28,10 +28,10 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Text
 from . import __version__, _trace
 from ._client import Client
 from ._errors import AMQPError
-from ._message import Message
+from ._message import DELIVERY_DELAY, Message
 from ._options import parse_url, redact
 from ._tls import TLS
-from .handlers._transfer import Receiver
+from .handlers._transfer import Receiver, check_receive_options
 
 log = logging.getLogger("proton_easy.cli")
 
@@ -333,6 +333,8 @@ def message_factory(args: argparse.Namespace) -> Callable[[int], Message]:
         "group_id": args.msg_group_id,
         "user_id": args.msg_user_id.encode() if args.msg_user_id is not None else None,
     }
+    if getattr(args, "msg_delay", None):  # the broker holds each message this many ms
+        fields["annotations"] = {DELIVERY_DELAY: args.msg_delay}
     if numbered:
         try:
             content % 0
@@ -381,6 +383,8 @@ def connection_options(args: argparse.Namespace) -> Dict[str, Any]:
         options["urls"] = [u.strip() for u in args.conn_urls.split(",") if u.strip()]
     if args.timeout is not None:
         options["timeout"] = args.timeout
+    if getattr(args, "conn_container_id", None):
+        options["container_id"] = args.conn_container_id
     return options
 
 
@@ -462,6 +466,13 @@ def cmd_receive(args: argparse.Namespace, out: _Output) -> int:
     if args.tx_size and (args.link_at_most_once or args.recv_selector):
         raise ValueError("--tx-size cannot be combined with --link-at-most-once or "
                          "--recv-selector")
+    subscription = args.durable_subscriber_name
+    if subscription is None and (args.link_durable or args.shared_subscriber
+                                 or args.subscriber_unsubscribe):
+        subscription = parse_url(args.broker_url).address or ""
+        subscription = subscription.split("://", 1)[-1]
+    if args.tx_size and subscription is not None:
+        raise ValueError("--tx-size cannot be combined with subscription options")
     with _client(args) as client:
         if args.tx_size:
             return _receive_transactional(client, args, out)
@@ -469,7 +480,12 @@ def cmd_receive(args: argparse.Namespace, out: _Output) -> int:
         job = _PrintingReceiver(out, count=args.count, address=client.default_address,
                                 selector=args.recv_selector,
                                 at_most_once=args.link_at_most_once,
-                                timeout=args.timeout, drain=drain)
+                                timeout=args.timeout, drain=drain,
+                                subscription=subscription, durable=args.link_durable,
+                                shared=args.shared_subscriber, browse=args.recv_browse)
+        check_receive_options(job.address, subscription, args.link_durable,
+                              args.shared_subscriber, args.recv_browse,
+                              args.link_at_most_once, client.options)
         if args.timeout is not None:
             limit = args.timeout + client.timeout  # the job's own idle timer ends it first
         elif drain:
@@ -477,6 +493,8 @@ def cmd_receive(args: argparse.Namespace, out: _Output) -> int:
         else:
             limit = math.inf  # -c N without -t waits for N messages, like cli-proton-python
         client.run(job, limit, progress=lambda: job.received)
+        if args.subscriber_unsubscribe and subscription is not None:
+            client.unsubscribe(None, subscription)
     return 0
 
 
@@ -618,6 +636,9 @@ def _common(with_messages: bool, count_default: int, log_default: str,
                    help="idle timeout (heartbeat) in seconds")
     g.add_argument("--conn-allowed-mechs", metavar="MECHS",
                    help='SASL mechanisms, space separated, e.g. "PLAIN" or "EXTERNAL"')
+    g.add_argument("--conn-container-id", metavar="ID",
+                   help="the AMQP container id (JMS's client id; a durable subscriber needs "
+                        "the same one each time)")
     g.add_argument("--conn-ssl-trust-store", metavar="PEM",
                    help="CA certificates to trust (PEM file; default: the system's)")
     g.add_argument("--conn-ssl-certificate", metavar="PEM", help="client certificate (PEM)")
@@ -666,6 +687,9 @@ def _common(with_messages: bool, count_default: int, log_default: str,
         g.add_argument("--msg-address", metavar="ADDRESS", help="the message's 'to' field")
         g.add_argument("--msg-group-id", metavar="ID", help="group id")
         g.add_argument("--msg-user-id", metavar="ID", help="user id")
+        g.add_argument("--msg-delay", type=_non_negative_int, metavar="MS",
+                       help="scheduled delivery: the broker holds each message this many "
+                            "milliseconds")
     return p
 
 
@@ -728,6 +752,18 @@ def build_parser(with_broker: bool = True) -> argparse.ArgumentParser:
                        "none came for -t seconds); -c N without -t waits for N messages.")
     p.add_argument("--recv-selector", metavar="SELECTOR",
                    help="JMS selector on application properties, e.g. \"colour = 'green'\"")
+    p.add_argument("--recv-browse", action="store_true",
+                   help="browse: print the queue's messages without taking them")
+    g = p.add_argument_group("subscription options (topic://NAME addresses)")
+    g.add_argument("--link-durable", action="store_true",
+                   help="durable subscription: kept, with what is published, while away "
+                        "(needs --conn-container-id unless shared)")
+    g.add_argument("--durable-subscriber-name", metavar="NAME",
+                   help="the subscription's name (default: the topic's name)")
+    g.add_argument("--shared-subscriber", action="store_true",
+                   help="shared subscription: several receivers take turns on it")
+    g.add_argument("--subscriber-unsubscribe", action="store_true",
+                   help="delete the subscription after receiving")
     _tx_options(p)
     p.set_defaults(func=cmd_receive, verb="received", noun="message")
 
@@ -770,6 +806,11 @@ _HINTS = (
     ("pe.TLS(cert=, key=)", "--conn-ssl-certificate and --conn-ssl-private-key"),
     ("pe.TLS(ca=)", "--conn-ssl-trust-store"),
     ("verify='peer-name'", "--conn-ssl-verify-peer-name"),
+    ("give the connection a container_id=", "give --conn-container-id"),
+    ("subscription='NAME'", "--durable-subscriber-name"),
+    ("add durable=True and/or shared=True", "add --link-durable and/or --shared-subscriber"),
+    ("browse=True", "--recv-browse"),
+    ("at_most_once=True", "--link-at-most-once"),
 )
 
 

@@ -24,8 +24,9 @@ from ._job import Job, as_message
 from ._job import _check_seconds as _check_seconds
 from ._job import _Lean as _Lean
 from ._request_reply import Requester, Responder
+from ._subscriptions import Unsubscriber
 from ._transactions import TxJob, TxReceiver, TxSender
 from ._transfer import Receiver, Sender
 
 __all__ = ["Job", "Sender", "Receiver", "Requester", "Responder", "TxJob", "TxSender",
-           "TxReceiver", "as_message"]
+           "TxReceiver", "Unsubscriber", "as_message"]

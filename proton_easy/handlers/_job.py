@@ -171,11 +171,16 @@ class Job(MessagingHandler):
         self.on_finished()
         open_links = [lnk for lnk in self._links if not lnk.state & lnk.LOCAL_CLOSED]
         for link in open_links:
-            link.close()
+            self.end_link(link)
         if self._owns_connection and self._conn is not None:
             self._conn.close()
         if not any(self._awaiting_close()):
             self._complete()
+
+    def end_link(self, link: Any) -> None:
+        """How the job's end ends one of its open links: closed (a receiver of a durable
+        subscription detaches instead, which keeps the subscription)."""
+        link.close()
 
     def _awaiting_close(self) -> Iterator[Any]:
         if self._conn is None or not self._conn.up:
@@ -325,14 +330,15 @@ class _HookEvent:
         self.message = message
 
 
-def next_encoded(items: Iterator[Any], durable: bool) -> Optional[bytes]:
+def next_encoded(items: Iterator[Any], durable: bool,
+                 delay: Optional[float] = None) -> Optional[bytes]:
     """The next message of a message source, encoded (encoded ones pass through); None once
-    the source is exhausted."""
+    the source is exhausted. ``delay``: see :func:`~proton_easy._message.encode`."""
     try:
         item = next(items)
     except StopIteration:
         return None
-    return item if type(item) is Encoded else encode(item, durable)
+    return item if type(item) is Encoded else encode(item, durable, delay)
 
 
 class _Lean:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import collections
 import itertools
 import uuid
-from typing import Any, Callable, Generic, Iterator, List, Optional, TypeVar
+import weakref
+from typing import Any, Callable, Dict, Generic, Iterator, List, Optional, Tuple, TypeVar
 
 from proton import Data, Described, Link, Terminus, symbol
 from proton.reactor import LinkOption
@@ -77,17 +78,39 @@ class LinkSetup(LinkOption):
         selector: Optional[str] = None,
         at_most_once: bool = False,
         durable: bool = False,
+        subscription_durable: bool = False,
+        shared: bool = False,
+        global_: bool = False,
+        browse: bool = False,
+        unspecified_source: bool = False,
     ) -> None:
         self.kind = kind
         self.selector = selector
         self.at_most_once = at_most_once
         self.durable = durable
+        self.subscription_durable = subscription_durable
+        self.shared = shared
+        self.global_ = global_
+        self.browse = browse
+        self.unspecified_source = unspecified_source
 
     def apply(self, link: Link) -> None:
         """Called by proton while the link is created."""
         terminus = link.source if link.is_receiver else link.target
+        if self.unspecified_source and link.is_receiver:
+            # no source at all: "the subscription of this link's name" (JMS's unsubscribe)
+            link.source.type = Terminus.UNSPECIFIED
+            link.snd_settle_mode = Link.SND_UNSETTLED
+            link.rcv_settle_mode = Link.RCV_FIRST
+            return
+        caps = [self.kind] if self.kind else []
+        if self.shared:
+            caps.append("shared")
+            if self.global_:
+                caps.append("global")
+        if caps:
+            _put_capabilities(terminus.capabilities, caps)
         if self.kind:
-            _put_capabilities(terminus.capabilities, [self.kind])
             prefix = node_prefix(link.connection, self.kind)
             address = terminus.address
             if prefix and address and not terminus.dynamic and not address.startswith(prefix):
@@ -95,11 +118,19 @@ class LinkSetup(LinkOption):
         if self.kind == "queue" and terminus.address and (link.is_sender or self.durable):
             # the queue a broker creates for this link must outlive the link (and a restart)
             terminus.durability = Terminus.CONFIGURATION
+        if self.subscription_durable and link.is_receiver:
+            # Qpid JMS's durable subscriber: the broker keeps the subscription queue while the
+            # link is detached (not closed) and deletes it when the link is closed
+            link.source.durability = Terminus.DELIVERIES
+            link.source.expiry_policy = Terminus.EXPIRE_NEVER
+            link.source.distribution_mode = Terminus.DIST_MODE_COPY
+        if self.browse and link.is_receiver:
+            link.source.distribution_mode = Terminus.DIST_MODE_COPY
         if self.selector is not None:
             link.source.filter.put_dict({symbol("selector"): Described(_SELECTOR_DESCRIPTOR,
                                                                         self.selector)})
-        if self.at_most_once:
-            link.snd_settle_mode = Link.SND_SETTLED
+        if self.at_most_once or (self.browse and link.is_receiver):
+            link.snd_settle_mode = Link.SND_SETTLED  # a browser's copies need no outcome
         else:
             link.snd_settle_mode = Link.SND_UNSETTLED
             link.rcv_settle_mode = Link.RCV_FIRST
@@ -141,14 +172,107 @@ def open_sender(job: Any, address: Optional[str], kind_name: str, *,
 
 def open_receiver(job: Any, address: Optional[str], kind_name: str, *,
                   session: Any = None, selector: Optional[str] = None,
-                  at_most_once: bool = False, dynamic: bool = False) -> Any:
+                  at_most_once: bool = False, dynamic: bool = False,
+                  subscription: Optional[Subscription] = None, browse: bool = False) -> Any:
     """Create a receiver link for ``job`` from ``address`` (``dynamic=True``: a temporary queue
-    the broker names) on ``session`` (default: the job's connection); see :func:`open_sender`."""
+    the broker names) on ``session`` (default: the job's connection); see :func:`open_sender`.
+    ``subscription`` attaches to a named topic subscription (:class:`Subscription`),
+    ``browse=True`` looks at a queue's messages without taking them."""
     name, kind = resolve(address)
+    if subscription is not None:
+        conn = job.connection
+        return job.add_link(job.container.create_receiver(
+            session if session is not None else conn, name,
+            name=subscription.link_name(conn), handler=job,
+            options=LinkSetup(kind, selector=selector, at_most_once=at_most_once,
+                              subscription_durable=subscription.durable,
+                              shared=subscription.shared, global_=subscription.global_)))
     return job.add_link(job.container.create_receiver(
         session if session is not None else job.connection, name, dynamic=dynamic,
         name=link_name(kind_name, name), handler=job,
-        options=LinkSetup(kind, selector=selector, at_most_once=at_most_once)))
+        options=LinkSetup(kind, selector=selector, at_most_once=at_most_once, browse=browse)))
+
+
+# -- topic subscriptions (Qpid JMS's AMQP mapping) ----------------------------------------------
+_subscriber_counts: weakref.WeakKeyDictionary[Any, Dict[Tuple[str, str], int]] = \
+    weakref.WeakKeyDictionary()
+
+
+class Subscription:
+    """A named subscription on a topic, attached the way Qpid JMS attaches it.
+
+    The link name is the subscription name; a durable one has a durable source that never
+    expires (the broker keeps it, and its messages, while the link is detached; closing the
+    link deletes it). Shared subscriptions carry the ``shared`` source capability and, when the
+    connection has no explicit container id (JMS's client id), ``global`` too; their link
+    names get JMS's suffixes (``name|2``, ``name|global``, ``name|volatile1`` ...), so that
+    several subscribers share one subscription, even on one connection.
+
+    >>> Subscription("audit", durable=True, shared=False, client_id="svc").base_name
+    'audit'
+    >>> Subscription("audit", durable=True, shared=True, client_id=None).base_name
+    'audit|global'
+    """
+
+    def __init__(self, name: str, *, durable: bool, shared: bool,
+                 client_id: Optional[str]) -> None:
+        self.name = name
+        self.durable = durable
+        self.shared = shared
+        self.global_ = shared and not client_id
+        self.client_id = client_id
+
+    @property
+    def base_name(self) -> str:
+        """The link name of the first subscriber on a connection."""
+        if self.shared and not self.durable:
+            return f"{self.name}|{'global-' if self.global_ else ''}volatile1"
+        return f"{self.name}|global" if self.global_ else self.name
+
+    def link_name(self, connection: Any) -> str:
+        """The link name of the next subscriber on ``connection`` (unique on it)."""
+        if not self.shared:
+            return self.name
+        counts = _subscriber_counts.setdefault(connection, {})
+        key = (self.name, "durable" if self.durable else "volatile")
+        n = counts[key] = counts.get(key, 0) + 1
+        if not self.durable:
+            return f"{self.name}|{'global-' if self.global_ else ''}volatile{n}"
+        first = f"{self.name}|global" if self.global_ else self.name
+        if n == 1:
+            return first
+        return f"{first}{n}" if self.global_ else f"{first}|{n}"
+
+
+def check_subscription(kind: Optional[str], subscription: Optional[str], durable: bool,
+                       shared: bool, container_id: Optional[str], *,
+                       known_container: bool = True) -> None:
+    """ValueError/TypeError for subscription options that cannot work, before any I/O.
+
+    >>> check_subscription("topic", "audit", True, False, "svc")
+    >>> check_subscription("queue", "audit", True, False, "svc")
+    Traceback (most recent call last):
+    ...
+    ValueError: subscription= needs a topic address (topic://NAME), not a queue
+    """
+    if subscription is None:
+        if durable or shared:
+            raise ValueError("durable=True and shared=True need a subscription name: "
+                             "subscription='NAME'")
+        return
+    if not isinstance(subscription, str):
+        raise TypeError("subscription must be a string")
+    if not subscription or "|" in subscription:
+        raise ValueError(f"subscription name must be non-empty without '|': {subscription!r}")
+    if kind != "topic":
+        raise ValueError("subscription= needs a topic address (topic://NAME), not a queue")
+    if not (durable or shared):
+        raise ValueError("subscription= names a durable or shared subscription: "
+                         "add durable=True and/or shared=True")
+    if durable and not shared and not container_id and known_container:
+        raise ValueError("a durable subscription that is not shared is kept per client: "
+                         "give the connection a container_id= (JMS's client id), the same "
+                         "each time the subscriber comes back")
 
 
 # -- one credit policy --------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from proton import Delivery
 
 from .._engine import raw as _raw
 from .._errors import AMQPError, delivery_error
-from .._message import Decoder, Message
+from .._message import Decoder, Message, check_delay
 from . import _links
 from ._job import Job, _Lean, _message_source, default_durable, next_encoded, resolve
 
@@ -41,6 +41,7 @@ class Sender(_Lean, Job):
     :class:`~proton_easy.Rejected` or :class:`~proton_easy.Released`; submitted messages each
     learn their own outcome (:meth:`on_outcome`) and the link stays. At-least-once messages are
     durable unless ``durable=False`` (or a :class:`~proton_easy.Message` says otherwise).
+    ``delay`` (seconds) asks the broker to hold each message that long (scheduled delivery).
 
     >>> class Send(Sender):
     ...     def on_all_accepted(self):
@@ -56,9 +57,13 @@ class Sender(_Lean, Job):
         address: Optional[str] = None,
         at_most_once: bool = False,
         durable: Optional[bool] = None,
+        delay: Optional[float] = None,
         **options: Any,
     ) -> None:
         super().__init__(url, address=address, **options)
+        if delay is not None:
+            check_delay("delay", delay)
+        self.delay = delay
         if messages is None:
             self.total: Optional[int] = None
             self._items: Iterator[Any] = iter(())
@@ -131,7 +136,7 @@ class Sender(_Lean, Job):
             return self._waiting.popleft()
         if self._exhausted or self.open_ended:
             return None
-        payload = next_encoded(self._items, self.durable)
+        payload = next_encoded(self._items, self.durable, self.delay)
         if payload is None:
             self._exhausted = True
             return None
@@ -243,10 +248,19 @@ class Receiver(_Lean, Job):
     many seconds in all. With ``drain=True`` it ends as soon as the broker has nothing more to
     give (AMQP drain): "take what is there now", as ``cli-proton-python-receiver -c 0`` does.
 
+    On a ``topic://`` address, ``subscription="name"`` receives from a named subscription, as
+    Qpid JMS attaches one: ``durable=True`` keeps it while no one is connected (keyed by the
+    connection's ``container_id`` unless shared; the link detaches at the end, which keeps it),
+    ``shared=True`` lets several receivers take turns on it. ``browse=True`` looks at a
+    queue's messages without taking them (distribution mode ``copy``; with ``drain=True``:
+    the messages there are now).
+
     >>> class Recv(Receiver):
     ...     def on_received(self, msg):
     ...         print(msg.body)
     >>> # Container(Recv("amqp://localhost:5672/examples", count=100)).run()
+    >>> # Container(Recv("amqp://localhost:5672/topic://news", subscription="reader",
+    >>> #                durable=True, container_id="reader-1", timeout=5)).run()
     """
 
     def __init__(
@@ -262,6 +276,10 @@ class Receiver(_Lean, Job):
         timeout: Optional[float] = None,
         deadline: Optional[float] = None,
         drain: bool = False,
+        subscription: Optional[str] = None,
+        durable: bool = False,
+        shared: bool = False,
+        browse: bool = False,
         **options: Any,
     ) -> None:
         super().__init__(url, address=address, **options)
@@ -269,6 +287,12 @@ class Receiver(_Lean, Job):
             raise ValueError(f"count must be a non-negative integer, not {count!r}")
         if selector is not None and not isinstance(selector, str):
             raise TypeError("selector must be a string")
+        check_receive_options(self.address, subscription, durable, shared, browse,
+                              at_most_once, self.options)
+        self.subscription = subscription
+        self.subscription_durable = durable
+        self.shared = shared
+        self.browse = browse
         if window < 1:
             raise ValueError("window must be at least 1")
         self.count = count
@@ -292,12 +316,27 @@ class Receiver(_Lean, Job):
         self.messages.append(msg)
 
     def open_links(self) -> None:
+        sub = None
+        if self.subscription is not None:
+            client_id = self._conn.options.container_id if self._conn is not None else None
+            kind = _links.resolve(self.address)[1]
+            _links.check_subscription(kind, self.subscription, self.subscription_durable,
+                                      self.shared, client_id)
+            sub = _links.Subscription(self.subscription, durable=self.subscription_durable,
+                                      shared=self.shared, client_id=client_id)
         self.receiver = _links.open_receiver(self, self.address, "receiver",
                                              selector=self.selector,
-                                             at_most_once=self.at_most_once)
+                                             at_most_once=self.at_most_once,
+                                             subscription=sub, browse=self.browse)
         self._top_up()
         self.set_timer("idle", self.idle_timeout, self._idle)
         self.set_timer("deadline", self.deadline, self._idle)
+
+    def end_link(self, link: Any) -> None:
+        if link == self.receiver and self.subscription is not None and self.subscription_durable:
+            link.detach()  # a detach keeps the durable subscription; a close would delete it
+        else:
+            link.close()
 
     def _wanted(self) -> int:
         if self.count:
@@ -392,3 +431,30 @@ class Receiver(_Lean, Job):
 
     def _reconnected(self) -> None:
         self._top_up()
+
+
+def check_receive_options(address: Optional[str], subscription: Optional[str], durable: bool,
+                          shared: bool, browse: bool, at_most_once: bool,
+                          options: Any = None) -> None:
+    """ValueError/TypeError for receive options that cannot work together, before any I/O
+    (``options``: the connection's, when known, to check a durable subscription's container
+    id).
+
+    >>> check_receive_options("topic://news", "audit", False, True, False, False)
+    >>> check_receive_options("orders", None, False, False, True, True)
+    Traceback (most recent call last):
+    ...
+    ValueError: browse=True cannot be combined with at_most_once=True
+    """
+    if browse:
+        if at_most_once:
+            raise ValueError("browse=True cannot be combined with at_most_once=True")
+        if subscription is not None or durable or shared:
+            raise ValueError("browse=True looks at a queue: it takes no subscription options")
+        if address is not None and _links.resolve(address)[1] == "topic":
+            raise ValueError("browse=True needs a queue address: a topic keeps no messages "
+                             "to look at")
+    kind = _links.resolve(address)[1] if address is not None else "topic"
+    container_id = getattr(options, "container_id", None)
+    _links.check_subscription(kind, subscription, durable, shared, container_id,
+                              known_container=options is not None)
