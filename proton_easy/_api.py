@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optio
 from ._client import Client, pre_encode
 from ._consumer import Consumer
 from ._message import Message, check_delay, encode
-from ._options import DEFAULT_TIMEOUT, CallOptions, ConnectionOptions, ConnectOptions, check_seconds
+from ._options import (
+    CONNECT_FLOOR,
+    DEFAULT_TIMEOUT,
+    CallOptions,
+    ConnectionOptions,
+    ConnectOptions,
+    check_seconds,
+)
 from ._request_reply import check_serve_args
 from ._transaction import Transaction
 from .handlers._job import as_message, default_durable
@@ -37,12 +44,16 @@ def _cap_connect(timeout: Optional[float], options: Any) -> None:
 
 class _Budget:
     """One call's timeout, shared by its connecting and its job: ``pe.receive(url,
-    timeout=3)`` connects within 3 s and receives for what is left of them."""
+    timeout=3)`` connects within 3 s and receives for what is left of them (a timeout under
+    2 s still gives connecting 2 s)."""
 
     def __init__(self, timeout: Optional[float], options: Any) -> None:
         check_seconds("timeout", timeout, allow_none=True)
         if timeout is not None:
-            options["timeout"] = min(timeout, options.get("timeout") or timeout)
+            # connecting gets at least CONNECT_FLOOR: a short receive ("what is there now")
+            # must not fail because opening a connection took longer than the wait itself
+            connect = max(timeout, CONNECT_FLOOR)
+            options["timeout"] = min(connect, options.get("timeout") or connect)
         self.total = timeout
         self._start = time.monotonic()
 

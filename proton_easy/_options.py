@@ -19,6 +19,9 @@ __all__ = ["ConnectionOptions", "ParsedURL", "parse_url", "redact", "split_addre
 DEFAULT_URL = "amqp://localhost:5672"
 DEFAULT_TIMEOUT = 10.0
 """Seconds a blocking call waits by default (connecting, sending, a request's reply)."""
+CONNECT_FLOOR = 2.0
+"""Seconds connecting may take even when a call's own timeout is shorter (a short receive,
+"what is there now", must not fail because opening the connection took longer)."""
 DEFAULT_RECONNECT = 60.0
 """Seconds a dropped connection keeps trying to come back before the call fails."""
 HANDSHAKE_TIMEOUT = 5.0
@@ -82,8 +85,8 @@ def safe_url(url: str) -> str:
     text = str(url)
     if "@" in text:
         scheme, sep, rest = text.partition("://")
-        if not sep:
-            scheme, rest = "", text
+        if not sep or text.find("://") + 1 != text.find("/"):  # no scheme: "://" in the path
+            scheme, sep, rest = "", "", text
         user = rest.split(":", 1)[0] if ":" in rest.rpartition("@")[0] else ""
         if "@" in user or "/" in user:
             user = ""
@@ -164,14 +167,17 @@ def parse_url(url: str) -> ParsedURL:
             f"ambiguous URL {_user_part(url)}:***@...: its password seems to hold a raw "
             "'@', '/', ':' or '#'; percent-encode it (urllib.parse.quote(password, safe='')) "
             "or pass it as password=")
-    if "://" in url and not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", url):
+    # "://" names a scheme only where it holds the URL's first "/" (the seed's scheme-less
+    # "localhost:5672/topic://prices" has one in its path)
+    has_scheme = "://" in url and url.find("://") + 1 == url.find("/")
+    if has_scheme and not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", url):
         raise ValueError(f"malformed AMQP URL: {safe_url(url)!r}")
     authority = _AUTHORITY.match(url)
     if authority and authority.group(1).count("[") != authority.group(1).count("]"):
         raise ValueError(f"malformed IPv6 address in {safe_url(url)!r}: write it as "
                          "amqp://[::1]:5672")
     m = _URL_RE.match(url)
-    if m and m.group("scheme") is None and "://" in url:
+    if m and m.group("scheme") is None and has_scheme:
         m = None  # the scheme's "//" was read as a path: "amqp://[::zz]" is not host "amqp"
     if not m or not m.group("host"):
         if authority and "[" in authority.group(1):

@@ -29,7 +29,7 @@ from . import __version__, _trace
 from ._client import Client
 from ._errors import AMQPError
 from ._message import DELIVERY_DELAY, Message
-from ._options import parse_url, redact
+from ._options import CONNECT_FLOOR, parse_url, redact
 from ._tls import TLS
 from .handlers._transfer import Receiver, check_receive_options
 
@@ -381,8 +381,8 @@ def connection_options(args: argparse.Namespace) -> Dict[str, Any]:
         options["allowed_mechs"] = args.conn_allowed_mechs
     if args.conn_urls:
         options["urls"] = [u.strip() for u in args.conn_urls.split(",") if u.strip()]
-    if args.timeout is not None:
-        options["timeout"] = args.timeout
+    if args.timeout is not None:  # also bounds connecting (though never under 2 s)
+        options["timeout"] = max(args.timeout, CONNECT_FLOOR)
     if getattr(args, "conn_container_id", None):
         options["container_id"] = args.conn_container_id
     return options

@@ -77,6 +77,7 @@ RUN = {
     "handler_classes": "class Send(Sender):",
     "request_reply": "pe.serve(\"amqp://admin:admin@localhost:5672/service\"",
     "transactions": "with pe.transaction(\"amqp://admin:admin@localhost:5672/orders\") as tx:",
+    "topics": 'prices = "amqp://admin:admin@localhost:5672/topic://prices"',
     "cli": "proton-easy broker &",
     "examples_run": "python -m proton_easy.testing run -- sh -c",
     "plugin_test": "def test_order_is_processed(amqp_url, amqp_address):",
@@ -239,6 +240,14 @@ def test_transactions(broker: ArtemisBroker, clean: None) -> None:
         "pe.send_many('amqp://admin:admin@localhost:5672/orders', range(10))\n"))
     assert left_on(broker, "shipped") == list(range(10))
     assert left_on(broker, "orders") == ["a"]  # "b" was aborted
+
+
+def test_topics(broker: ArtemisBroker, clean: None, capsys: Any) -> None:
+    run_block("topics", broker)
+    assert capsys.readouterr().out == ""  # nothing was published on the topic
+    assert left_on(broker, "orders") == []  # both messages are held by the broker
+    got = pe.receive(broker.address_url("orders"), timeout=8)
+    assert [m.body for m in got] == ["later"]  # after its 5 s; "at nine" waits till tomorrow
 
 
 def test_cli(broker: ArtemisBroker, clean: None) -> None:
