@@ -7,8 +7,9 @@ import logging
 import sys
 import threading
 import weakref
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 from ._consumer import Consumer, ConsumerJob
 from ._consumer import consume as _consume
@@ -53,10 +54,29 @@ class Client:
     """
 
     def __init__(self, url: Optional[str] = None, **options: Unpack[ConnectOptions]) -> None:
+        self._prepare(self._build_options(url, options))
+        try:
+            self._open().result(self.timeout)
+            self._conn.opened.result(timeout=self.timeout)
+        except FutureTimeout:
+            self._shutdown()
+            raise self._no_answer() from None
+        except BaseException:
+            self._shutdown()
+            raise
+        self._opened()
+
+    # -- connecting (shared with the asyncio face, which awaits the same futures) -------------
+    @staticmethod
+    def _build_options(url: Optional[str], options: Mapping[str, Any]) -> ConnectionOptions:
+        """The checked connection options (TypeError/ValueError here, before any I/O)."""
         unknown = set(options) - set(CONNECTION_OPTIONS)
         if unknown:
             raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
-        self.options = ConnectionOptions.build(url, **options)
+        return ConnectionOptions.build(url, **options)
+
+    def _prepare(self, options: ConnectionOptions) -> None:
+        self.options = options
         self.timeout = self.options.timeout
         self._loop = Loop(f"proton-easy {self.options.display_url}")
         self._conn = Connection(self.options)
@@ -65,16 +85,16 @@ class Client:
         self._senders = SenderPool(self._driver)
         self._close_lock = threading.Lock()
         self._requests = Requests(self._driver)
-        try:
-            self._loop.call(lambda: self._conn.open(self._loop.container)).result(self.timeout)
-            self._conn.opened.result(timeout=self.timeout)
-        except FutureTimeout:
-            self._shutdown()
-            raise ConnectError(f"cannot connect to {self.options.display_urls}: no answer "
-                               f"within {self.timeout:g} s") from None
-        except BaseException:
-            self._shutdown()
-            raise
+
+    def _open(self) -> Future[Any]:
+        """Start connecting on the loop thread; then ``self._conn.opened`` tells the outcome."""
+        return self._loop.call(lambda: self._conn.open(self._loop.container))
+
+    def _no_answer(self) -> ConnectError:
+        return ConnectError(f"cannot connect to {self.options.display_urls}: no answer "
+                            f"within {self.timeout:g} s")
+
+    def _opened(self) -> None:
         _OPEN_CLIENTS.add(self)
 
     @property
@@ -138,12 +158,18 @@ class Client:
 
         >>> client.send("orders", {"id": 1})   # doctest: +SKIP
         """
+        address, payload, limit = self._send_args(address, message, at_most_once, durable,
+                                                  timeout)
+        self._senders.send(address, payload, at_most_once=at_most_once, timeout=limit)
+
+    def _send_args(self, address: Optional[str], message: Any, at_most_once: bool,
+                   durable: Optional[bool], timeout: Optional[float]) -> Tuple[str, Encoded, float]:
+        """``send``'s checks before any I/O: (address, encoded message, seconds to wait)."""
         address = self._address(address)
         _check_seconds("timeout", timeout)
         payload = pre_encode(message, default_durable(durable, at_most_once))  # TypeError here
         self._driver.check_open()
-        limit = self.timeout if timeout is None else timeout
-        self._senders.send(address, payload, at_most_once=at_most_once, timeout=limit)
+        return address, payload, self.timeout if timeout is None else timeout
 
     def send_many(
         self,
@@ -162,15 +188,21 @@ class Client:
         >>> client.send_many("orders", ({"id": i} for i in range(1000)))   # doctest: +SKIP
         1000
         """
+        job = self._send_many_job(address, messages, at_most_once, durable, timeout)
+        result: int = self._driver.run(job, timeout, progress=lambda: job.confirmed)
+        return result
+
+    def _send_many_job(self, address: Optional[str], messages: Iterable[Any],
+                       at_most_once: bool, durable: Optional[bool],
+                       timeout: Optional[float] = None) -> Sender:
+        """``send_many``'s job, after its checks (a list is encoded now: TypeError here)."""
         address = self._address(address)
         _check_seconds("timeout", timeout)
         durable = default_durable(durable, at_most_once)
         if isinstance(messages, (list, tuple)):
             messages = [pre_encode(m, durable) for m in messages]
-        job = Sender(messages=messages, address=address, at_most_once=at_most_once,
-                     durable=durable)
-        result: int = self._driver.run(job, timeout, progress=lambda: job.confirmed)
-        return result
+        return Sender(messages=messages, address=address, at_most_once=at_most_once,
+                      durable=durable)
 
     def receive(
         self,
@@ -188,15 +220,19 @@ class Client:
         >>> client.receive("orders", count=10, selector="colour = 'green'")  # doctest: +SKIP
         [Message(body=...), ...]
         """
-        address = self._address(address)
-        _check_seconds("timeout", timeout)
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ValueError(f"count must be a positive integer, not {count!r}")
-        limit = self.timeout if timeout is None else timeout
+        address, limit = self._receive_args(address, count, timeout)
         job = Receiver(count=count, address=address, selector=selector,
                        at_most_once=at_most_once, window=count, deadline=limit)
         result: List[Message] = self._driver.run(job, limit + self.timeout)
         return result
+
+    def _receive_args(self, address: Optional[str], count: int,
+                      timeout: Optional[float]) -> Tuple[str, float]:
+        """``receive``'s checks before any I/O: (address, seconds to wait)."""
+        address = self._address(address)
+        _check_seconds("timeout", timeout)
+        check_count(count)
+        return address, self.timeout if timeout is None else timeout
 
     def consume(
         self,
@@ -227,10 +263,18 @@ class Client:
     def _consume(self, address: Optional[str], idle_timeout: Optional[float],
                  selector: Optional[str], at_most_once: bool, window: int,
                  keep: List[bool]) -> Iterator[Message]:
-        idle = self.timeout if idle_timeout == -1 else idle_timeout
-        job = ConsumerJob(address=self._address(address), selector=selector,
-                          at_most_once=at_most_once, window=window)
+        idle, job = self._consumer_job(address, idle_timeout, selector, at_most_once, window)
         return _consume(self._driver, job, idle, keep)
+
+    def _consumer_job(self, address: Optional[str], idle_timeout: Optional[float],
+                      selector: Optional[str], at_most_once: bool, window: int,
+                      notify: Optional[Callable[[], None]] = None,
+                      ) -> Tuple[Optional[float], ConsumerJob]:
+        """``consume``'s idle limit (``-1``: the client's timeout) and job."""
+        idle = self.timeout if idle_timeout == -1 else idle_timeout
+        job = ConsumerJob(notify=notify, address=self._address(address), selector=selector,
+                          at_most_once=at_most_once, window=window)
+        return idle, job
 
     def request(
         self,
@@ -296,13 +340,8 @@ class Client:
         so a forgotten Client, or a ``consume`` loop left suspended by Ctrl-C, ends cleanly:
         unsettled messages go back to their queues.
         """
-        with self._close_lock:
-            if self._closed:
-                return
-            self._driver.closed = True
-        _OPEN_CLIENTS.discard(self)
-        if sys.is_finalizing():
-            return  # too late: the loop thread is frozen; the broker sees the socket close
+        if not self._begin_close():
+            return
         try:
             self._requests.close()  # threads waiting for replies learn why none will come
             self._loop.call(self._senders.close)  # and so do threads waiting in send()
@@ -312,6 +351,16 @@ class Client:
             log.debug("connection did not close cleanly", exc_info=True)
         finally:
             self._shutdown()
+
+    def _begin_close(self) -> bool:
+        """Mark the client closed; False when it already was (or it is too late to close)."""
+        with self._close_lock:
+            if self._closed:
+                return False
+            self._driver.closed = True
+        _OPEN_CLIENTS.discard(self)
+        # too late at finalization: the loop thread is frozen; the broker sees the socket close
+        return not sys.is_finalizing()
 
     def _shutdown(self) -> None:
         self._driver.closed = True
@@ -334,6 +383,12 @@ def _close_open_clients() -> None:
             client.close()
         except Exception:  # noqa: BLE001 - exiting anyway
             log.debug("closing a client at exit failed", exc_info=True)
+
+
+def check_count(count: Any) -> None:
+    """ValueError unless ``count`` is a positive integer (``receive``'s, before any I/O)."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"count must be a positive integer, not {count!r}")
 
 
 def pre_encode(item: Any, durable: bool = False) -> Encoded:
