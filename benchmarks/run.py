@@ -209,17 +209,15 @@ def trial_aio_consume(url: str, address: str, n: int, size: int) -> Dict:
 
 def trial_aio_requests(url: str, address: str, n: int, size: int) -> Dict:
     """``n`` requests one after the other (blocking ``Client.request``), then ``n`` at once from
-    as many tasks on one ``aio.Client``; a Responder on a connection of its own answers."""
-    body = payload(size)
-    server = pe.Client(url)
-    serving = threading.Thread(target=server.run, daemon=True, args=(
-        handlers.Responder(address=address, count=2 * n, window=100),), kwargs={"timeout": 120})
-    serving.start()
+    as many tasks on one ``aio.Client``; a ``handlers.Responder`` in a process of its own
+    answers (benchmarks/request_reply.py)."""
+    body = "x" * size
+    server = request_reply.start_server("responder", url, address)
     try:
         with pe.Client(url) as client:
             client.request(address, body, timeout=30)  # the reply queue exists before timing
             started = time.perf_counter()
-            for _ in range(n - 1):
+            for _ in range(n):
                 client.request(address, body, timeout=30)
             sequential = time.perf_counter() - started
 
@@ -228,14 +226,14 @@ def trial_aio_requests(url: str, address: str, n: int, size: int) -> Dict:
                 await client.request(address, body, timeout=30)
                 started = time.perf_counter()
                 await asyncio.gather(*(client.request(address, body, timeout=30)
-                                       for _ in range(n - 1)))
+                                       for _ in range(n)))
                 return time.perf_counter() - started
 
         together = asyncio.run(concurrent())
     finally:
-        serving.join(30)
-        server.close()
-    return {"seconds": together, "cpu_seconds": 0.0, "count": n - 1,
+        server.terminate()
+        server.wait(30)
+    return {"seconds": together, "cpu_seconds": 0.0, "count": n,
             "sequential_seconds": sequential, "concurrent_seconds": together}
 
 
@@ -615,7 +613,7 @@ class Bench:
             for _ in range(self.config.rounds):
                 address = self.address("aio-requests")
                 trials.append(worker.run("aio_requests", url=self.url, address=address,
-                                         n=n + 1, size=100))
+                                         n=n, size=100))
                 self.drop(address)
         finally:
             worker.close()

@@ -142,10 +142,10 @@ class Client:
         """Send one message; return once the broker accepted it. See
         :meth:`proton_easy.Client.send`.
 
-        Cancelled (a task's ``cancel()``, ``asyncio.timeout``, ``wait_for``): either the
-        broker's answer came first and the call returns or raises it, or it raises
-        ``CancelledError`` whose text says which became of the message: not sent (and never
-        will be), or sent with its outcome unknown (``in_doubt`` = 1 on the error).
+        Cancelled (a task's ``cancel()``, ``asyncio.timeout``, ``wait_for``), it raises
+        ``CancelledError`` whose text says what became of the message: accepted (or refused)
+        before the cancellation came, not sent (and never will be), or sent with its outcome
+        unknown; ``in_doubt`` on the error is 1 then, else 0.
 
         >>> await client.send("orders", {"id": 1})   # doctest: +SKIP
         """
@@ -158,14 +158,17 @@ class Client:
         except Timeout:
             sync._senders.timed_out(address, sender, fut, limit)
         except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled():
-                fut.result()  # the outcome came first: it is the answer
-                return
             raise await self._send_cancelled(address, sender, fut) from None
 
     async def _send_cancelled(self, address: str, sender: Sender,
                               fut: Future[None]) -> BaseException:
-        fut.cancel()  # the Sender skips it if it has not gone out yet
+        if not fut.cancel() and fut.done():  # cancel: the Sender skips it if not sent yet
+            error = fut.exception()  # the broker's answer came first
+            if error is None:
+                return _cancelled(f"send to {address!r} cancelled after the broker accepted "
+                                  "the message", 0)
+            return _cancelled(f"send to {address!r} cancelled after the broker refused the "
+                              f"message: {type(error).__name__}: {error}", 0)
         try:
             never_sent = await call(self._sync()._driver, lambda: sender.withdraw(fut))
         except Exception:  # noqa: BLE001 - the loop is gone: the outcome cannot be known
@@ -196,9 +199,6 @@ class Client:
                                     job=job)
             return count
         except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled() and fut.exception() is None:
-                return int(fut.result())
-
             def stop() -> tuple[int, int]:
                 books = (job.confirmed, job.in_doubt)
                 job._fail(AMQPError("send_many was cancelled"))

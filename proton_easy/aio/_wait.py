@@ -129,13 +129,21 @@ class Inbox:
                 return q.get_nowait()
             except queue.Empty:
                 pass
-            remaining = None if deadline is None else deadline - self._loop.time()
-            if remaining is not None and remaining <= 0:
-                self._waiter = None
-                return None
+            timer = None
+            if deadline is not None:
+                remaining = deadline - self._loop.time()
+                if remaining <= 0:
+                    self._waiter = None
+                    return None
+                timer = self._loop.call_later(remaining, _expire, waiter)
             try:
-                await asyncio.wait_for(waiter, remaining)
-            except asyncio.TimeoutError:
-                pass
+                await waiter  # woken by notify() or by the timer; then look again
             finally:
                 self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
