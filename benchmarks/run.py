@@ -209,10 +209,10 @@ def trial_aio_consume(url: str, address: str, n: int, size: int) -> Dict:
 
 def trial_aio_requests(url: str, address: str, n: int, size: int) -> Dict:
     """``n`` requests one after the other (blocking ``Client.request``), then ``n`` at once from
-    as many tasks on one ``aio.Client``; a ``handlers.Responder`` in a process of its own
-    answers (benchmarks/request_reply.py)."""
+    as many tasks on one ``aio.Client``; a ``handlers.Responder`` with credit for 100 requests,
+    in a process of its own, answers (benchmarks/request_reply.py)."""
     body = "x" * size
-    server = request_reply.start_server("responder", url, address)
+    server = request_reply.start_server("responder-100", url, address)
     try:
         with pe.Client(url) as client:
             client.request(address, body, timeout=30)  # the reply queue exists before timing
@@ -482,7 +482,7 @@ ASYNC_RECEIVE_SETUPS = [
     Setup("aio_consume", "proton_easy aio.Client.consume", "aio_consume"),
 ]
 ASYNC_SIZES = (100,)
-ASYNC_RECEIVE_MESSAGES = 5000
+ASYNC_RECEIVE_MESSAGES = 2000
 ASYNC_REQUESTS = 100
 
 
