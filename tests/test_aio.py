@@ -37,6 +37,10 @@ async def test_send_then_receive(amqp_url: str, amqp_address: str) -> None:
     assert [m.body for m in got] == [{"sequence": 1}, "two"]
     assert got[1].properties == {"colour": "green"}
     assert await aio.receive(url, timeout=0.2) == []  # accepted: nothing left
+    await aio.send(url, "best effort", at_most_once=True)
+    got = await aio.receive(url, count=5, timeout=1, at_most_once=True)
+    assert [m.body for m in got] == ["best effort"]
+    assert await aio.receive(url, timeout=0.2) == []
 
 
 async def test_receive_takes_only_count_and_filters(amqp_url: str, amqp_address: str) -> None:
