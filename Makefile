@@ -67,7 +67,9 @@ lint: venv
 # mypy --strict over the modules that are fully typed so far
 TYPED := proton_easy/_errors.py proton_easy/_options.py proton_easy/_tls.py \
 	proton_easy/_api.py proton_easy/_trace.py proton_easy/_logging.py \
-	proton_easy/cli.py proton_easy/testing/plugin.py tools/check_build_deps.py
+	proton_easy/cli.py proton_easy/testing/plugin.py tools/check_build_deps.py \
+	proton_easy/aio proton_easy/_client.py proton_easy/_driver.py proton_easy/_sending.py \
+	proton_easy/_consumer.py proton_easy/_request_reply.py proton_easy/_transaction.py
 typecheck: venv
 	$(VENV)/bin/mypy --strict --follow-imports=silent $(TYPED)
 
