@@ -7,16 +7,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, List, Optional, Set, Tuple
+from typing import Any, Awaitable, Callable, List, Optional, Set, Tuple
 
 from proton import Delivery
 
 from .._consumer import _END, ConsumerJob
 from .._message import Message
-from ._wait import Inbox, result
-
-if TYPE_CHECKING:
-    from ._client import Client
+from ._wait import Face, Inbox, result
 
 log = logging.getLogger("proton_easy")
 
@@ -38,9 +35,9 @@ class Consumer:
     ...         await handle(msg.body)
     """
 
-    def __init__(self, client: Optional[Client], address: Optional[str], *,
+    def __init__(self, client: Optional[Face], address: Optional[str], *,
                  idle_timeout: Optional[float], selector: Optional[str], at_most_once: bool,
-                 window: int, connect: Optional[Callable[[], Awaitable[Client]]] = None) -> None:
+                 window: int, connect: Optional[Callable[[], Awaitable[Face]]] = None) -> None:
         self._client = client
         self._connect = connect
         self._owns = client is None
@@ -157,7 +154,7 @@ class Consumer:
             log.debug("consumer cleanup failed", exc_info=True)
 
 
-async def receive(client: Client, address: Optional[str], count: int, *,
+async def receive(client: Face, address: Optional[str], count: int, *,
                   timeout: Optional[float], selector: Optional[str],
                   at_most_once: bool) -> List[Message]:
     """``Client.receive`` awaited: see :meth:`proton_easy.aio.Client.receive`."""

@@ -6,22 +6,19 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Callable, Optional
 
 from .._errors import AMQPError
 from .._message import Message
 from .._request_reply import _END, _Server, check_serve_args
-from ._wait import Inbox, result
-
-if TYPE_CHECKING:
-    from ._client import Client
+from ._wait import Face, Inbox, result
 
 log = logging.getLogger("proton_easy")
 
 _SLICE = 1.0  # seconds between looks at whether the client was closed meanwhile
 
 
-async def serve(client: Client, address: Optional[str], handler: Callable[[Message], Any],
+async def serve(client: Face, address: Optional[str], handler: Callable[[Message], Any],
                 count: Optional[int], timeout: Optional[float]) -> int:
     """``Client.serve`` awaited: see :meth:`proton_easy.aio.Client.serve`."""
     sync = client._sync()

@@ -4,15 +4,12 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, List, Optional
+from typing import Any, List, Optional
 
 from .._errors import Timeout
 from .._message import Message
 from .._transaction import Transaction as _Transaction
-from ._wait import result, wait
-
-if TYPE_CHECKING:
-    from ._client import Client
+from ._wait import Face, result, wait
 
 log = logging.getLogger("proton_easy")
 
@@ -28,7 +25,7 @@ class Transaction:
     ...         await tx.send(msg.body, address="shipped")
     """
 
-    def __init__(self, client: Client, address: Optional[str] = None, *,
+    def __init__(self, client: Face, address: Optional[str] = None, *,
                  owns_client: bool = False) -> None:
         sync = client._sync()
         self._client = client

@@ -10,9 +10,12 @@ import asyncio
 import logging
 import queue
 from concurrent.futures import Future
-from typing import Any, Callable, Optional, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Tuple, TypeVar
 
 from .._driver import Driver
+
+if TYPE_CHECKING:
+    from .._client import Client as _SyncClient
 
 log = logging.getLogger("proton_easy")
 
@@ -20,6 +23,17 @@ T = TypeVar("T")
 
 _SLICE = 1.0
 """Seconds between looks at a waiting job's progress and at the connection's state."""
+
+
+class Face(Protocol):
+    """What the verb modules need of an :class:`~proton_easy.aio.Client` (typed here, so that
+    they need not import it): the blocking client it drives, and its close."""
+
+    timeout: float
+
+    def _sync(self) -> _SyncClient: ...
+
+    async def close(self) -> None: ...
 
 
 def _retrieved(fut: asyncio.Future[Any]) -> None:
