@@ -161,8 +161,10 @@ def serve(kind: str, url: str, address: str) -> None:
     if kind == "seed":
         Container(SeedServer(url, address)).run()
         return
-    if kind == "responder":
-        Container(ReadyResponder(f"{url}/{address}", lambda msg: msg.body.upper())).run()
+    if kind in ("responder", "responder-100"):  # -100: credit for 100 requests at once
+        window = 100 if kind == "responder-100" else 10
+        Container(ReadyResponder(f"{url}/{address}", lambda msg: msg.body.upper(),
+                                 window=window)).run()
         return
     with pe.Client(url) as client:
         print("ready", flush=True)  # requests wait in the queue until serve's link is up
@@ -242,7 +244,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         "PROTON_EASY_URL", "amqp://admin:admin@localhost:5672"))
     parser.add_argument("-n", type=int, default=1000, help="requests per setup (1000)")
     parser.add_argument("--warmup", type=int, default=100)
-    parser.add_argument("--serve", choices=["seed", "pe", "responder"], help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=["seed", "pe", "responder", "responder-100"],
+                        help=argparse.SUPPRESS)
     parser.add_argument("--address", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:

@@ -21,6 +21,7 @@ options (not the quick-start ones the test fixtures use), warmed up, and stopped
 from __future__ import annotations
 
 import argparse
+import asyncio
 import itertools
 import json
 import os
@@ -47,10 +48,10 @@ import transactions  # noqa: E402
 from handwritten import now, since  # noqa: E402
 
 import proton_easy as pe  # noqa: E402
-from proton_easy import handlers  # noqa: E402
+from proton_easy import aio, handlers  # noqa: E402
 
 SIZES = (100, 10 * 1024)
-GROUPS = ("send", "send-amo", "receive", "memory", "latency", "transactions", "perf")
+GROUPS = ("send", "send-amo", "receive", "asyncio", "memory", "latency", "transactions", "perf")
 
 
 # =============================================================================================
@@ -167,6 +168,73 @@ def trial_pe_consume(url: str, address: str, n: int, size: int) -> Dict:
     finally:
         client.close()
     return _result(since(started), count)
+
+
+def trial_aio_send_many(url: str, address: str, n: int, size: int, at_most_once: bool) -> Dict:
+    async def go() -> Dict:
+        body = payload(size)
+        async with aio.Client(url) as client:
+            started = now()
+            count = await client.send_many(address, itertools.repeat(body, n),
+                                           at_most_once=at_most_once)
+        return _result(since(started), count)
+
+    return asyncio.run(go())
+
+
+def trial_aio_receive(url: str, address: str, n: int, size: int) -> Dict:
+    async def go() -> Dict:
+        async with aio.Client(url) as client:
+            started = now()
+            got = await client.receive(address, count=n, timeout=60)
+        return _result(since(started), len(got))
+
+    return asyncio.run(go())
+
+
+def trial_aio_consume(url: str, address: str, n: int, size: int) -> Dict:
+    async def go() -> Dict:
+        count = 0
+        async with aio.Client(url) as client:
+            started = now()
+            async with client.consume(address, idle_timeout=30) as messages:
+                async for _ in messages:
+                    count += 1
+                    if count == n:
+                        break
+        return _result(since(started), count)
+
+    return asyncio.run(go())
+
+
+def trial_aio_requests(url: str, address: str, n: int, size: int) -> Dict:
+    """``n`` requests one after the other (blocking ``Client.request``), then ``n`` at once from
+    as many tasks on one ``aio.Client``; a ``handlers.Responder`` with credit for 100 requests,
+    in a process of its own, answers (benchmarks/request_reply.py)."""
+    body = "x" * size
+    server = request_reply.start_server("responder-100", url, address)
+    try:
+        with pe.Client(url) as client:
+            client.request(address, body, timeout=30)  # the reply queue exists before timing
+            started = time.perf_counter()
+            for _ in range(n):
+                client.request(address, body, timeout=30)
+            sequential = time.perf_counter() - started
+
+        async def concurrent() -> float:
+            async with aio.Client(url) as client:
+                await client.request(address, body, timeout=30)
+                started = time.perf_counter()
+                await asyncio.gather(*(client.request(address, body, timeout=30)
+                                       for _ in range(n)))
+                return time.perf_counter() - started
+
+        together = asyncio.run(concurrent())
+    finally:
+        server.terminate()
+        server.wait(30)
+    return {"seconds": together, "cpu_seconds": 0.0, "count": n,
+            "sequential_seconds": sequential, "concurrent_seconds": together}
 
 
 def trial_pe_handler_recv(url: str, address: str, n: int, size: int) -> Dict:
@@ -401,6 +469,23 @@ RECEIVE_SETUPS = [
 ]
 
 
+ASYNC_SEND_SETUPS = [
+    Setup("pe_send_many", "proton_easy Client.send_many (blocking)", "pe_send_many",
+          baseline="blocking"),
+    Setup("aio_send_many", "proton_easy aio.Client.send_many", "aio_send_many"),
+]
+ASYNC_RECEIVE_SETUPS = [
+    Setup("pe_receive", "proton_easy Client.receive (blocking)", "pe_receive",
+          baseline="blocking"),
+    Setup("aio_receive", "proton_easy aio.Client.receive", "aio_receive"),
+    Setup("pe_consume", "proton_easy Client.consume (blocking)", "pe_consume"),
+    Setup("aio_consume", "proton_easy aio.Client.consume", "aio_consume"),
+]
+ASYNC_SIZES = (100,)
+ASYNC_RECEIVE_MESSAGES = 2000
+ASYNC_REQUESTS = 100
+
+
 @dataclass
 class Config:
     """Message counts per trial, rounds, sizes."""
@@ -481,11 +566,13 @@ class Bench:
 
     # -- throughput groups -------------------------------------------------------------------
     def throughput(self, group: str, title: str, setups: Sequence[Setup],
-                   counts: Optional[Dict[int, int]] = None, **kwargs: Any) -> None:
+                   counts: Optional[Dict[int, int]] = None, *,
+                   sizes: Optional[Sequence[int]] = None, receiving: bool = False,
+                   **kwargs: Any) -> None:
         """Run each setup at each body size, taking turns, ``rounds`` times."""
         self.titles[group] = title
-        receiving = group == "receive"
-        for size in self.sizes:
+        receiving = receiving or group == "receive"
+        for size in self.sizes if sizes is None else sizes:
             cells = [Cell(group, s, size, counts[size] if counts else
                           (self.config.slow if s.slow else self.config.fast)[size])
                      for s in setups]
@@ -507,6 +594,41 @@ class Bench:
             finally:
                 for worker in workers.values():
                     worker.close()
+
+    # -- asyncio ---------------------------------------------------------------------------------
+    def asyncio_face(self) -> None:
+        """proton_easy.aio against the blocking verbs (100 B only, to keep the run short), and
+        ``ASYNC_REQUESTS`` concurrent requests from tasks against as many sequential ones."""
+        sizes = [s for s in ASYNC_SIZES if s in self.sizes] or self.sizes[:1]
+        self.throughput("aio-send", "asyncio: send_many, at-least-once, vs the blocking verb",
+                        ASYNC_SEND_SETUPS, sizes=sizes, at_most_once=False)
+        n = min(ASYNC_RECEIVE_MESSAGES, self.config.fast[sizes[0]])
+        self.throughput("aio-receive", "asyncio: receive and consume, vs the blocking verbs",
+                        ASYNC_RECEIVE_SETUPS, counts={s: n for s in sizes}, sizes=sizes,
+                        receiving=True)
+        n = min(ASYNC_REQUESTS, max(10, self.config.latency_requests))
+        worker = Worker()
+        trials = []
+        try:
+            for _ in range(self.config.rounds):
+                address = self.address("aio-requests")
+                trials.append(worker.run("aio_requests", url=self.url, address=address,
+                                         n=n, size=100))
+                self.drop(address)
+        finally:
+            worker.close()
+        good = [t for t in trials if "error" not in t]
+        if not good:
+            self.extra["aio_requests"] = trials[0] if trials else {"error": "no trial"}
+            print(f"  aio requests: {self.extra['aio_requests'].get('error')}", flush=True)
+            return
+        best = min(good, key=lambda t: t["concurrent_seconds"])
+        seq = min(t["sequential_seconds"] for t in good)
+        self.extra["aio_requests"] = {"requests": n, "sequential_seconds": seq,
+                                      "concurrent_seconds": best["concurrent_seconds"],
+                                      "speedup": seq / best["concurrent_seconds"]}
+        print(f"  aio requests: {n} sequential {seq * 1000:.0f} ms, {n} concurrent tasks "
+              f"{best['concurrent_seconds'] * 1000:.0f} ms", flush=True)
 
     # -- request/reply -------------------------------------------------------------------------
     def latency(self) -> None:
@@ -676,6 +798,12 @@ def print_report(bench: Bench, rows: List[Dict]) -> None:
               f"{memory['rss_baseline'] / 2**20:.0f} MB after the first 5%, peak "
               f"{memory['rss_peak_after_baseline'] / 2**20:.0f} MB, growth {growth:.1f} MB; "
               f"{memory['count'] / memory['seconds']:,.0f} msg/s")
+    reqs = bench.extra.get("aio_requests")
+    if reqs and "error" not in reqs:
+        print(f"== asyncio: {reqs['requests']} requests from as many tasks on one aio.Client "
+              f"took {reqs['concurrent_seconds'] * 1000:,.0f} ms; the same number one after "
+              f"the other (Client.request) {reqs['sequential_seconds'] * 1000:,.0f} ms: "
+              f"{reqs['speedup']:.1f}x faster")
     perf = bench.extra.get("artemis_perf")
     if perf and "error" not in perf:
         print(f"== the broker's own ceiling: artemis perf client (Qpid JMS, AMQP, "
@@ -747,6 +875,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if "receive" in groups:
             bench.throughput("receive", "receive (at-least-once, queue filled beforehand)",
                              RECEIVE_SETUPS)
+        if "asyncio" in groups:
+            bench.asyncio_face()
         if "transactions" in groups:
             for batch in (10, 100):
                 bench.throughput(f"tx-{batch}", f"transactional send, batches of {batch}",

@@ -7,8 +7,9 @@ import logging
 import sys
 import threading
 import weakref
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 from ._consumer import Consumer, ConsumerJob
 from ._consumer import consume as _consume
@@ -54,10 +55,29 @@ class Client:
     """
 
     def __init__(self, url: Optional[str] = None, **options: Unpack[ConnectOptions]) -> None:
+        self._prepare(self._build_options(url, options))
+        try:
+            self._open().result(self.timeout)
+            self._conn.opened.result(timeout=self.timeout)
+        except FutureTimeout:
+            self._shutdown()
+            raise self._no_answer() from None
+        except BaseException:
+            self._shutdown()
+            raise
+        self._opened()
+
+    # -- connecting (shared with the asyncio face, which awaits the same futures) -------------
+    @staticmethod
+    def _build_options(url: Optional[str], options: Mapping[str, Any]) -> ConnectionOptions:
+        """The checked connection options (TypeError/ValueError here, before any I/O)."""
         unknown = set(options) - set(CONNECTION_OPTIONS)
         if unknown:
             raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
-        self.options = ConnectionOptions.build(url, **options)
+        return ConnectionOptions.build(url, **options)
+
+    def _prepare(self, options: ConnectionOptions) -> None:
+        self.options = options
         self.timeout = self.options.timeout
         self._loop = Loop(f"proton-easy {self.options.display_url}")
         self._conn = Connection(self.options)
@@ -66,16 +86,16 @@ class Client:
         self._senders = SenderPool(self._driver)
         self._close_lock = threading.Lock()
         self._requests = Requests(self._driver)
-        try:
-            self._loop.call(lambda: self._conn.open(self._loop.container)).result(self.timeout)
-            self._conn.opened.result(timeout=self.timeout)
-        except FutureTimeout:
-            self._shutdown()
-            raise ConnectError(f"cannot connect to {self.options.display_urls}: no answer "
-                               f"within {self.timeout:g} s") from None
-        except BaseException:
-            self._shutdown()
-            raise
+
+    def _open(self) -> Future[Any]:
+        """Start connecting on the loop thread; then ``self._conn.opened`` tells the outcome."""
+        return self._loop.call(lambda: self._conn.open(self._loop.container))
+
+    def _no_answer(self) -> ConnectError:
+        return ConnectError(f"cannot connect to {self.options.display_urls}: no answer "
+                            f"within {self.timeout:g} s")
+
+    def _opened(self) -> None:
         _OPEN_CLIENTS.add(self)
 
     @property
@@ -142,13 +162,20 @@ class Client:
         >>> client.send("orders", {"id": 1})   # doctest: +SKIP
         >>> client.send("orders", {"id": 2}, delay=5)   # doctest: +SKIP
         """
+        address, payload, limit = self._send_args(address, message, at_most_once, durable,
+                                                  timeout, delay)
+        self._senders.send(address, payload, at_most_once=at_most_once, timeout=limit)
+
+    def _send_args(self, address: Optional[str], message: Any, at_most_once: bool,
+                   durable: Optional[bool], timeout: Optional[float],
+                   delay: Optional[float] = None) -> Tuple[str, Encoded, float]:
+        """``send``'s checks before any I/O: (address, encoded message, seconds to wait)."""
         address = self._address(address)
         _check_seconds("timeout", timeout)
         payload = pre_encode(message, default_durable(durable, at_most_once),
                              delay)  # TypeError/ValueError here
         self._driver.check_open()
-        limit = self.timeout if timeout is None else timeout
-        self._senders.send(address, payload, at_most_once=at_most_once, timeout=limit)
+        return address, payload, self.timeout if timeout is None else timeout
 
     def send_many(
         self,
@@ -169,6 +196,15 @@ class Client:
         >>> client.send_many("orders", ({"id": i} for i in range(1000)))   # doctest: +SKIP
         1000
         """
+        job = self._send_many_job(address, messages, at_most_once, durable, timeout, delay)
+        result: int = self._driver.run(job, timeout, progress=lambda: job.confirmed)
+        return result
+
+    def _send_many_job(self, address: Optional[str], messages: Iterable[Any],
+                       at_most_once: bool, durable: Optional[bool],
+                       timeout: Optional[float] = None,
+                       delay: Optional[float] = None) -> Sender:
+        """``send_many``'s job, after its checks (a list is encoded now: TypeError here)."""
         address = self._address(address)
         _check_seconds("timeout", timeout)
         durable = default_durable(durable, at_most_once)
@@ -177,10 +213,8 @@ class Client:
         if isinstance(messages, (list, tuple)):
             messages = [pre_encode(m, durable, delay) for m in messages]
             delay = None  # in the encoded messages already
-        job = Sender(messages=messages, address=address, at_most_once=at_most_once,
-                     durable=durable, delay=delay)
-        result: int = self._driver.run(job, timeout, progress=lambda: job.confirmed)
-        return result
+        return Sender(messages=messages, address=address, at_most_once=at_most_once,
+                      durable=durable, delay=delay)
 
     def receive(
         self,
@@ -209,17 +243,21 @@ class Client:
         ...                durable=True)   # doctest: +SKIP
         [Message(body=...), ...]
         """
-        address = self._address(address)
-        _check_seconds("timeout", timeout)
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ValueError(f"count must be a positive integer, not {count!r}")
-        limit = self.timeout if timeout is None else timeout
+        address, limit = self._receive_args(address, count, timeout)
         job = Receiver(count=count, address=address, selector=selector,
                        at_most_once=at_most_once, window=count, deadline=limit,
                        subscription=subscription, durable=durable, shared=shared)
         self._check_subscription(job)
         result: List[Message] = self._driver.run(job, limit + self.timeout)
         return result
+
+    def _receive_args(self, address: Optional[str], count: int,
+                      timeout: Optional[float]) -> Tuple[str, float]:
+        """``receive``'s checks before any I/O: (address, seconds to wait)."""
+        address = self._address(address)
+        _check_seconds("timeout", timeout)
+        check_count(count)
+        return address, self.timeout if timeout is None else timeout
 
     def consume(
         self,
@@ -259,12 +297,23 @@ class Client:
                  selector: Optional[str], at_most_once: bool, window: int,
                  keep: List[bool], subscription: Optional[str] = None,
                  durable: bool = False, shared: bool = False) -> Iterator[Message]:
+        idle, job = self._consumer_job(address, idle_timeout, selector, at_most_once, window,
+                                       subscription=subscription, durable=durable,
+                                       shared=shared)
+        return _consume(self._driver, job, idle, keep)
+
+    def _consumer_job(self, address: Optional[str], idle_timeout: Optional[float],
+                      selector: Optional[str], at_most_once: bool, window: int,
+                      notify: Optional[Callable[[], None]] = None, *,
+                      subscription: Optional[str] = None, durable: bool = False,
+                      shared: bool = False) -> Tuple[Optional[float], ConsumerJob]:
+        """``consume``'s idle limit (``-1``: the client's timeout) and job, after its checks."""
         idle = self.timeout if idle_timeout == -1 else idle_timeout
-        job = ConsumerJob(address=self._address(address), selector=selector,
+        job = ConsumerJob(notify=notify, address=self._address(address), selector=selector,
                           at_most_once=at_most_once, window=window,
                           subscription=subscription, durable=durable, shared=shared)
         self._check_subscription(job)
-        return _consume(self._driver, job, idle, keep)
+        return idle, job
 
     def _check_subscription(self, job: Receiver) -> None:
         check_receive_options(job.address, job.subscription, job.subscription_durable,
@@ -373,13 +422,8 @@ class Client:
         so a forgotten Client, or a ``consume`` loop left suspended by Ctrl-C, ends cleanly:
         unsettled messages go back to their queues.
         """
-        with self._close_lock:
-            if self._closed:
-                return
-            self._driver.closed = True
-        _OPEN_CLIENTS.discard(self)
-        if sys.is_finalizing():
-            return  # too late: the loop thread is frozen; the broker sees the socket close
+        if not self._begin_close():
+            return
         try:
             self._requests.close()  # threads waiting for replies learn why none will come
             self._loop.call(self._senders.close)  # and so do threads waiting in send()
@@ -389,6 +433,16 @@ class Client:
             log.debug("connection did not close cleanly", exc_info=True)
         finally:
             self._shutdown()
+
+    def _begin_close(self) -> bool:
+        """Mark the client closed; False when it already was (or it is too late to close)."""
+        with self._close_lock:
+            if self._closed:
+                return False
+            self._driver.closed = True
+        _OPEN_CLIENTS.discard(self)
+        # too late at finalization: the loop thread is frozen; the broker sees the socket close
+        return not sys.is_finalizing()
 
     def _shutdown(self) -> None:
         self._driver.closed = True
@@ -411,6 +465,12 @@ def _close_open_clients() -> None:
             client.close()
         except Exception:  # noqa: BLE001 - exiting anyway
             log.debug("closing a client at exit failed", exc_info=True)
+
+
+def check_count(count: Any) -> None:
+    """ValueError unless ``count`` is a positive integer (``receive``'s, before any I/O)."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"count must be a positive integer, not {count!r}")
 
 
 def pre_encode(item: Any, durable: bool = False, delay: Optional[float] = None) -> Encoded:

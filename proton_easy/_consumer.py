@@ -29,14 +29,17 @@ class ConsumerJob(Receiver):
     The consuming thread queues the deliveries it finished with in ``acks``; the loop accepts
     them in batches (:meth:`accept_acks`), one wake-up and one write for several."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, notify: Optional[Callable[[], None]] = None, **kwargs: Any) -> None:
         super().__init__(count=0, **kwargs)
         self.queue: queue.SimpleQueue[Tuple[Any, Any]] = queue.SimpleQueue()
         self.acks: Deque[Any] = collections.deque()
+        self.notify = notify  # called on the loop after each put (the asyncio face's wake-up)
 
     def deliver(self, msg: Message, dlv: Any) -> None:
         _raw.hold(dlv)
         self.queue.put((msg, dlv))
+        if self.notify is not None:
+            self.notify()
 
     def settle_one(self, dlv: Any, outcome: int) -> None:
         """Settle one handed-out message and grant credit for more (on the loop)."""
@@ -44,6 +47,13 @@ class ConsumerJob(Receiver):
         _raw.release(dlv)
         self.received += 1
         self._top_up()
+
+    def settle_all(self, dlvs: List[Any], outcome: int) -> None:
+        """Settle handed-out messages and grant no more credit (on the loop)."""
+        for dlv in dlvs:
+            self._settle(dlv, outcome)
+            _raw.release(dlv)
+            self.received += 1
 
     def accept_acks(self) -> None:
         """Accept every delivery queued in ``acks`` and grant credit for more (on the loop)."""
@@ -58,6 +68,8 @@ class ConsumerJob(Receiver):
     def on_finished(self) -> None:
         self._drop_queued()  # not handed out: the broker gets them back with the link
         self.queue.put((_END, None))
+        if self.notify is not None:
+            self.notify()
 
     def _dropped(self) -> None:
         # Unsettled messages not yet handed out come again after the reconnect: drop them here

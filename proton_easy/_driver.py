@@ -113,6 +113,12 @@ class Driver:
                 in_doubt = self.call(lambda: job.in_doubt)
             except Exception:  # noqa: BLE001 - the loop is gone: nothing more is known
                 in_doubt = 0
+        return self.timeout_error(job, limit, what, in_doubt)
+
+    def timeout_error(self, job: Any, limit: float, what: Optional[str],
+                      in_doubt: int) -> Timeout:
+        """The :class:`~proton_easy.Timeout` of a wait past its limit, after failing ``job`` (if
+        given) with it; ``in_doubt`` is the job's count, read on the loop thread."""
         what = what or (type(job).__name__ if job is not None else "the call")
         err = Timeout(f"{what} on {self.name} did not complete within {limit:g} s "
                       f"({in_doubt} deliveries in doubt)")

@@ -98,6 +98,22 @@ class Requests:
         """Send ``message`` to ``address`` and wait up to ``timeout`` seconds for its reply."""
         driver = self._driver
         limit = driver.timeout if timeout is None else timeout
+        waiter, forget = self.submit(address, message, limit)
+        try:
+            reply: Message = driver.wait(waiter, limit)
+            return reply
+        except Timeout:
+            raise self.timed_out(address, waiter, forget, limit) from None
+        except BaseException:
+            if not waiter.done():  # interrupted (Ctrl-C): the reply, if any, will be dropped
+                forget()
+            raise
+
+    def submit(self, address: str, message: Any,
+               limit: float) -> Tuple[Future[Message], Callable[[], None]]:
+        """Hand one request to the loop without waiting: (the Future its reply resolves, a
+        function that makes the channel forget it, for a caller that gives up)."""
+        driver = self._driver
         _check_seconds("timeout", limit)
         channel = self.channel()
         msg = channel._prepare(message)  # a private copy with a fresh correlation id
@@ -107,24 +123,30 @@ class Requests:
         waiter: Future[Message] = Future()
         if not driver.post(lambda: channel.submit(msg, address, waiter, payload)):
             raise RuntimeError("the client is closed")
-        try:
-            reply: Message = driver.wait(waiter, limit)
-            return reply
-        except Timeout:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is not None:
-                raise waiter.exception() from None  # type: ignore[misc]
-            driver.post(lambda: channel.cancel(corr))
-            raise Timeout(f"no reply from {address!r} within {limit:g} s") from None
-        except BaseException:
-            if not waiter.done():  # interrupted (Ctrl-C): the reply, if any, will be dropped
-                driver.post(lambda: channel.cancel(corr))
-            raise
 
-    def close(self) -> None:
-        """End the channel: threads still waiting for a reply learn why none will come."""
+        def forget() -> None:
+            driver.post(lambda: channel.cancel(corr))
+
+        return waiter, forget
+
+    @staticmethod
+    def timed_out(address: str, waiter: Future[Message], forget: Callable[[], None],
+                  limit: float) -> BaseException:
+        """The error for a request whose wait ran out (the channel forgets it)."""
+        if waiter.done() and not waiter.cancelled() and waiter.exception() is not None:
+            return waiter.exception()  # type: ignore[return-value]
+        forget()
+        return Timeout(f"no reply from {address!r} within {limit:g} s")
+
+    def close(self, wait: bool = True) -> None:
+        """End the channel: threads still waiting for a reply learn why none will come
+        (``wait=False``: hand the loop the end without waiting for it)."""
         with self._lock:
             channel, self._channel = self._channel, None
         if channel is not None:
+            if not wait:
+                self._driver.post(channel.finish)
+                return
             try:
                 self._driver.call(channel.finish)
             except (FutureTimeout, RuntimeError):
@@ -134,12 +156,15 @@ class Requests:
 class _Server(Responder):
     """A responder that hands each request to the serving thread and replies when told."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, notify: Optional[Callable[[], None]] = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.queue: queue.SimpleQueue[Tuple[Any, Any]] = queue.SimpleQueue()
+        self.notify = notify  # called on the loop after each put (the asyncio face's wake-up)
 
     def handle(self, msg: Message, dlv: Any) -> None:
         self.queue.put((msg, dlv))
+        if self.notify is not None:
+            self.notify()
 
     def _release_queued(self) -> None:
         while True:  # requests taken ahead but not handled go back to the queue
@@ -157,6 +182,8 @@ class _Server(Responder):
     def on_finished(self) -> None:
         self._release_queued()
         self.queue.put((_END, None))
+        if self.notify is not None:
+            self.notify()
 
 
 def check_serve_args(handler: Any, count: Any, timeout: Any) -> None:

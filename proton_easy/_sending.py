@@ -45,11 +45,24 @@ class SenderPool:
         try:
             self._driver.wait(fut, timeout)
         except Timeout:
-            if not fut.cancel() and fut.done():
-                return fut.result()  # the outcome came in the last instant
-            self._driver.post(lambda: sender.withdraw(fut))
-            raise Timeout(f"send to {address!r} on {self._driver.name} was not confirmed "
-                          f"within {timeout:g} s (it may still arrive)") from None
+            self.timed_out(address, sender, fut, timeout)
+
+    def submit(self, address: str, payload: bytes, *,
+               at_most_once: bool) -> Tuple[Sender, Future[None]]:
+        """Hand one encoded message to the address's Sender without waiting: (the Sender, the
+        Future its outcome resolves). The asyncio face awaits that Future."""
+        fut: Future[None] = Future()
+        return self._submit(address, at_most_once, payload, fut), fut
+
+    def timed_out(self, address: str, sender: Sender, fut: Future[None],
+                  timeout: float) -> None:
+        """A wait for ``fut`` ran out: return if the outcome came in the last instant, else
+        withdraw the message (if not sent yet) and raise :class:`~proton_easy.Timeout`."""
+        if not fut.cancel() and fut.done():
+            return fut.result()
+        self._driver.post(lambda: sender.withdraw(fut))
+        raise Timeout(f"send to {address!r} on {self._driver.name} was not confirmed "
+                      f"within {timeout:g} s (it may still arrive)") from None
 
     def _submit(self, address: str, at_most_once: bool, payload: bytes,
                 fut: Future[None]) -> Sender:

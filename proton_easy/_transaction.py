@@ -352,12 +352,9 @@ class Transaction:
 
     # -- context manager --------------------------------------------------------------------------
     def __enter__(self) -> Transaction:
-        if self._state != "new":
-            raise RuntimeError("a Transaction can be entered only once")
-        self._state = "open"
+        fut = self._begin()
         try:
-            self._job_fut = self._driver.start(self._job)
-            self._wait(self._submit(self._job.op_begin), "declaring a transaction")
+            self._wait(fut, "declaring a transaction")
         except BaseException:
             self.close()
             raise
@@ -365,14 +362,13 @@ class Transaction:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
-            if self._broken or self._state != "open":
-                pass  # already reported; closing aborts whatever the broker still holds
-            elif exc_type is None:
-                self._end(commit=True, then_declare=False)
-            else:
+            commit = self._exit_commits(exc_type)
+            if commit is not None:
                 try:
-                    self._end(commit=False, then_declare=False)
+                    self._end(commit=commit, then_declare=False)
                 except Exception:  # noqa: BLE001 - the original error is what matters
+                    if commit:
+                        raise
                     log.debug("abort after an error in the transaction block failed",
                               exc_info=True)
         finally:
@@ -388,16 +384,9 @@ class Transaction:
 
         >>> tx.send({"order": 1}, address="orders")   # doctest: +SKIP
         """
-        self._check()
-        address = self._address(address)
-        if type(message) is not Encoded:
-            message = encode(message, durable)
-        while self._window and self._window[0].done():
-            self._window.popleft().result()  # raises if the batch failed
-        self._window.append(self._submit(self._job.op_send, address, message))
-        if len(self._window) > _WINDOW:
-            self._wait(self._window.popleft(), "sending in a transaction",
-                       progress=lambda: self._job.outcomes)
+        fut = self._send(message, address, durable)
+        if fut is not None:
+            self._wait(fut, "sending in a transaction", progress=lambda: self._job.outcomes)
 
     def receive(self, count: int = 1, timeout: Optional[float] = None,
                 address: Optional[str] = None) -> List[Message]:
@@ -407,16 +396,8 @@ class Transaction:
 
         >>> msgs = tx.receive(count=10, timeout=5)   # doctest: +SKIP
         """
-        self._check()
-        address = self._address(address)
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ValueError(f"count must be a positive integer, not {count!r}")
-        limit = self.timeout if timeout is None else timeout
-        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit < 0:
-            raise ValueError(f"timeout must be a number of seconds, not {timeout!r}")
-        fut = self._submit(self._job.op_receive, address, count, float(limit))
-        got: List[Message] = self._wait(fut, "receiving in a transaction",
-                                        limit=limit + self.timeout)
+        fut, limit = self._receive(count, timeout, address)
+        got: List[Message] = self._wait(fut, "receiving in a transaction", limit=limit)
         return got
 
     def commit(self) -> None:
@@ -460,6 +441,71 @@ class Transaction:
             if self._close_with is not None:
                 self._close_with.close()
 
+    # -- the steps of each verb, without their waits (the asyncio face awaits the same futures) --
+    def _begin(self) -> Future[Any]:
+        if self._state != "new":
+            raise RuntimeError("a Transaction can be entered only once")
+        self._state = "open"
+        try:
+            self._job_fut = self._driver.start(self._job)
+            return self._submit(self._job.op_begin)
+        except BaseException:
+            self.close()
+            raise
+
+    def _exit_commits(self, exc_type: Any) -> Optional[bool]:
+        """How leaving the block ends the batch: commit (True), abort (False) or neither."""
+        if self._broken or self._state != "open":
+            return None  # already reported; closing aborts whatever the broker still holds
+        return exc_type is None
+
+    def _send(self, message: Any, address: Optional[str], durable: bool) -> Optional[Future[Any]]:
+        """Submit one send; a Future to wait for when the window of sends in flight is full."""
+        self._check()
+        address = self._address(address)
+        if type(message) is not Encoded:
+            message = encode(message, durable)
+        while self._window and self._window[0].done():
+            self._window.popleft().result()  # raises if the batch failed
+        self._window.append(self._submit(self._job.op_send, address, message))
+        if len(self._window) > _WINDOW:
+            return self._window.popleft()
+        return None
+
+    def _receive(self, count: int, timeout: Optional[float],
+                 address: Optional[str]) -> Tuple[Future[Any], float]:
+        """Submit one receive: its Future and how long to wait for it."""
+        self._check()
+        address = self._address(address)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"count must be a positive integer, not {count!r}")
+        limit = self.timeout if timeout is None else timeout
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit < 0:
+            raise ValueError(f"timeout must be a number of seconds, not {timeout!r}")
+        fut = self._submit(self._job.op_receive, address, count, float(limit))
+        return fut, limit + self.timeout
+
+    def _finish_job(self) -> Optional[Future[Any]]:
+        """Close's first step: the job's Future to wait for, or None when nothing runs."""
+        if self._state == "closed":
+            return None
+        started = self._state == "open"
+        self._state = "closed"
+        if not started or self._driver.closed:
+            return None
+        self._driver.post(self._job.finish)
+        return self._job_fut
+
+    def _end_op(self, commit: bool, then_declare: bool) -> Future[Any]:
+        fut = self._submit(self._job.op_discharge, commit, then_declare)
+        self._window.clear()  # the discharge settles (or fails) every send of the batch
+        return fut
+
+    def _end_timed_out(self, commit: bool, exc: Timeout) -> Timeout:
+        what = "commit" if commit else "abort"
+        self._broken = f"the {what} timed out; whether the batch happened is unknown"
+        return Timeout(f"{exc}; whether the batch happened is unknown")
+
     # -- plumbing ---------------------------------------------------------------------------------
     def _check(self) -> None:
         if self._state != "open":
@@ -482,14 +528,11 @@ class Transaction:
         return fut
 
     def _end(self, commit: bool, then_declare: bool) -> None:
-        what = "commit" if commit else "abort"
-        fut = self._submit(self._job.op_discharge, commit, then_declare)
-        self._window.clear()  # the discharge settles (or fails) every send of the batch
+        fut = self._end_op(commit, then_declare)
         try:
-            self._wait(fut, what, progress=lambda: self._job.outcomes)
+            self._wait(fut, "commit" if commit else "abort", progress=lambda: self._job.outcomes)
         except Timeout as exc:
-            self._broken = f"the {what} timed out; whether the batch happened is unknown"
-            raise Timeout(f"{exc}; whether the batch happened is unknown") from None
+            raise self._end_timed_out(commit, exc) from None
 
     def _wait(self, fut: Future[Any], what: str, *, limit: Optional[float] = None,
               progress: Optional[Callable[[], int]] = None) -> Any:

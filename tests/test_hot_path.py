@@ -206,7 +206,9 @@ def test_benchmark_harness_smoke_run(amqp_url: str, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:]
     results = json.loads(out.read_text())
     groups = {row["group"] for row in results["results"]}
-    assert groups == {"send", "send-amo", "receive", "tx-10", "tx-100"}
+    assert groups == {"send", "send-amo", "receive", "aio-send", "aio-receive", "tx-10",
+                      "tx-100"}
     assert all(row["best_msg_per_s"] for row in results["results"]), proc.stdout[-3000:]
     assert set(results["latency"]) >= {"hand-written pair", "Client.request + serve"}
     assert results["memory"]["count"] > 0
+    assert results["aio_requests"]["concurrent_seconds"] > 0

@@ -83,6 +83,8 @@ RUN = {
     "plugin_test": "def test_order_is_processed(amqp_url, amqp_address):",
     "broker_outside_pytest": "with ArtemisBroker(queues=[\"orders\"]) as broker:",
     "strict_broker": "def strict_broker(artemis_module_factory):",
+    "asyncio": "async def upper(msg):",
+    "async_plugin_test": "async def test_order_is_sent(amqp_url, amqp_address):",
 }
 
 
@@ -281,6 +283,24 @@ def test_plugin_examples(broker: ArtemisBroker, tmp_path: Path) -> None:
                           cwd=tmp_path, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "3 passed" in proc.stdout, proc.stdout
+
+
+def test_asyncio(broker: ArtemisBroker, clean: None, capsys: Any) -> None:
+    run_block("asyncio", broker)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == [str({"sequence": n}) for n in range(21, 101)]  # 10 received, 10 consumed
+    assert left_on(broker, "examples") == ["a", "b"]
+
+
+def test_plugin_async_example(broker: ArtemisBroker, tmp_path: Path) -> None:
+    (tmp_path / "test_readme_async.py").write_text(block("async_plugin_test").text)
+    env = {k: v for k, v in os.environ.items() if k != "PROTON_EASY_URL"}
+    env["PROTON_EASY_TEST_URL"] = broker.url
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           str(tmp_path)], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 passed" in proc.stdout, proc.stdout
 
 
 def test_broker_outside_pytest(capsys: Any) -> None:

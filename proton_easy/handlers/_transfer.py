@@ -121,10 +121,13 @@ class Sender(_Lean, Job):
         if self.sender is not None:
             self._pump(self.sender)
 
-    def withdraw(self, token: Any) -> None:
-        """Drop a submitted message not sent yet (one already sent stays in doubt)."""
+    def withdraw(self, token: Any) -> bool:
+        """Drop a submitted message not sent yet (one already sent stays in doubt); True if it
+        had never been sent (waiting to be re-sent after a reconnect does not count)."""
+        never_sent = any(e[1] is token and not e[2] for e in self._waiting)
         self._waiting = collections.deque(e for e in self._waiting if e[1] is not token)
         self._check_done()
+        return never_sent
 
     def end_input(self) -> None:
         """No more messages: the job ends once every message sent has its outcome."""

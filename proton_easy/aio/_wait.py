@@ -1,0 +1,163 @@
+"""How the asyncio face waits: on the same ``concurrent.futures.Future`` objects as the blocking
+verbs, through :func:`asyncio.wrap_future`, and on the jobs' hand-over queues through
+:class:`Inbox`, which the loop thread wakes with ``call_soon_threadsafe``. No thread per call;
+nothing here blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Tuple, TypeVar
+
+from .._driver import Driver
+
+if TYPE_CHECKING:
+    from .._client import Client as _SyncClient
+
+log = logging.getLogger("proton_easy")
+
+T = TypeVar("T")
+
+_SLICE = 1.0
+"""Seconds between looks at a waiting job's progress and at the connection's state."""
+
+
+class Face(Protocol):
+    """What the verb modules need of an :class:`~proton_easy.aio.Client` (typed here, so that
+    they need not import it): the blocking client it drives, and its close."""
+
+    timeout: float
+
+    def _sync(self) -> _SyncClient: ...
+
+    async def close(self) -> None: ...
+
+
+def _retrieved(fut: asyncio.Future[Any]) -> None:
+    # An abandoned wait (a cancelled task) must not leave "exception was never retrieved".
+    if not fut.cancelled():
+        fut.exception()
+
+
+def bridge(fut: Future[T]) -> asyncio.Future[T]:
+    """An asyncio future that follows ``fut``; the caller never cancels it, so ``fut`` is not
+    cancelled behind the job's back."""
+    inner = asyncio.wrap_future(fut)
+    inner.add_done_callback(_retrieved)
+    return inner
+
+
+async def result(fut: Future[T], timeout: Optional[float]) -> T:
+    """``fut``'s result within ``timeout`` seconds (None: no limit), else
+    :class:`asyncio.TimeoutError`; cancelling the caller leaves ``fut`` alone."""
+    inner = bridge(fut)
+    done, _ = await asyncio.wait((inner,), timeout=timeout)
+    if not done:
+        raise asyncio.TimeoutError()
+    return inner.result()
+
+
+async def call(driver: Driver, fn: Callable[[], T], timeout: Optional[float] = None) -> T:
+    """Run ``fn()`` on the loop thread and return its result (its error is raised here)."""
+    fut: Future[T] = driver.loop.call(fn)
+    return await result(fut, driver.timeout if timeout is None else timeout)
+
+
+async def wait(driver: Driver, fut: Future[Any], timeout: Optional[float] = None, *,
+               progress: Optional[Callable[[], int]] = None, job: Any = None,
+               what: Optional[str] = None) -> Any:
+    """:meth:`Driver.wait <proton_easy._driver.Driver.wait>`, awaited: at most ``timeout``
+    seconds (default: the driver's), or that long without progress; time spent reconnecting
+    does not count. Past the limit: :class:`~proton_easy.Timeout`, after failing ``job``."""
+    limit = driver.timeout if timeout is None else timeout
+    inner = bridge(fut)
+    loop = asyncio.get_running_loop()
+    last = progress() if progress is not None else 0
+    since = loop.time()
+    while True:
+        done, _ = await asyncio.wait((inner,), timeout=min(_SLICE, limit))
+        if done:
+            return inner.result()
+        now = loop.time()
+        value = progress() if progress is not None else last
+        if value != last or driver.reconnecting:
+            last, since = value, now
+        elif now - since >= limit:
+            break
+    in_doubt = 0
+    if job is not None:
+        try:  # read on the loop thread: the job's books change there
+            in_doubt = await call(driver, lambda: int(job.in_doubt))
+        except Exception:  # noqa: BLE001 - the loop is gone: nothing more is known
+            in_doubt = 0
+    raise driver.timeout_error(job, limit, what, in_doubt)
+
+
+class Inbox:
+    """Waits on a job's hand-over queue (a ``queue.SimpleQueue`` the loop thread fills) from
+    the event loop: the job calls :meth:`notify` on the loop thread after each put, which wakes
+    the waiting coroutine with ``call_soon_threadsafe`` (at most one wake-up in flight).
+
+    >>> inbox = Inbox()                                    # doctest: +SKIP
+    >>> job = ConsumerJob(notify=inbox.notify, address="orders")   # doctest: +SKIP
+    >>> item = await inbox.get(job.queue, timeout=5)       # doctest: +SKIP
+    """
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._waiter: Optional[asyncio.Future[None]] = None
+        self._pending = False
+
+    def notify(self) -> None:
+        """Wake the waiting coroutine (called on the loop thread, after a put)."""
+        if self._pending:
+            return  # a wake-up is on its way and will run after this put
+        self._pending = True
+        try:
+            self._loop.call_soon_threadsafe(self._wake)
+        except RuntimeError:  # the event loop is closed: nobody waits any more
+            log.debug("event loop closed: wake-up dropped")
+
+    def _wake(self) -> None:
+        self._pending = False
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self, q: queue.SimpleQueue[Tuple[Any, Any]],
+                  timeout: Optional[float]) -> Optional[Tuple[Any, Any]]:
+        """The next item of ``q``, or None when ``timeout`` seconds (None: forever) pass
+        without one. Cancelling the caller takes nothing off ``q``."""
+        deadline = None if timeout is None else self._loop.time() + timeout
+        while True:
+            try:
+                return q.get_nowait()
+            except queue.Empty:
+                pass
+            waiter: asyncio.Future[None] = self._loop.create_future()
+            self._waiter = waiter
+            try:  # look again once armed: a put before this line woke nobody
+                return q.get_nowait()
+            except queue.Empty:
+                pass
+            timer = None
+            if deadline is not None:
+                remaining = deadline - self._loop.time()
+                if remaining <= 0:
+                    self._waiter = None
+                    return None
+                timer = self._loop.call_later(remaining, _expire, waiter)
+            try:
+                await waiter  # woken by notify() or by the timer; then look again
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
