@@ -137,13 +137,27 @@ def release_endpoints(conn: Any) -> bool:
 
 
 # -- transports --------------------------------------------------------------------------------
+_MISSING = object()
+
+
+def _private(obj: Any, name: str) -> Any:
+    """An attribute proton keeps on a wrapper, wherever this proton keeps it (in its
+    ``__dict__``, a slot, or the wrapper's ``_attrs`` record, reached through its
+    ``__getattr__``), or ``_MISSING``."""
+    try:
+        return getattr(obj, name)
+    except AttributeError:
+        return _MISSING
+
+
 def socket_connecting(transport: Any) -> Optional[bool]:
     """True while proton's IO handler is still connecting the socket of ``transport``, False
     once it is connected, None when this proton does not say (then the caller must not wait
     for it)."""
-    if PURE or not _has_attr(transport, "_connect_selectable"):
+    if PURE:
         return None
-    return object.__getattribute__(transport, "_connect_selectable") is not None
+    selectable = _private(transport, "_connect_selectable")
+    return None if selectable is _MISSING else selectable is not None
 
 
 def socket_never_opened(transport: Any) -> None:
@@ -164,9 +178,10 @@ def socket_never_opened(transport: Any) -> None:
 
 def transport_tls(transport: Any) -> Optional[Any]:
     """The ``SSL`` object of a TLS transport (None: plain, or this proton does not say)."""
-    if PURE or not _has_attr(transport, "_ssl"):
+    if PURE:
         return None
-    return object.__getattribute__(transport, "_ssl")
+    ssl = _private(transport, "_ssl")
+    return None if ssl is _MISSING else ssl
 
 
 # -- proton's connector (failover and reconnect of Container.connect) -------------------------
