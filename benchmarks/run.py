@@ -58,6 +58,12 @@ GROUPS = ("send", "send-amo", "receive", "asyncio", "memory", "latency", "transa
 # The trials. Each runs in a worker process and returns {"seconds", "cpu_seconds", "count"}:
 # wall and CPU time from an open connection to the end of the job (connection closed).
 # =============================================================================================
+DURABLE: Optional[bool] = (None if os.environ.get("PROTON_EASY_BENCH_DURABLE", "default")
+                           == "default" else False)
+"""What proton_easy's setups send: their default (durable when at-least-once), or, with
+``--non-durable``, non-durable messages like the hand-written peers and the figures measured
+before durability became the default."""
+
 def payload(size: int) -> bytes:
     """The body of every benchmark message: ``size`` bytes."""
     return b"x" * size
@@ -87,7 +93,8 @@ def trial_pe_send_many(url: str, address: str, n: int, size: int, at_most_once: 
     client = pe.Client(url)
     started = now()
     try:
-        count = client.send_many(address, itertools.repeat(body, n), at_most_once=at_most_once)
+        count = client.send_many(address, itertools.repeat(body, n), at_most_once=at_most_once,
+                                 durable=DURABLE)
     finally:
         client.close()
     return _result(since(started), count)
@@ -99,7 +106,7 @@ def trial_pe_send(url: str, address: str, n: int, size: int, at_most_once: bool)
     started = now()
     try:
         for _ in range(n):
-            client.send(address, body, at_most_once=at_most_once)
+            client.send(address, body, at_most_once=at_most_once, durable=DURABLE)
     finally:
         client.close()
     return _result(since(started), n)
@@ -130,7 +137,7 @@ class _TimedReceiver(_Timed, handlers.Receiver):
 def trial_pe_handler_send(url: str, address: str, n: int, size: int,
                           at_most_once: bool) -> Dict:
     job = _TimedSender(f"{url}/{address}", itertools.repeat(payload(size), n),
-                       at_most_once=at_most_once)
+                       at_most_once=at_most_once, durable=DURABLE)
     times = handwritten.run_handler(job)
     if job.error is not None:
         raise job.error
@@ -262,7 +269,8 @@ def trial_hand_tx(url: str, address: str, n: int, size: int, batch: int) -> Dict
 
 
 def trial_pe_tx_handler(url: str, address: str, n: int, size: int, batch: int) -> Dict:
-    job = _TimedTxSender(f"{url}/{address}", itertools.repeat(payload(size), n), batch)
+    job = _TimedTxSender(f"{url}/{address}", itertools.repeat(payload(size), n), batch,
+                         durable=DURABLE)
     times = handwritten.run_handler(job)
     if job.error is not None:
         raise job.error
@@ -276,7 +284,7 @@ def trial_pe_transaction(url: str, address: str, n: int, size: int, batch: int) 
     try:
         with client.transaction(address) as tx:  # commit() starts the next batch
             for k in range(1, n // batch * batch + 1):
-                tx.send(body)
+                tx.send(body, durable=DURABLE)
                 if k % batch == 0 and k < n // batch * batch:
                     tx.commit()
     finally:  # leaving the block commits the last batch
@@ -531,7 +539,8 @@ class Bench:
 
     def prefill(self, address: str, n: int, size: int) -> None:
         with pe.Client(self.url, timeout=60) as client:
-            client.send_many(address, itertools.repeat(payload(size), n), timeout=120)
+            client.send_many(address, itertools.repeat(payload(size), n), timeout=120,
+                             durable=DURABLE)
 
     def drop(self, address: str) -> None:
         """Delete a queue and whatever is left on it, through Artemis's management address
@@ -554,7 +563,8 @@ class Bench:
         address = self.address("warmup")
         with pe.Client(self.url, timeout=60) as client:
             for size in self.sizes:
-                client.send_many(address, itertools.repeat(payload(size), n // 2), timeout=120)
+                client.send_many(address, itertools.repeat(payload(size), n // 2), timeout=120,
+                                 durable=DURABLE)
                 client.send_many(address, itertools.repeat(payload(size), n // 4),
                                  at_most_once=True, timeout=120)
                 got = 0
@@ -828,6 +838,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--url", help="an already-running broker: amqp://user:pw@host:port "
                         "(default: start a local Artemis)")
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny counts, 1 round")
+    parser.add_argument("--non-durable", action="store_true",
+                        help="proton_easy sends non-durable messages, like the hand-written "
+                        "peers (default: its own default, durable when at-least-once)")
     parser.add_argument("--rounds", type=int, help="rounds per group (full: 3)")
     parser.add_argument("--only", help=f"comma-separated groups: {','.join(GROUPS)}")
     parser.add_argument("--sizes", help="comma-separated body sizes in bytes (100,10240)")
@@ -839,6 +852,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.worker:
         worker_main()
         return 0
+    if args.non_durable:  # the workers (processes of their own) read it at import
+        os.environ["PROTON_EASY_BENCH_DURABLE"] = "no"
 
     config = Config.quick() if args.quick else Config.full()
     if args.rounds:

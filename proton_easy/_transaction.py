@@ -19,7 +19,7 @@ from ._driver import Driver
 from ._errors import AMQPError, ConnectionLost, Timeout, TransactionError, link_error
 from ._message import Encoded, Message, encode
 from .handlers import _links
-from .handlers._job import resolve
+from .handlers._job import default_durable, resolve
 from .handlers._transactions import TxInbox, TxJob, TxOutbox
 
 
@@ -375,7 +375,8 @@ class Transaction:
             self.close()
 
     # -- the batch --------------------------------------------------------------------------------
-    def send(self, message: Any, address: Optional[str] = None, *, durable: bool = False) -> None:
+    def send(self, message: Any, address: Optional[str] = None, *,
+             durable: Optional[bool] = None) -> None:
         """Send a message in the current batch; it is delivered only if the batch commits.
 
         ``message`` is a plain body or a :class:`~proton_easy.Message`; ``address`` defaults to
@@ -459,12 +460,13 @@ class Transaction:
             return None  # already reported; closing aborts whatever the broker still holds
         return exc_type is None
 
-    def _send(self, message: Any, address: Optional[str], durable: bool) -> Optional[Future[Any]]:
+    def _send(self, message: Any, address: Optional[str],
+              durable: Optional[bool]) -> Optional[Future[Any]]:
         """Submit one send; a Future to wait for when the window of sends in flight is full."""
         self._check()
         address = self._address(address)
         if type(message) is not Encoded:
-            message = encode(message, durable)
+            message = encode(message, default_durable(durable, at_most_once=False))
         while self._window and self._window[0].done():
             self._window.popleft().result()  # raises if the batch failed
         self._window.append(self._submit(self._job.op_send, address, message))

@@ -64,7 +64,7 @@ class Transaction:
             await self.close()
 
     async def send(self, message: Any, address: Optional[str] = None, *,
-                   durable: bool = False) -> None:
+                   durable: Optional[bool] = None) -> None:
         """Send a message in the current batch; delivered only if the batch commits.
 
         >>> await tx.send({"order": 1}, address="orders")   # doctest: +SKIP
