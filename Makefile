@@ -78,8 +78,11 @@ $(STAMP039): setup.cfg pyproject.toml
 test-proton039: fetch $(STAMP039)
 	$(VENV039)/bin/pytest -ra $(PYTEST_ARGS) $(ENGINE_TESTS)
 
+# (without the 1000-Client leak check, which takes minutes there: each Container builds its
+# SSL domains eagerly; it runs on 0.39 and in the whole suite)
 test-pure-proton: fetch
-	PROTON_EASY_PURE_PROTON=1 $(VENV)/bin/pytest -ra $(PYTEST_ARGS) $(ENGINE_TESTS)
+	PROTON_EASY_PURE_PROTON=1 $(VENV)/bin/pytest -ra $(PYTEST_ARGS) $(ENGINE_TESTS) \
+		--deselect tests/test_send_receive.py::test_no_threads_or_sockets_left_behind
 
 clean:
 	rm -rf $(VENV) $(VENV039) .pytest_cache .ruff_cache *.egg-info
