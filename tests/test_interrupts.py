@@ -25,7 +25,12 @@ def test_ctrl_c_in_consume_is_a_plain_keyboard_interrupt(amqp_url: str,
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "first"
-        time.sleep(0.5)  # now waiting for the next message
+        # the consumer asked for the next message once the broker has "first" accepted: it
+        # is waiting then (a fixed sleep is not enough on a busy machine)
+        deadline = time.monotonic() + 20
+        while pe.browse(url, timeout=1) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     finally:
