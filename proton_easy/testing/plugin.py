@@ -133,6 +133,15 @@ def artemis_tls() -> Iterator[ArtemisBroker]:
         broker.stop()
 
 
+def _started(broker: Any) -> Iterator[Any]:
+    """Start ``broker`` for a fixture and stop it afterwards (also when the start failed)."""
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.stop()
+
+
 @pytest.fixture(scope="session")
 def activemq_classic() -> Iterator[Any]:
     """A started ActiveMQ Classic 5.18.3 (AMQP on 127.0.0.1, login required), for the session.
@@ -144,12 +153,7 @@ def activemq_classic() -> Iterator[Any]:
     """
     from ._others import ClassicBroker
 
-    broker = ClassicBroker()
-    try:
-        broker.start()
-        yield broker
-    finally:
-        broker.stop()
+    yield from _started(ClassicBroker())
 
 
 @pytest.fixture(scope="session")
@@ -163,12 +167,7 @@ def qpid_broker_j() -> Iterator[Any]:
     """
     from ._others import BrokerJ
 
-    broker = BrokerJ()
-    try:
-        broker.start()
-        yield broker
-    finally:
-        broker.stop()
+    yield from _started(BrokerJ())
 
 
 @pytest.fixture(scope="session")
