@@ -32,9 +32,10 @@ help:
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# python-qpid-proton has no wheel on PyPI: pip compiles it. When that fails,
-# tools/check_build_deps.py says in one message which compiler, headers or tools are missing.
+# python-qpid-proton has no wheel on PyPI: pip compiles it. Before installing (and again if that
+# fails) tools/check_build_deps.py says in one message which compiler, headers or tools are missing.
 $(STAMP): $(PY) setup.cfg pyproject.toml
+	@$(PY) tools/check_build_deps.py before
 	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]' || \
 	  { $(PY) tools/check_build_deps.py missing; exit 1; }
 	@$(PY) tools/check_build_deps.py ssl

@@ -3,7 +3,9 @@
 - ``proton_easy``: the library's lifecycle. INFO: connected to which URL (password never
   shown), reconnected, failing over to the next URL, a link refused; WARNING: a connection
   lost, reconnecting. DEBUG: connection attempts ended and why, TLS settings loaded, links
-  that did not close cleanly.
+  attached (with their credit) and detached, credit granted to receivers, a summary of each
+  job's settlements when it ends (sent, confirmed, received, in doubt), links that did not
+  close cleanly.
 - ``proton_easy.trace``: AMQP frames with secrets redacted, only with ``PROTON_EASY_TRACE=1``
   (or ``proton-easy --trace``), at INFO.
 - ``proton_easy.cli``: the command line.

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .procs import ROOT
 
 
@@ -33,17 +35,32 @@ def test_sdist_carries_what_its_tests_need() -> None:
         assert needed in manifest, needed
 
 
-def test_missing_build_tools_are_named_in_one_message(tmp_path: Path) -> None:
-    # a PATH with python only: no compiler, no pkg-config
+@pytest.mark.parametrize("when", ["missing", "before"])
+def test_missing_build_tools_are_named_in_one_message(tmp_path: Path, when: str) -> None:
+    # a PATH with python only: no compiler, no pkg-config; "before" runs up front in make's
+    # install step, in a venv without proton (-I -S: this interpreter's proton is not seen)
     bindir = tmp_path / "bin"
     bindir.mkdir()
     (bindir / "python").symlink_to(sys.executable)
-    proc = subprocess.run([str(bindir / "python"), str(ROOT / "tools" / "check_build_deps.py"),
-                           "missing"], capture_output=True, text=True,
-                          env={"PATH": str(bindir)})
+    proc = subprocess.run([str(bindir / "python"), "-I", "-S",
+                           str(ROOT / "tools" / "check_build_deps.py"), when],
+                          capture_output=True, text=True, env={"PATH": str(bindir)})
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.count("proton_easy:") == 1
     assert "a C compiler (gcc)" in proc.stderr and "pkg-config" in proc.stderr
     assert "apt-get install gcc python3-dev pkg-config libssl-dev" in proc.stderr
     assert "dnf install" in proc.stderr and "brew install" in proc.stderr
+
+
+def test_the_up_front_check_passes_where_proton_is_installed(tmp_path: Path) -> None:
+    # this interpreter has proton; no compiler on PATH does not matter then
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "check_build_deps.py"),
+                           "before"], capture_output=True, text=True, env={"PATH": str(tmp_path)})
+    assert proc.returncode == 0 and not proc.stderr, proc.stderr
+
+
+def test_make_checks_build_tools_before_installing() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    step = makefile.split("$(STAMP): ", 1)[1]
+    assert step.index("check_build_deps.py before") < step.index("pip install")
 

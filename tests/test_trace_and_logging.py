@@ -54,6 +54,22 @@ def test_debug_logging_is_proton_easy_not_proton_event_dumps(amqp_url: str,
     assert password_of(amqp_url) not in proc.stderr
 
 
+def test_debug_logging_shows_links_credit_and_a_settlement_summary(
+        amqp_url: str, amqp_address: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="proton_easy")
+    url = f"{amqp_url}/{amqp_address}"
+    assert pe.send_many(url, [f"m{i}" for i in range(5)]) == 5
+    assert [m.body for m in pe.receive(url, count=5, timeout=10)] == [f"m{i}" for i in range(5)]
+    text = "\n".join(r.getMessage() for r in caplog.records if r.name == "proton_easy")
+    assert f"sender attached to {amqp_address!r} (at-least-once" in text, text
+    assert f"receiver attached to {amqp_address!r}" in text, text
+    assert f"granted to the receiver from {amqp_address!r}" in text, text
+    assert f"Sender finished: {amqp_address!r}: sent 5, confirmed 5, in doubt 0" in text, text
+    assert f"Receiver finished: {amqp_address!r}: received 5" in text, text
+    assert f"link to {amqp_address!r} closed" in text, text
+    assert password_of(amqp_url) not in caplog.text
+
+
 def test_proton_logger_can_still_be_asked_for(amqp_url: str, amqp_address: str) -> None:
     setup = ("logging.basicConfig(level=logging.DEBUG, format='%(name)s %(message)s')\n"
              "logging.getLogger('proton').setLevel(logging.DEBUG)")

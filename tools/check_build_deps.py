@@ -1,10 +1,12 @@
 """Say, in one message, what a machine lacks to compile python-qpid-proton (which has no wheel
 on PyPI for 0.40), and whether the installed proton has TLS.
 
-Run by ``make venv`` when installing failed (``missing``), and after it succeeded (``ssl``).
+Run by ``make venv`` before installing (``before``), when installing failed (``missing``),
+and after it succeeded (``ssl``).
 
 Example::
 
+    python tools/check_build_deps.py before    # exit 1 and the list (unless proton is there)
     python tools/check_build_deps.py missing   # exit 1 and the list, or exit 0
     python tools/check_build_deps.py ssl       # a warning when proton has no OpenSSL
 """
@@ -41,10 +43,32 @@ def missing() -> List[str]:
     return lacks
 
 
+def _proton_installed() -> bool:
+    try:
+        import proton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def main(argv: List[str]) -> int:
-    """``missing``: print what is missing (exit 1) or nothing (exit 0); ``ssl``: warn when the
+    """``before``: up front, print what compiling proton would need and is missing (exit 1),
+    unless proton is installed already or ``PROTON_EASY_SKIP_BUILD_CHECK=1`` (a wheel of it in
+    pip's cache); ``missing``: the same after a failed install; ``ssl``: warn when the
     installed proton has no TLS."""
     what = argv[0] if argv else "missing"
+    if what == "before":
+        if os.environ.get("PROTON_EASY_SKIP_BUILD_CHECK") == "1" or _proton_installed():
+            return 0
+        lacks = missing()
+        if not lacks:
+            return 0
+        print("proton_easy: python-qpid-proton is compiled from source when it is installed "
+              "(there is no wheel on PyPI), and this machine lacks " + ", ".join(lacks) + ".\n"
+              "Install them, then run make again:\n" + INSTALL + "\n  (pip has a wheel of it "
+              "cached already? PROTON_EASY_SKIP_BUILD_CHECK=1 skips this check)",
+              file=sys.stderr)
+        return 1
     if what == "ssl":
         import proton
 

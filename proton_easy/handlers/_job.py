@@ -165,6 +165,8 @@ class Job(MessagingHandler):
 
     def _end(self) -> None:
         self.done = True
+        log.debug("%s %s: %s", type(self).__name__,
+                  "failed" if self.error is not None else "finished", self.summary())
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
@@ -201,8 +203,31 @@ class Job(MessagingHandler):
     def on_finished(self) -> None:
         """Hook: called once when the job ends, before its links close."""
 
+    def summary(self) -> str:
+        """What the job did, in one line, for the DEBUG log at its end: its address and the
+        counters it keeps (sent, confirmed, received, served, committed), and what is in doubt.
+
+        >>> job = Job(address="q"); job.summary()
+        "'q': in doubt 0"
+        """
+        counts = [f"{name} {getattr(self, name)}" for name in _COUNTERS
+                  if isinstance(getattr(self, name, None), int)]
+        counts.append(f"in doubt {self.in_doubt}")
+        return f"{self.address or '(no address)'!r}: {', '.join(counts)}"
+
+    # -- links attached and detached, at DEBUG ----------------------------------------------------
+    def on_link_remote_open(self, event: Any) -> None:
+        """The broker attached one of the job's links (logged at DEBUG with its credit)."""
+        link = event.link
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s attached to %r (%s, credit %d)", type(self).__name__,
+                      "sender" if link.is_sender else "receiver", _links.describe(link),
+                      "at-most-once" if link.snd_settle_mode == link.SND_SETTLED
+                      else "at-least-once", link.credit)
+
     def on_link_closed(self, event: Any) -> None:
         link = event.link
+        _log_detached(link, "closed")
         if not self.done and link in self._links and link not in self._gone:
             self._gone.append(link)  # closed under a running job: the job cannot go on with it
             self._guard(self.on_link_ended, link)
@@ -236,6 +261,7 @@ class Job(MessagingHandler):
             return
         if link in self._gone:
             return
+        _log_detached(link, "detached by the broker" if detached else "closed by the broker")
         self._gone.append(link)
         if not link.state & link.LOCAL_CLOSED:
             if detached:
@@ -316,6 +342,16 @@ def _message_source(messages: Union[int, Iterable[Any]],
 
 
 _MESSAGING_HOOKS = ("on_accepted", "on_rejected", "on_released", "on_settled", "on_message")
+
+
+_COUNTERS = ("sent", "confirmed", "received", "served", "committed")
+"""The counters a job's end-of-job DEBUG summary reports (those the job has)."""
+
+
+def _log_detached(link: Any, how: str) -> None:
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("%s link to %r %s", "sender" if link.is_sender else "receiver",
+                  _links.describe(link), how)
 
 
 class _HookEvent:

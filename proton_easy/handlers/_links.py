@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import logging
 import uuid
 import weakref
 from typing import Any, Callable, Dict, Generic, Iterator, List, Optional, Tuple, TypeVar
@@ -12,6 +13,8 @@ from proton import Data, Described, Link, Terminus, symbol
 from proton.reactor import LinkOption
 
 from .._options import split_address
+
+log = logging.getLogger("proton_easy")
 
 _SELECTOR_DESCRIPTOR = symbol("apache.org:selector-filter:string")
 _PREFIX_PROPERTIES = {"queue": symbol("queue-prefix"), "topic": symbol("topic-prefix")}
@@ -287,6 +290,8 @@ def top_up(link: Any, wanted: int, held: int = 0, *, batch: bool = True) -> int:
     if missing <= 0 or (batch and 2 * missing < wanted and outstanding > 0):
         return 0
     link.flow(missing)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("credit %d granted to the receiver from %r", missing, describe(link))
     return missing
 
 

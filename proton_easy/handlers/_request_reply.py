@@ -242,6 +242,7 @@ class Requester(_Lean, Job):
 
     # -- proton events (raw: see _Lean) ---------------------------------------------------------
     def on_link_remote_open(self, event: Any) -> None:
+        super().on_link_remote_open(event)
         link = event.link
         if link.state & link.LOCAL_ACTIVE:
             self._guard(self._link_opened, link)
