@@ -334,15 +334,21 @@ class Client:
         >>> [m.body for m in client.browse("orders", selector="colour = 'green'")]  # doctest: +SKIP
         [...]
         """
+        job, limit = self._browse_job(address, count, selector, timeout)
+        result: List[Message] = self._driver.run(job, limit + self.timeout)
+        return result
+
+    def _browse_job(self, address: Optional[str], count: Optional[int],
+                    selector: Optional[str], timeout: Optional[float]) -> Tuple[Receiver, float]:
+        """``browse``'s checks before any I/O, and its job: (job, seconds it may take)."""
         address = self._address(address)
         if count is not None and (isinstance(count, bool) or not isinstance(count, int)
                                   or count < 1):
             raise ValueError(f"count must be a positive integer or None, not {count!r}")
+        _check_seconds("timeout", timeout)
         limit = self.timeout if timeout is None else timeout
-        job = Receiver(count=count or 0, address=address, selector=selector, browse=True,
-                       drain=True, deadline=limit)
-        result: List[Message] = self._driver.run(job, limit + self.timeout)
-        return result
+        return Receiver(count=count or 0, address=address, selector=selector, browse=True,
+                        drain=True, deadline=limit), limit
 
     def unsubscribe(self, address: Optional[str], subscription: str, *,
                     timeout: Optional[float] = None) -> None:

@@ -8,6 +8,7 @@ read through its management address, so "the subscription is gone" means the bro
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -485,3 +486,68 @@ def test_examples(example_runs: Dict[str, Dict[str, List[Any]]], style: str,
     assert out["scheduled"] == ["all messages scheduled"]
     assert out["too-soon"] == []
     assert out["later"] == [{"sequence": 1}, {"sequence": 2}]
+
+
+# -- the same options through proton_easy.aio ----------------------------------------------------
+async def test_aio_durable_subscription_keeps_what_was_published_and_unsubscribe_ends_it(
+        broker: ArtemisBroker) -> None:
+    from proton_easy import aio
+
+    topic = broker.url + "/topic://aio-durable"
+    assert await aio.receive(topic, timeout=0.2, subscription="audit", durable=True,
+                             container_id="aio-auditor") == []
+    assert await aio.send_many(topic, [{"n": n} for n in range(5)]) == 5  # while away
+    async with aio.Client(broker.url, container_id="aio-auditor") as client:
+        got = [m.body async for m in client.consume("topic://aio-durable", idle_timeout=2,
+                                                    subscription="audit", durable=True)]
+        assert got == [{"n": n} for n in range(5)]
+        assert "aio-auditor.audit" in queue_names(broker)
+        await client.unsubscribe("topic://aio-durable", "audit")
+    assert "aio-auditor.audit" not in queue_names(broker)
+    with pytest.raises(pe.NotFound):
+        await aio.unsubscribe(topic, "audit", container_id="aio-auditor")
+
+
+async def test_aio_shared_subscribers_split_the_messages(broker: ArtemisBroker) -> None:
+    from proton_easy import aio
+
+    topic = broker.url + "/topic://aio-shared"
+
+    async def collect() -> List[Any]:
+        return [m.body async for m in aio.consume(topic, idle_timeout=3, subscription="w",
+                                                  shared=True)]
+
+    tasks = [asyncio.create_task(collect()) for _ in range(2)]
+    deadline = time.monotonic() + 30
+    while consumers_on(broker, "w:shared-volatile:global") < 2:
+        assert time.monotonic() < deadline, "the two shared subscribers never attached"
+        await asyncio.sleep(0.1)
+    assert await aio.send_many(topic, list(range(200))) == 200
+    a, b = await asyncio.gather(*tasks)
+    assert sorted(a + b) == list(range(200)) and a and b   # none lost, none doubled, shared
+
+
+async def test_aio_browse_delay_and_options_checked_before_io(broker: ArtemisBroker) -> None:
+    from proton_easy import aio
+
+    queue = broker.url + "/aio-browse"
+    assert await aio.send_many(queue, [pe.Message(n, properties={"even": n % 2 == 0})
+                                       for n in range(10)]) == 10
+    assert bodies(await aio.browse(queue)) == list(range(10))
+    async with aio.Client(broker.url) as client:
+        assert bodies(await client.browse("aio-browse", 3)) == [0, 1, 2]
+        assert bodies(await client.browse("aio-browse", selector="even = true")) == \
+            list(range(0, 10, 2))
+        assert bodies(await client.receive("aio-browse", 10, timeout=10)) == list(range(10))
+        await client.send("aio-browse", "later", delay=1.5)
+        await client.send_many("aio-browse", ["later too"], delay=1.5)
+        await client.send("aio-browse", "now")
+        assert bodies(await client.receive("aio-browse", 3, timeout=1)) == ["now"]
+        assert sorted(bodies(await client.receive("aio-browse", 2, timeout=10))) == \
+            ["later", "later too"]
+    with pytest.raises(ValueError):   # a subscription needs a topic: no I/O to find out
+        await aio.receive(NOWHERE + "/plain-queue", subscription="s")
+    with pytest.raises(ValueError):
+        aio.consume(NOWHERE + "/topic://t", subscription="s", durable=True)  # no container_id
+    with pytest.raises(ValueError):
+        await aio.send(NOWHERE + "/q", "x", delay=-1)

@@ -15,7 +15,17 @@ as the blocking verbs do, and awaits the job's Future (``asyncio.wrap_future``);
 ...         reply = await client.request("service", "hi")
 """
 
-from ._api import consume, receive, request, send, send_many, serve, transaction
+from ._api import (
+    browse,
+    consume,
+    receive,
+    request,
+    send,
+    send_many,
+    serve,
+    transaction,
+    unsubscribe,
+)
 from ._client import Client
 from ._consumer import Consumer
 from ._transaction import Transaction
@@ -24,6 +34,7 @@ __all__ = [
     "Client",
     "Consumer",
     "Transaction",
+    "browse",
     "consume",
     "receive",
     "request",
@@ -31,4 +42,5 @@ __all__ = [
     "send_many",
     "serve",
     "transaction",
+    "unsubscribe",
 ]

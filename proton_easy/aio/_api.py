@@ -5,74 +5,122 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, List, Optional
 
+from .._api import _check_receive
 from .._client import check_count, pre_encode
-from .._message import Message, encode
+from .._message import Message, check_delay, encode
+from .._options import ConnectionOptions
 from .._request_reply import check_serve_args
 from ..handlers._job import _check_seconds, as_message, default_durable
+from ..handlers._links import check_subscription, resolve
 from ._client import Client
 from ._consumer import Consumer
 from ._transaction import Transaction
 
 
 async def send(url: Optional[str], message: Any, *, at_most_once: bool = False,
-               durable: Optional[bool] = None, **options: Any) -> None:
+               durable: Optional[bool] = None, delay: Optional[float] = None,
+               **options: Any) -> None:
     """Send one message and return once the broker accepted it; see :func:`proton_easy.send`.
+    ``delay`` (seconds): the broker holds it that long before delivering it.
 
     >>> await aio.send("amqp://localhost:5672/examples", {"sequence": 1})   # doctest: +SKIP
+    >>> await aio.send("amqp://localhost:5672/examples", "later", delay=5)  # doctest: +SKIP
     """
-    payload = pre_encode(message, default_durable(durable, at_most_once))  # TypeError here
+    payload = pre_encode(message, default_durable(durable, at_most_once),
+                         delay)  # TypeError/ValueError here
     async with Client(url, **options) as client:
         await client.send(None, payload, at_most_once=at_most_once)
 
 
 async def send_many(url: Optional[str], messages: Iterable[Any], *, at_most_once: bool = False,
-                    durable: Optional[bool] = None, **options: Any) -> int:
+                    durable: Optional[bool] = None, delay: Optional[float] = None,
+                    **options: Any) -> int:
     """Send many messages, pipelined; return the number accepted. See
-    :func:`proton_easy.send_many`.
+    :func:`proton_easy.send_many`. ``delay`` (seconds): the broker holds each that long.
 
     >>> await aio.send_many("amqp://localhost:5672/examples", range(100))   # doctest: +SKIP
     100
     """
+    if delay is not None:
+        check_delay("delay", delay)
     if isinstance(messages, (list, tuple)):  # TypeErrors before any I/O
-        messages = [pre_encode(m, default_durable(durable, at_most_once)) for m in messages]
+        messages = [pre_encode(m, default_durable(durable, at_most_once), delay)
+                    for m in messages]
+        delay = None
     async with Client(url, **options) as client:
         return await client.send_many(None, messages, at_most_once=at_most_once,
-                                      durable=durable)
+                                      durable=durable, delay=delay)
 
 
 async def receive(url: Optional[str], count: int = 1, *, timeout: Optional[float] = None,
                   selector: Optional[str] = None, at_most_once: bool = False,
-                  **options: Any) -> List[Message]:
+                  subscription: Optional[str] = None, durable: bool = False,
+                  shared: bool = False, **options: Any) -> List[Message]:
     """Receive up to ``count`` messages within ``timeout`` seconds; see
-    :func:`proton_easy.receive`. Cancelled, it puts what it had received back on the queue.
+    :func:`proton_easy.receive` (``subscription``/``durable``/``shared``: a named topic
+    subscription). Cancelled, it puts what it had received back on the queue.
 
     >>> await aio.receive("amqp://localhost:5672/examples", count=10, timeout=5)  # doctest: +SKIP
     [Message(body={'sequence': 1}), ...]
     """
     check_count(count)
+    _check_receive(url, subscription, durable, shared, False, at_most_once, options)
     async with Client(url, **options) as client:
         return await client.receive(None, count, timeout=timeout, selector=selector,
-                                    at_most_once=at_most_once)
+                                    at_most_once=at_most_once, subscription=subscription,
+                                    durable=durable, shared=shared)
 
 
 def consume(url: Optional[str], *, idle_timeout: Optional[float] = -1,
             selector: Optional[str] = None, at_most_once: bool = False,
+            subscription: Optional[str] = None, durable: bool = False, shared: bool = False,
             **options: Any) -> Consumer:
     """Iterate with ``async for`` over messages, each accepted after the loop body finished
     with it and put back on the queue if the body raised (or its task was cancelled); stops
     after ``idle_timeout`` seconds without one. Also an async context manager: inside
-    ``async with``, a ``break`` accepts the message in hand. See :func:`proton_easy.consume`.
+    ``async with``, a ``break`` accepts the message in hand. See :func:`proton_easy.consume`
+    (``subscription``/``durable``/``shared`` as for :func:`receive`).
 
     >>> async for msg in aio.consume("amqp://localhost:5672/examples", idle_timeout=5):
     ...     print(msg.body)   # doctest: +SKIP
     """
     client = Client(url, **options)  # ValueError/TypeError here, before any I/O
+    _check_receive(url, subscription, durable, shared, False, at_most_once, options)
 
     async def connect() -> Client:
         return await client.connect()
 
     return Consumer(None, None, idle_timeout=idle_timeout, selector=selector,
-                    at_most_once=at_most_once, window=10, connect=connect)
+                    at_most_once=at_most_once, window=10, connect=connect,
+                    subscription=subscription, durable=durable, shared=shared)
+
+
+async def browse(url: Optional[str], count: Optional[int] = None, *,
+                 selector: Optional[str] = None, timeout: Optional[float] = None,
+                 **options: Any) -> List[Message]:
+    """The messages on the URL's queue (at most ``count``; None: all there are now), without
+    taking them; see :func:`proton_easy.browse`.
+
+    >>> len(await aio.browse("amqp://localhost:5672/orders"))   # doctest: +SKIP
+    50
+    """
+    _check_receive(url, None, False, False, True, False, options)
+    async with Client(url, **options) as client:
+        return await client.browse(None, count, selector=selector, timeout=timeout)
+
+
+async def unsubscribe(url: Optional[str], subscription: str, **options: Any) -> None:
+    """Delete the subscription ``subscription`` on the URL's topic (and what it kept); see
+    :func:`proton_easy.unsubscribe`.
+
+    >>> await aio.unsubscribe("amqp://localhost:5672/topic://prices", "audit",
+    ...                       container_id="auditor")   # doctest: +SKIP
+    """
+    parsed = ConnectionOptions.build(url, **options)
+    check_subscription(resolve(parsed.address)[1] if parsed.address else None, subscription,
+                       False, True, None)
+    async with Client(url, **options) as client:
+        await client.unsubscribe(None, subscription)
 
 
 async def request(url: Optional[str], message: Any, *, timeout: Optional[float] = None,

@@ -13,6 +13,7 @@ from .._errors import AMQPError, Timeout
 from .._message import Message
 from .._options import ConnectOptions
 from .._request_reply import Requests
+from ..handlers._subscriptions import Unsubscriber
 from ..handlers._transfer import Sender
 from . import _consumer, _serve
 from ._consumer import Consumer
@@ -138,7 +139,8 @@ class Client:
 
     # -- verbs ---------------------------------------------------------------------------------
     async def send(self, address: Optional[str], message: Any, *, at_most_once: bool = False,
-                   durable: Optional[bool] = None, timeout: Optional[float] = None) -> None:
+                   durable: Optional[bool] = None, timeout: Optional[float] = None,
+                   delay: Optional[float] = None) -> None:
         """Send one message; return once the broker accepted it. See
         :meth:`proton_easy.Client.send`.
 
@@ -147,11 +149,13 @@ class Client:
         before the cancellation came, not sent (and never will be), or sent with its outcome
         unknown; ``in_doubt`` on the error is 1 then, else 0.
 
+        ``delay`` (seconds): the broker holds the message that long before delivering it.
+
         >>> await client.send("orders", {"id": 1})   # doctest: +SKIP
         """
         sync = self._sync()
         address, payload, limit = sync._send_args(address, message, at_most_once, durable,
-                                                  timeout)
+                                                  timeout, delay)
         sender, fut = sync._senders.submit(address, payload, at_most_once=at_most_once)
         try:
             await wait(sync._driver, fut, limit)
@@ -181,18 +185,19 @@ class Client:
 
     async def send_many(self, address: Optional[str], messages: Iterable[Any], *,
                         at_most_once: bool = False, durable: Optional[bool] = None,
-                        timeout: Optional[float] = None) -> int:
+                        timeout: Optional[float] = None, delay: Optional[float] = None) -> int:
         """Send many messages pipelined; return how many were accepted. See
         :meth:`proton_easy.Client.send_many`. Cancelled, it stops sending and raises
         ``CancelledError`` saying how many were accepted and how many are in doubt
-        (``in_doubt`` on the error).
+        (``in_doubt`` on the error). ``delay`` (seconds): the broker holds each message that
+        long.
 
         >>> await client.send_many("orders", ({"id": i} for i in range(1000)))  # doctest: +SKIP
         1000
         """
         sync = self._sync()
         driver = sync._driver
-        job = sync._send_many_job(address, messages, at_most_once, durable)
+        job = sync._send_many_job(address, messages, at_most_once, durable, delay=delay)
         fut = driver.start(job)
         try:
             count: int = await wait(driver, fut, timeout, progress=lambda: job.confirmed,
@@ -213,30 +218,64 @@ class Client:
 
     async def receive(self, address: Optional[str] = None, count: int = 1, *,
                       timeout: Optional[float] = None, selector: Optional[str] = None,
-                      at_most_once: bool = False) -> List[Message]:
+                      at_most_once: bool = False, subscription: Optional[str] = None,
+                      durable: bool = False, shared: bool = False) -> List[Message]:
         """Receive up to ``count`` messages within ``timeout`` seconds; see
-        :meth:`proton_easy.Client.receive`. They are accepted when handed over: a cancelled
-        call puts every message it had received back on the queue.
+        :meth:`proton_easy.Client.receive` (``subscription``/``durable``/``shared``: a named
+        topic subscription). They are accepted when handed over: a cancelled call puts every
+        message it had received back on the queue.
 
         >>> await client.receive("orders", count=10, timeout=2)   # doctest: +SKIP
         [Message(body=...), ...]
+        >>> await client.receive("topic://prices", 10, subscription="audit",
+        ...                      durable=True)   # doctest: +SKIP
+        [Message(body=...), ...]
         """
         return await _consumer.receive(self, address, count, timeout=timeout,
-                                       selector=selector, at_most_once=at_most_once)
+                                       selector=selector, at_most_once=at_most_once,
+                                       subscription=subscription, durable=durable,
+                                       shared=shared)
 
     def consume(self, address: Optional[str] = None, *, idle_timeout: Optional[float] = -1,
                 selector: Optional[str] = None, at_most_once: bool = False,
-                window: int = 10) -> Consumer:
+                window: int = 10, subscription: Optional[str] = None, durable: bool = False,
+                shared: bool = False) -> Consumer:
         """Iterate (``async for``) over messages as they arrive; each is accepted after the loop
         body finished with it. See :meth:`proton_easy.Client.consume` and
-        :class:`~proton_easy.aio.Consumer`.
+        :class:`~proton_easy.aio.Consumer`; ``subscription``/``durable``/``shared`` as for
+        :meth:`receive`.
 
         >>> async with client.consume("orders", idle_timeout=5) as messages:  # doctest: +SKIP
         ...     async for msg in messages:
         ...         print(msg.body)
         """
         return Consumer(self, address, idle_timeout=idle_timeout, selector=selector,
-                        at_most_once=at_most_once, window=window)
+                        at_most_once=at_most_once, window=window, subscription=subscription,
+                        durable=durable, shared=shared)
+
+    async def browse(self, address: Optional[str] = None, count: Optional[int] = None, *,
+                     selector: Optional[str] = None,
+                     timeout: Optional[float] = None) -> List[Message]:
+        """The messages on a queue (at most ``count``; None: every one there is now), without
+        taking them; see :meth:`proton_easy.Client.browse`.
+
+        >>> [m.body for m in await client.browse("orders")]   # doctest: +SKIP
+        """
+        sync = self._sync()
+        job, limit = sync._browse_job(address, count, selector, timeout)
+        result_: List[Message] = await self.run(job, limit + sync.timeout)
+        return result_
+
+    async def unsubscribe(self, address: Optional[str], subscription: str, *,
+                          timeout: Optional[float] = None) -> None:
+        """Delete the subscription ``subscription`` on the topic ``address`` and what it kept;
+        see :meth:`proton_easy.Client.unsubscribe`.
+
+        >>> await client.unsubscribe("topic://prices", "audit")   # doctest: +SKIP
+        """
+        sync = self._sync()
+        await self.run(Unsubscriber(address=sync._address(address), subscription=subscription),
+                       sync.timeout if timeout is None else timeout)
 
     async def request(self, address: Optional[str], message: Any, *,
                       timeout: Optional[float] = None) -> Message:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from typing import Any, Awaitable, Callable, List, Optional, Set, Tuple
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Set, Tuple
 
 from proton import Delivery
 
@@ -37,11 +37,15 @@ class Consumer:
 
     def __init__(self, client: Optional[Face], address: Optional[str], *,
                  idle_timeout: Optional[float], selector: Optional[str], at_most_once: bool,
-                 window: int, connect: Optional[Callable[[], Awaitable[Face]]] = None) -> None:
+                 window: int, connect: Optional[Callable[[], Awaitable[Face]]] = None,
+                 subscription: Optional[str] = None, durable: bool = False,
+                 shared: bool = False) -> None:
         self._client = client
         self._connect = connect
         self._owns = client is None
         self._args = (address, idle_timeout, selector, at_most_once, window)
+        self._subscription: Dict[str, Any] = dict(subscription=subscription, durable=durable,
+                                                  shared=shared)
         self._job: Optional[ConsumerJob] = None
         self._inbox: Optional[Inbox] = None
         self._fut: Any = None
@@ -49,7 +53,7 @@ class Consumer:
         self._pending: Optional[Tuple[Message, Any]] = None
         self._closed = False
         if client is not None:  # wrong arguments fail here, before any I/O
-            client._sync()._consumer_job(*self._args)
+            client._sync()._consumer_job(*self._args, **self._subscription)
 
     def __aiter__(self) -> Consumer:
         return self
@@ -66,7 +70,8 @@ class Consumer:
             self._client = await self._connect()
         client = self._client._sync()
         self._inbox = Inbox()
-        self._idle, job = client._consumer_job(*self._args, notify=self._inbox.notify)
+        self._idle, job = client._consumer_job(*self._args, notify=self._inbox.notify,
+                                               **self._subscription)
         self._fut = client._driver.start(job)
         self._job = job
         return job
@@ -156,14 +161,16 @@ class Consumer:
 
 async def receive(client: Face, address: Optional[str], count: int, *,
                   timeout: Optional[float], selector: Optional[str],
-                  at_most_once: bool) -> List[Message]:
+                  at_most_once: bool, subscription: Optional[str] = None,
+                  durable: bool = False, shared: bool = False) -> List[Message]:
     """``Client.receive`` awaited: see :meth:`proton_easy.aio.Client.receive`."""
     sync = client._sync()
     address, limit = sync._receive_args(address, count, timeout)
     driver = sync._driver
     inbox = Inbox()
     _, job = sync._consumer_job(address, None, selector, at_most_once, window=count,
-                                notify=inbox.notify)
+                                notify=inbox.notify, subscription=subscription,
+                                durable=durable, shared=shared)
     driver.start(job)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit
