@@ -1,12 +1,12 @@
 """A scripted AMQP 1.0 peer for tests, in the spirit of Qpid JMS's ``TestAmqpPeer``.
 
 It is a small broker built on proton's own engine (a server-side ``Transport`` and
-``Connection`` driven over a socket): queues in memory, dynamic nodes, anonymous relay, and
-faults a test asks for: detach without ``closed=true``, end a session or close the connection
-with a condition, refuse an attach, never settle, settle late, drop the socket after N
-transfers, drop on drain, withhold ANONYMOUS-RELAY, refuse dynamic nodes or transactions with
-``amqp:not-implemented``, send ``topic-prefix``/``queue-prefix``/``failover-server-list`` in
-its Open properties.
+``Connection`` driven over a socket): queues in memory, dynamic nodes, anonymous relay,
+browsing (a ``copy`` source gets copies), and faults a test asks for: detach without
+``closed=true``, end a session or close the connection with a condition, refuse an attach,
+never settle, settle late, drop the socket after N transfers, drop on drain, withhold
+ANONYMOUS-RELAY, refuse dynamic nodes or transactions with ``amqp:not-implemented``, send
+``topic-prefix``/``queue-prefix``/``failover-server-list`` in its Open properties.
 
 It listens on a free port of 127.0.0.1, runs in a thread of its own and stops by itself
 (after ``lifetime`` seconds at the latest, or when the ``with`` block ends).
@@ -189,6 +189,7 @@ class AmqpPeer:
         self.port: int = self._server.getsockname()[1]
         self._conns: List[_Conn] = []
         self._late: List[Tuple[float, Any]] = []
+        self._browsed: Dict[Any, int] = {}  # browser link -> messages it was shown
         self._dynamic_ids = itertools.count(1)
         self._tags = itertools.count(1)
         self._stop = threading.Event()
@@ -478,10 +479,16 @@ class AmqpPeer:
                 self._apply(fault, conn, link)
                 return
         address = self._address(link)
+        browsing = link.remote_source.distribution_mode == Terminus.DIST_MODE_COPY
         with self._lock:
             queue = self.queues[address] if address is not None else collections.deque()
-            while link.credit > 0 and queue:
-                msg = queue.popleft()
+            while link.credit > 0 and (queue if not browsing
+                                       else self._browsed.get(link, 0) < len(queue)):
+                if browsing:  # a browser gets copies: the queue keeps its messages
+                    seen = self._browsed.get(link, 0)
+                    msg, self._browsed[link] = queue[seen], seen + 1
+                else:
+                    msg = queue.popleft()
                 dlv = link.delivery(str(next(self._tags)))
                 dlv.peer_message = msg
                 link.send(msg.encode())

@@ -124,8 +124,11 @@ def test_detach_mid_receive_returns_what_it_got() -> None:
 
 
 def test_detach_mid_consume_ends_the_iteration() -> None:
-    """consume(idle_timeout=None) on a link that the peer detaches: the loop gets both
-    messages, then ends (normally or with pe.LinkError) instead of waiting forever."""
+    """consume(idle_timeout=None) on a link that the peer detaches after two messages: the
+    loop ends (normally or with pe.LinkError) instead of waiting forever. It gets the messages
+    it took before the detach was seen; one that arrived but was not handed over yet cannot be
+    accepted on the detached link, so it is not handed over (the broker keeps it): every
+    message the peer saw accepted was seen by the loop, and the loop saw them in order."""
     seen: List[Any] = []
 
     def run() -> Any:
@@ -137,7 +140,7 @@ def test_detach_mid_consume_ends_the_iteration() -> None:
     with _peer(faults=[Fault(on="deliver", after=2, do="detach", role="receiver")]) as peer:
         result = outcome(run)
         _not_a_timeout(result)
-        assert seen == ["m1", "m2"]
+        assert seen in ([], ["m1"], ["m1", "m2"]), seen
         assert set(peer.record.accepted) <= set(seen)
 
 
