@@ -137,7 +137,9 @@ class AmqpPeer:
     ``properties`` go into the Open frame. ``responders`` map an address to a function that
     answers each request sent there (its ``reply_to`` gets the reply, with the correlation id).
     ``faults`` are :class:`Fault` s. ``on_close`` says how a client's link close is answered:
-    ``"close"`` (a detach with ``closed=true``) or ``"detach"`` (without).
+    ``"close"`` (a detach with ``closed=true``) or ``"detach"`` (without). ``browsing=False``:
+    a ``copy`` source is answered without it, and its receiver takes the messages (a broker
+    that cannot browse).
 
     Example::
 
@@ -157,6 +159,7 @@ class AmqpPeer:
         responders: Optional[Dict[str, Any]] = None,
         faults: Optional[List[Fault]] = None,
         on_close: str = "close",
+        browsing: bool = True,
         credit: int = 100,
         lifetime: float = 120.0,
     ) -> None:
@@ -177,6 +180,7 @@ class AmqpPeer:
         self.responders = dict(responders or {})
         self.faults = list(faults or [])
         self.on_close = on_close
+        self.browsing = browsing
         self.credit = credit
         self.lifetime = lifetime
         self.record = PeerRecord()
@@ -190,6 +194,7 @@ class AmqpPeer:
         self._conns: List[_Conn] = []
         self._late: List[Tuple[float, Any]] = []
         self._browsed: Dict[Any, int] = {}  # browser link -> messages it was shown
+        self._sent: Dict[Any, List[Any]] = {}  # link -> deliveries the peer sent on it
         self._dynamic_ids = itertools.count(1)
         self._tags = itertools.count(1)
         self._stop = threading.Event()
@@ -435,6 +440,8 @@ class AmqpPeer:
     def _on_attach(self, conn: _Conn, link: Any) -> None:
         link.source.copy(link.remote_source)
         link.target.copy(link.remote_target)
+        if not self.browsing:  # a broker without browsing answers with its default mode
+            link.source.distribution_mode = Terminus.DIST_MODE_UNSPECIFIED
         role = self._role(link)
         self.record.attaches.append((role, self._address(link)))
         remote = link.remote_target if link.is_receiver else link.remote_source
@@ -479,7 +486,7 @@ class AmqpPeer:
                 self._apply(fault, conn, link)
                 return
         address = self._address(link)
-        browsing = link.remote_source.distribution_mode == Terminus.DIST_MODE_COPY
+        browsing = link.source.distribution_mode == Terminus.DIST_MODE_COPY
         with self._lock:
             queue = self.queues[address] if address is not None else collections.deque()
             while link.credit > 0 and (queue if not browsing
@@ -491,6 +498,7 @@ class AmqpPeer:
                     msg = queue.popleft()
                 dlv = link.delivery(str(next(self._tags)))
                 dlv.peer_message = msg
+                self._sent.setdefault(link, []).append(dlv)
                 link.send(msg.encode())
                 link.advance()
                 conn.deliveries += 1
@@ -584,6 +592,12 @@ class AmqpPeer:
     def _on_link_close(self, conn: _Conn, link: Any, closed: bool) -> None:
         if not link.state & Endpoint.LOCAL_ACTIVE:
             return
+        if link.source.distribution_mode != Terminus.DIST_MODE_COPY:
+            # as a broker does: what the client never settled goes back on the queue, in order
+            unsettled = [d.peer_message for d in self._sent.pop(link, [])
+                         if not d.remote_state and not d.settled]
+            with self._lock:
+                self.queues[self._address(link) or ""].extendleft(reversed(unsettled))
         fault = self._fault("close", link)
         if fault is not None:
             if fault.do != "ignore":

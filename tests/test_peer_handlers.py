@@ -185,3 +185,17 @@ def test_drop_on_drain_receiver_handler_without_reconnect_is_connection_lost() -
         assert peer.record.drains >= 1
         assert isinstance(result, pe.ConnectionLost), result
         assert set(peer.record.accepted) <= set(_bodies(job.messages))
+
+
+def test_a_broker_that_cannot_browse_fails_the_browse_and_keeps_every_message() -> None:
+    """A peer that attaches a browser without distribution-mode copy would hand out the
+    messages themselves: browse and a browsing Receiver fail with pe.LinkError saying so,
+    before settling anything, and the queue keeps both messages."""
+    with _peer(browsing=False) as peer:
+        result = outcome(lambda: pe.browse(peer.url + "/q", timeout=TIMEOUT))
+        assert isinstance(result, pe.LinkError), result
+        assert "distribution-mode copy" in str(result)
+        job = Receiver(peer.url + "/q", count=0, browse=True, drain=True, timeout=TIMEOUT)
+        assert isinstance(outcome(lambda: run_job(job)), pe.LinkError)
+        assert peer.record.accepted == []
+        assert peer.bodies("q") == ["m1", "m2"]

@@ -418,7 +418,8 @@ def test_command_line_subscriptions_browse_and_delay(broker: ArtemisBroker) -> N
     ok("send", "-b", f"{base}/cli-queue", "-c", "2", "--msg-content", "q%d")
     assert ok("receive", "-b", f"{base}/cli-queue", "--recv-browse") == ["q0", "q1"]
     assert ok("receive", "-b", f"{base}/cli-queue") == ["q0", "q1"]
-    ok("send", "-b", f"{base}/cli-queue", "--msg-content", "late", "--msg-delay", "2000")
+    # a wide margin: the receiving process starts (about a second on a busy machine) inside it
+    ok("send", "-b", f"{base}/cli-queue", "--msg-content", "late", "--msg-delay", "6000")
     assert ok("receive", "-b", f"{base}/cli-queue", "-c", "0", "-t", "1.5") == []
     assert ok("receive", "-b", f"{base}/cli-queue", "-c", "1", "-t", "10") == ["late"]
     proc = run([*PROTON_EASY, "receive", "-b", f"{base}/topic://cli-topic", "--link-durable"])

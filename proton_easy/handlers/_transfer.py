@@ -16,10 +16,10 @@ import logging
 from concurrent.futures import Future
 from typing import Any, Deque, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
-from proton import Delivery
+from proton import Delivery, Terminus
 
 from .._engine import raw as _raw
-from .._errors import AMQPError, delivery_error
+from .._errors import AMQPError, LinkError, delivery_error
 from .._message import Decoder, Message, check_delay
 from . import _links
 from ._job import Job, _Lean, _message_source, default_durable, next_encoded, resolve
@@ -361,6 +361,18 @@ class Receiver(_Lean, Job):
         else:
             _links.top_up(recv, self._wanted(), self._held())
 
+    def on_link_remote_open(self, event: Any) -> None:
+        super().on_link_remote_open(event)
+        link = event.link
+        if (self.browse and link == self.receiver and link.remote_source.address
+                and link.remote_source.distribution_mode != Terminus.DIST_MODE_COPY):
+            # The broker attached without distribution-mode copy: what it sends would be taken
+            # off the queue, not shown. Nothing has arrived yet (the attach comes first); fail
+            # before anything is settled, so the queue keeps every message.
+            self._fail(LinkError(f"the broker does not browse {self.address!r}: it attached "
+                                 "without distribution-mode copy, so reading would take the "
+                                 "messages off the queue"))
+
     def on_link_ended(self, link: Any) -> None:
         if link == self.receiver:
             self.finish(self.messages)  # ended early: the job ends with what it has
@@ -392,6 +404,8 @@ class Receiver(_Lean, Job):
         self.finish(self.messages)
 
     def on_raw_delivery(self, dlv: Any) -> None:
+        if self.done:
+            return  # arrived after the end: left unsettled, the broker has it back at the close
         data = _raw.receive(dlv)
         if data is None:
             return
