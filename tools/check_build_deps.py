@@ -51,6 +51,20 @@ def _proton_installed() -> bool:
     return True
 
 
+def _report(lacks: List[str], before: bool) -> int:
+    """Print the one message naming what is missing; exit status 1 (0 when nothing is)."""
+    if not lacks:
+        return 0
+    what = ("python-qpid-proton is compiled from source when it is installed" if before
+            else "installing python-qpid-proton failed: it is compiled from source")
+    hint = ("\n  (pip has a wheel of it cached already? PROTON_EASY_SKIP_BUILD_CHECK=1 skips "
+            "this check)" if before else "")
+    print(f"proton_easy: {what} (there is no wheel on PyPI), and this machine lacks "
+          f"{', '.join(lacks)}.\nInstall them, then run make again:\n{INSTALL}{hint}",
+          file=sys.stderr)
+    return 1
+
+
 def main(argv: List[str]) -> int:
     """``before``: up front, print what compiling proton would need and is missing (exit 1),
     unless proton is installed already or ``PROTON_EASY_SKIP_BUILD_CHECK=1`` (a wheel of it in
@@ -60,15 +74,7 @@ def main(argv: List[str]) -> int:
     if what == "before":
         if os.environ.get("PROTON_EASY_SKIP_BUILD_CHECK") == "1" or _proton_installed():
             return 0
-        lacks = missing()
-        if not lacks:
-            return 0
-        print("proton_easy: python-qpid-proton is compiled from source when it is installed "
-              "(there is no wheel on PyPI), and this machine lacks " + ", ".join(lacks) + ".\n"
-              "Install them, then run make again:\n" + INSTALL + "\n  (pip has a wheel of it "
-              "cached already? PROTON_EASY_SKIP_BUILD_CHECK=1 skips this check)",
-              file=sys.stderr)
-        return 1
+        return _report(missing(), before=True)
     if what == "ssl":
         import proton
 
@@ -79,13 +85,7 @@ def main(argv: List[str]) -> int:
                   "--force-reinstall --no-cache-dir --no-binary python-qpid-proton "
                   "python-qpid-proton)", file=sys.stderr)
         return 0
-    lacks = missing()
-    if not lacks:
-        return 0
-    print("proton_easy: installing python-qpid-proton failed: it is compiled from source "
-          "(there is no wheel on PyPI), and this machine lacks " + ", ".join(lacks) + ".\n"
-          "Install them, then run make again:\n" + INSTALL, file=sys.stderr)
-    return 1
+    return _report(missing(), before=False)
 
 
 if __name__ == "__main__":
