@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optional
 
-from ._client import Client, pre_encode
+from ._client import Client, pre_encode, pre_encode_many
 from ._consumer import Consumer
-from ._message import Message, check_delay, encode
+from ._message import Message, encode
 from ._options import (
     CONNECT_FLOOR,
     DEFAULT_TIMEOUT,
@@ -90,12 +90,7 @@ def send_many(url: Optional[str], messages: Iterable[Any], *, at_most_once: bool
     >>> pe.send_many("amqp://localhost:5672/examples", range(100))   # doctest: +SKIP
     100
     """
-    if delay is not None:
-        check_delay("delay", delay)
-    if isinstance(messages, (list, tuple)):  # TypeErrors before any I/O
-        messages = [pre_encode(m, default_durable(durable, at_most_once), delay)
-                    for m in messages]
-        delay = None
+    messages, delay = pre_encode_many(messages, default_durable(durable, at_most_once), delay)
     budget = _Budget(options.pop("timeout", None), options)
     with Client(url, **options) as client:
         return client.send_many(None, messages, at_most_once=at_most_once, durable=durable,

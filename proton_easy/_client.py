@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("proton_easy")
 
-__all__ = ["Client", "Consumer", "pre_encode"]
+__all__ = ["Client", "Consumer", "pre_encode", "pre_encode_many"]
 
 
 class Client:
@@ -208,11 +208,7 @@ class Client:
         address = self._address(address)
         _check_seconds("timeout", timeout)
         durable = default_durable(durable, at_most_once)
-        if delay is not None:
-            check_delay("delay", delay)
-        if isinstance(messages, (list, tuple)):
-            messages = [pre_encode(m, durable, delay) for m in messages]
-            delay = None  # in the encoded messages already
+        messages, delay = pre_encode_many(messages, durable, delay)
         return Sender(messages=messages, address=address, at_most_once=at_most_once,
                       durable=durable, delay=delay)
 
@@ -485,3 +481,15 @@ def pre_encode(item: Any, durable: bool = False, delay: Optional[float] = None) 
     if type(item) is Encoded and delay is None:
         return item
     return encode(item, durable, delay)
+
+
+def pre_encode_many(messages: Iterable[Any], durable: bool,
+                    delay: Optional[float]) -> Tuple[Iterable[Any], Optional[float]]:
+    """``send_many``'s checks before any I/O: ``delay`` checked, a list or tuple encoded now
+    (TypeError here) with the delay in its encoded messages (None comes back then); another
+    iterable stays lazy and keeps its ``delay``."""
+    if delay is not None:
+        check_delay("delay", delay)
+    if isinstance(messages, (list, tuple)):
+        return [pre_encode(m, durable, delay) for m in messages], None
+    return messages, delay

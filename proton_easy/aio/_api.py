@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable, List, Optional
 
 from .._api import _check_receive
-from .._client import check_count, pre_encode
-from .._message import Message, check_delay, encode
+from .._client import check_count, pre_encode, pre_encode_many
+from .._message import Message, encode
 from .._options import ConnectionOptions
 from .._request_reply import check_serve_args
 from ..handlers._job import _check_seconds, as_message, default_durable
@@ -41,12 +41,7 @@ async def send_many(url: Optional[str], messages: Iterable[Any], *, at_most_once
     >>> await aio.send_many("amqp://localhost:5672/examples", range(100))   # doctest: +SKIP
     100
     """
-    if delay is not None:
-        check_delay("delay", delay)
-    if isinstance(messages, (list, tuple)):  # TypeErrors before any I/O
-        messages = [pre_encode(m, default_durable(durable, at_most_once), delay)
-                    for m in messages]
-        delay = None
+    messages, delay = pre_encode_many(messages, default_durable(durable, at_most_once), delay)
     async with Client(url, **options) as client:
         return await client.send_many(None, messages, at_most_once=at_most_once,
                                       durable=durable, delay=delay)
