@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optional
 
+from . import _otel
 from ._client import Client, pre_encode
 from ._consumer import Consumer
 from ._message import Message, check_delay, encode
@@ -76,9 +77,14 @@ def send(url: Optional[str], message: Any, *, at_most_once: bool = False,
     """
     payload = pre_encode(message, default_durable(durable, at_most_once),
                          delay)  # TypeError/ValueError here
+    if _otel.current() is not None:  # the client encodes it again, with the trace context
+        payload, durable_, delay_ = message, durable, delay
+    else:
+        durable_, delay_ = None, None
     budget = _Budget(options.pop("timeout", None), options)
     with Client(url, **options) as client:
-        client.send(None, payload, at_most_once=at_most_once, timeout=budget.left())
+        client.send(None, payload, at_most_once=at_most_once, timeout=budget.left(),
+                    durable=durable_, delay=delay_)
 
 
 def send_many(url: Optional[str], messages: Iterable[Any], *, at_most_once: bool = False,
@@ -93,9 +99,10 @@ def send_many(url: Optional[str], messages: Iterable[Any], *, at_most_once: bool
     if delay is not None:
         check_delay("delay", delay)
     if isinstance(messages, (list, tuple)):  # TypeErrors before any I/O
-        messages = [pre_encode(m, default_durable(durable, at_most_once), delay)
-                    for m in messages]
-        delay = None
+        encoded = [pre_encode(m, default_durable(durable, at_most_once), delay)
+                   for m in messages]
+        if _otel.current() is None:  # (else the client encodes them with the trace context)
+            messages, delay = encoded, None
     budget = _Budget(options.pop("timeout", None), options)
     with Client(url, **options) as client:
         return client.send_many(None, messages, at_most_once=at_most_once, durable=durable,

@@ -11,6 +11,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Mapping, Optional, Tuple
 
+from . import _otel
 from ._consumer import Consumer, ConsumerJob
 from ._consumer import consume as _consume
 from ._driver import Driver
@@ -172,8 +173,13 @@ class Client:
         """``send``'s checks before any I/O: (address, encoded message, seconds to wait)."""
         address = self._address(address)
         _check_seconds("timeout", timeout)
-        payload = pre_encode(message, default_durable(durable, at_most_once),
-                             delay)  # TypeError/ValueError here
+        tel = _otel.current()
+        if tel is None:
+            payload = pre_encode(message, default_durable(durable, at_most_once),
+                                 delay)  # TypeError/ValueError here
+        else:  # a send span, its context in the message
+            payload = tel.start_send(self._conn, address, message,
+                                     default_durable(durable, at_most_once), delay)
         self._driver.check_open()
         return address, payload, self.timeout if timeout is None else timeout
 
@@ -210,11 +216,23 @@ class Client:
         durable = default_durable(durable, at_most_once)
         if delay is not None:
             check_delay("delay", delay)
+        tel = _otel.current()
+        batch = tel.start_batch(self._conn, address) if tel is not None else None
         if isinstance(messages, (list, tuple)):
-            messages = [pre_encode(m, durable, delay) for m in messages]
+            try:
+                messages = [pre_encode(m, durable, delay) if batch is None
+                            else batch.tel.encode_batch(batch, m, durable, delay)
+                            for m in messages]
+            except BaseException as exc:
+                if batch is not None:
+                    batch.abandon(exc)
+                raise
             delay = None  # in the encoded messages already
-        return Sender(messages=messages, address=address, at_most_once=at_most_once,
-                      durable=durable, delay=delay)
+        job = Sender(messages=messages, address=address, at_most_once=at_most_once,
+                     durable=durable, delay=delay)
+        if batch is not None:
+            batch.bind(job)
+        return job
 
     def receive(
         self,

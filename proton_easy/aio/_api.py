@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, List, Optional
 
+from .. import _otel
 from .._client import check_count, pre_encode
 from .._message import Message, encode
 from .._request_reply import check_serve_args
@@ -21,8 +22,10 @@ async def send(url: Optional[str], message: Any, *, at_most_once: bool = False,
     >>> await aio.send("amqp://localhost:5672/examples", {"sequence": 1})   # doctest: +SKIP
     """
     payload = pre_encode(message, default_durable(durable, at_most_once))  # TypeError here
+    if _otel.current() is not None:  # the client encodes it again, with the trace context
+        payload = message
     async with Client(url, **options) as client:
-        await client.send(None, payload, at_most_once=at_most_once)
+        await client.send(None, payload, at_most_once=at_most_once, durable=durable)
 
 
 async def send_many(url: Optional[str], messages: Iterable[Any], *, at_most_once: bool = False,
@@ -34,7 +37,9 @@ async def send_many(url: Optional[str], messages: Iterable[Any], *, at_most_once
     100
     """
     if isinstance(messages, (list, tuple)):  # TypeErrors before any I/O
-        messages = [pre_encode(m, default_durable(durable, at_most_once)) for m in messages]
+        encoded = [pre_encode(m, default_durable(durable, at_most_once)) for m in messages]
+        if _otel.current() is None:  # (else the client encodes them with the trace context)
+            messages = encoded
     async with Client(url, **options) as client:
         return await client.send_many(None, messages, at_most_once=at_most_once,
                                       durable=durable)

@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, Generic, Iterator, List, Optional, Tuple
 from proton import Data, Described, Link, Terminus, symbol
 from proton.reactor import LinkOption
 
+from .. import _otel
 from .._options import split_address
 
 _SELECTOR_DESCRIPTOR = symbol("apache.org:selector-filter:string")
@@ -287,6 +288,9 @@ def top_up(link: Any, wanted: int, held: int = 0, *, batch: bool = True) -> int:
     if missing <= 0 or (batch and 2 * missing < wanted and outstanding > 0):
         return 0
     link.flow(missing)
+    tel = _otel.current()
+    if tel is not None:
+        tel.credit.add(missing)
     return missing
 
 
