@@ -338,6 +338,15 @@ def test_a_batch_that_cannot_be_encoded_ends_its_span_with_the_error(
 
 
 # -- off, and on by the global provider -------------------------------------------------------
+def test_the_otel_extra_is_declared_and_the_tests_install_the_sdk() -> None:
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    extras = cfg["options.extras_require"]
+    assert extras["otel"].split() == ["opentelemetry-api>=1.20"]
+    assert {"opentelemetry-api>=1.20", "opentelemetry-sdk>=1.20"} <= set(extras["test"].split())
+
 def _python(code: str) -> str:
     out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
                          text=True, timeout=60, cwd=ROOT)
