@@ -59,6 +59,8 @@ class ConsumerJob(Receiver):
     def accept_acks(self) -> None:
         """Accept every delivery queued in ``acks`` and grant credit for more (on the loop)."""
         acks, settle = self.acks, self._settle
+        if self._tel is not None and acks:  # a settle span for the batch
+            self._tel.settle_batch(self, len(acks))
         while acks:
             dlv = acks.popleft()
             settle(dlv, _raw.ACCEPTED)
@@ -161,7 +163,7 @@ def consume(driver: Driver, job: ConsumerJob, idle: Optional[float],
                 return
             pending = (msg, dlv)
             if tel is not None:
-                proc = tel.processing(job, msg).start()
+                proc = tel.processing(job, msg, settle_later=True).start()
             yield msg
             if proc is not None:
                 proc.end()

@@ -23,11 +23,13 @@ True
 
 from __future__ import annotations
 
+import collections
 import copy
 import logging
 import sys
 import time
-from typing import Any, Callable, Dict, Optional
+import weakref
+from typing import Any, Callable, Dict, List, Optional
 from urllib.parse import urlsplit
 
 import proton
@@ -192,9 +194,11 @@ class Telemetry:
         self.credit = meter.create_counter(
             "proton_easy.credit.granted", unit="{message}",
             description="Link credit granted to brokers by receivers")
-        self._in_doubt = meter.create_up_down_counter(
-            "proton_easy.in_doubt", unit="{delivery}",
-            description="Messages sent whose outcome the broker has not told yet")
+        self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
+        meter.create_observable_gauge(
+            "proton_easy.in_doubt", callbacks=[self._observe_in_doubt], unit="{delivery}",
+            description="Deliveries whose outcome is unknown if the connection drops now, "
+                        "over the jobs of every connection")
 
     # -- attributes ----------------------------------------------------------------------------
     @staticmethod
@@ -286,7 +290,6 @@ class Telemetry:
         span.set_attribute("messaging.message.envelope.size", len(payload))
         payload.span, payload.tel, payload.attrs = span, self, attrs
         payload.start = time.monotonic()
-        self._in_doubt.add(1, self._metric_attrs(attrs))
         return payload
 
     def end_send(self, span: Any, attrs: Dict[str, Any], start: float,
@@ -295,7 +298,6 @@ class Telemetry:
         outcome = _outcome(error)
         span.set_attribute("proton_easy.outcome", outcome)
         metric = self._metric_attrs(attrs)
-        self._in_doubt.add(-1, metric)
         if error is not None:
             self._error(span, error)
         self.duration.record(time.monotonic() - start,
@@ -312,6 +314,13 @@ class Telemetry:
         msg = _copy(item)
         self.inject(msg, batch.ctx)
         return encode(msg, durable, delay)
+
+    def encode_current(self, item: Any, durable: bool) -> Encoded:
+        """Encode ``item`` carrying the calling thread's trace context (a transaction's send,
+        whose batch has its declare and discharge spans)."""
+        msg = _copy(item)
+        self.inject(msg)
+        return encode(msg, durable)
 
     def next_encoded(self, job: Any) -> Optional[Encoded]:
         """A handler Sender's next message, encoded with its batch span's context (None: no
@@ -334,6 +343,8 @@ class Telemetry:
         """A job starts on its connection (on the loop): remember the telemetry, open a batch
         span for a sender with a count or an iterable."""
         job._tel = self
+        if job._conn is not None:
+            self._connections.add(job._conn)
         if job._otel_batch and job._otel_span is None and not job.open_ended:
             job._otel_span = self.start_batch(job._conn, job.address)
 
@@ -388,10 +399,11 @@ class Telemetry:
         with self.processing(job, msg):
             hook(msg)
 
-    def processing(self, job: Any, msg: Message) -> _Processing:
+    def processing(self, job: Any, msg: Message, settle_later: bool = False) -> _Processing:
         """A process span, current while the application handles ``msg`` (a context manager;
-        or :meth:`_Processing.start` and :meth:`_Processing.end` across calls)."""
-        return _Processing(self, job, msg)
+        or :meth:`_Processing.start` and :meth:`_Processing.end` across calls);
+        ``settle_later``: a consumer settles it afterwards (:meth:`settle_batch`)."""
+        return _Processing(self, job, msg, settle_later)
 
     def respond(self, job: Any, msg: Message, respond: Callable[[Message], Any]) -> Any:
         """Call a responder's ``respond`` inside a process span; its reply carries the span's
@@ -439,6 +451,33 @@ class Telemetry:
             span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, result["error"]))
         self.duration.record(time.monotonic() - start, self._metric_attrs(attrs))
         span.end()
+
+    def _observe_in_doubt(self, options: Any) -> Any:
+        from opentelemetry.metrics import Observation
+
+        total = 0
+        for conn in list(self._connections):
+            try:  # (read from the collecting thread: the books are plain counts)
+                total += sum(job.in_doubt for job in list(conn.jobs))
+            except RuntimeError:  # the set changed meanwhile: counted at the next collection
+                continue
+        return [Observation(total)]
+
+    def settle_batch(self, job: Any, count: int) -> None:
+        """A consumer accepts ``count`` messages its application finished with (on the loop):
+        a settle span, a child of the last one's process span, linked to each."""
+        contexts = job.__dict__.get("_otel_settling")
+        links: List[Any] = []
+        while contexts and len(links) < count:
+            links.append(self._trace.Link(contexts.popleft()))
+        attrs = self.base(job._conn, "settle", job.address)
+        attrs["messaging.batch.message_count"] = count
+        attrs["proton_easy.outcome"] = "accepted"
+        parent = self._trace.set_span_in_context(
+            self._trace.NonRecordingSpan(links[-1].context)) if links else None
+        self.tracer.start_span(f"settle {job.address or ''}".rstrip(), context=parent,
+                               kind=self._trace.SpanKind.CLIENT, attributes=attrs,
+                               links=links).end()
 
     # -- the connection -------------------------------------------------------------------------
     def reconnected(self, conn: Any) -> None:
@@ -496,7 +535,8 @@ class Batch:
 class _Processing:
     """A process span made current while the application handles one message."""
 
-    def __init__(self, tel: Telemetry, job: Any, msg: Message) -> None:
+    def __init__(self, tel: Telemetry, job: Any, msg: Message, settle_later: bool = False) -> None:
+        self._settle_later = settle_later
         self._tel = tel
         self._job = job
         self._msg = msg
@@ -544,6 +584,9 @@ class _Processing:
             span.record_exception(error)
             tel._error(span, error)
         tel.settled.add(1, {**self._metric, "proton_easy.outcome": outcome})
+        if outcome == "accepted" and self._settle_later:  # the consumer's settle span links it
+            self._job.__dict__.setdefault("_otel_settling", collections.deque()).append(
+                span.get_span_context())
         tel.duration.record(time.monotonic() - self._start, self._metric)
         span.end()
 

@@ -103,7 +103,7 @@ class Consumer:
         self._pending = (msg, dlv)
         tel = _otel.current()
         if tel is not None:
-            self._proc = tel.processing(job, msg).start()
+            self._proc = tel.processing(job, msg, settle_later=True).start()
         return msg  # type: ignore[no-any-return]
 
     def _settle_posts(self, keep: bool) -> None:
