@@ -348,11 +348,8 @@ class Telemetry:
         if job._otel_batch and job._otel_span is None and not job.open_ended:
             job._otel_span = self.start_batch(job._conn, job.address)
 
-    def job_ended(self, job: Any) -> None:
-        """A job with a span ended: end the span (a batch: with its count and outcome)."""
-        batch, job._otel_span = job._otel_span, None
-        if batch is None:
-            return
+    def end_batch(self, job: Any, batch: Batch) -> None:
+        """A batch's job ended: end its span with its count and outcome."""
         span, error = batch.span, job.error
         metric = self._metric_attrs(batch.attrs)
         sent = getattr(job, "sent", 0)
@@ -497,8 +494,8 @@ class Telemetry:
 _NONE = object()
 
 
-def request_sent(job: Any, corr: Any) -> None:
-    """A request is on the wire: its send span ends.
+def request_sent(job: Any, corr: Any, error: Optional[BaseException] = None) -> None:
+    """A request is on the wire (or, with ``error``, never will be): its send span ends.
 
     >>> class Job: pass
     >>> request_sent(Job(), "c-1")   # no span for it: nothing to do
@@ -507,9 +504,37 @@ def request_sent(job: Any, corr: Any) -> None:
     if entry is not None:
         tel, span, attrs, start = entry
         metric = tel._metric_attrs(attrs)
-        tel.sent.add(1, {**metric, "proton_easy.outcome": "sent"})
+        tel.sent.add(1, {**metric, "proton_easy.outcome": _outcome(error) if error else "sent"})
         tel.duration.record(time.monotonic() - start, metric)
+        if error is not None:
+            tel._error(span, error)
         span.end()
+
+
+def job_ended(job: Any) -> None:
+    """A job ended: its batch span ends, and so do the spans of requests it never sent and of
+    transaction controls the broker never answered.
+
+    >>> class Job: _otel_span = None; error = None
+    >>> job_ended(Job())
+    """
+    batch, job._otel_span = job._otel_span, None
+    if batch is not None:
+        batch.tel.end_batch(job, batch)
+    error = job.error or _Cancelled("the job ended first")
+    for corr in list(job.__dict__.get("_otel_requests", ())):
+        request_sent(job, corr, error)
+    controls = job.__dict__.get("_otel_controls")
+    while controls:
+        _, (span, _attrs, _start) = controls.popitem()
+        span.set_status(_status_error(str(error)))
+        span.end()
+
+
+def _status_error(text: str) -> Any:
+    from opentelemetry import trace
+
+    return trace.Status(trace.StatusCode.ERROR, text)
 
 
 class Batch:

@@ -178,8 +178,8 @@ class Job(MessagingHandler):
             timer.cancel()
         self._timers.clear()
         self.on_finished()
-        if self._otel_span is not None:
-            self._otel_span.tel.job_ended(self)
+        if self._otel_span is not None or self._tel is not None:
+            _otel.job_ended(self)
         open_links = [lnk for lnk in self._links if not lnk.state & lnk.LOCAL_CLOSED]
         for link in open_links:
             self.end_link(link)

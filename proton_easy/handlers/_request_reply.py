@@ -244,6 +244,8 @@ class Requester(_Lean, Job):
         self._pending.pop(corr, None)
         self._unsent.pop(corr, None)
         self.set_timer(f"reply {corr}", None, None)
+        if "_otel_requests" in self.__dict__:  # never sent: its span ends here
+            _otel.request_sent(self, corr, Timeout("the caller stopped waiting"))
         self._send_unsent()
 
     # -- proton events (raw: see _Lean) ---------------------------------------------------------
