@@ -30,6 +30,7 @@ from proton_easy import _otel, aio
 from proton_easy.handlers import Receiver, Responder, Sender
 
 from .procs import ROOT
+from .test_topics import artemis_cli
 
 
 class Traces:
@@ -162,6 +163,22 @@ def test_a_qpid_jms_style_context_is_continued(traces: Traces, amqp_url: str,
     receive = traces.one("receive ")
     assert trace_of(receive) == trace_id and parent_of(receive) == span_id
     assert receive.parent is not None and receive.parent.trace_state.get("vendor") == "1"
+
+
+def test_qpid_jms_takes_traced_messages_and_its_own_start_new_traces(
+        traces: Traces, artemis: Any, amqp_address: str) -> None:
+    # Artemis's JMS client (Qpid JMS, tracing not configured) takes what proton_easy sent
+    # with the context in an application property and an annotation map
+    url = f"{artemis.url}/{amqp_address}"
+    pe.send_many(url, ["for jms 1", "for jms 2"])
+    out = artemis_cli(artemis, "consumer", "--destination", f"queue://{amqp_address}",
+                      "--message-count", "2", "--receive-timeout", "10000", "--verbose")
+    assert "Consumed: 2 messages" in out and "Received for jms 2" in out
+    # and what it sends, carrying no context, starts a trace here without errors
+    artemis_cli(artemis, "producer", "--destination", f"queue://{amqp_address}",
+                "--message-count", "1")
+    assert len(pe.receive(url, timeout=10)) == 1
+    assert traces.one("receive ").parent is None
 
 
 # -- send_many / receive ------------------------------------------------------------------------
