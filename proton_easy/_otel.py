@@ -35,7 +35,8 @@ from urllib.parse import urlsplit
 import proton
 from proton import symbol
 
-from ._message import Encoded, Message, encode
+from ._engine import codec
+from ._message import _VALUE, Encoded, Message, encode
 
 log = logging.getLogger("proton_easy")
 
@@ -43,6 +44,10 @@ TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 QPID_ANNOTATION = symbol("x-opt-qpid-tracestate")
 """The message annotation Qpid JMS's tracing keeps the trace context in (a map of strings)."""
+
+_METRIC_KEYS = ("messaging.system", "messaging.operation.name", "messaging.destination.name",
+                "server.address")
+_CACHED = 1024  # attribute sets kept per Telemetry (addresses x operations x brokers)
 
 _state: Optional[Telemetry] = None
 _explicit = False  # instrument()/uninstrument() decided: no more looking at the globals
@@ -195,15 +200,28 @@ class Telemetry:
             "proton_easy.credit.granted", unit="{message}",
             description="Link credit granted to brokers by receivers")
         self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._bases: Dict[Any, Dict[str, Any]] = {}
+        self._metrics: Dict[Any, Dict[str, Any]] = {}
         meter.create_observable_gauge(
             "proton_easy.in_doubt", callbacks=[self._observe_in_doubt], unit="{delivery}",
             description="Deliveries whose outcome is unknown if the connection drops now, "
                         "over the jobs of every connection")
 
     # -- attributes ----------------------------------------------------------------------------
+    def base(self, conn: Any, operation: str, address: Optional[str]) -> Dict[str, Any]:
+        """The attributes every span and measurement of a connection's operation carries (a
+        dict of the caller's own)."""
+        key = (getattr(conn, "product", None), getattr(conn, "current_url", None), operation,
+               address)
+        attrs = self._bases.get(key)
+        if attrs is None:
+            attrs = self._base(conn, operation, address)
+            if len(self._bases) < _CACHED:
+                self._bases[key] = attrs
+        return dict(attrs)
+
     @staticmethod
-    def base(conn: Any, operation: str, address: Optional[str]) -> Dict[str, Any]:
-        """The attributes every span and measurement of a connection's operation carries."""
+    def _base(conn: Any, operation: str, address: Optional[str]) -> Dict[str, Any]:
         attrs: Dict[str, Any] = {
             "messaging.system": _system(getattr(conn, "product", None)),
             "messaging.operation.name": operation,
@@ -236,11 +254,16 @@ class Telemetry:
             attrs["messaging.message.body.size"] = size
         return attrs
 
-    @staticmethod
-    def _metric_attrs(attrs: Dict[str, Any]) -> Dict[str, Any]:
-        return {k: v for k, v in attrs.items()
-                if k in ("messaging.system", "messaging.operation.name",
-                         "messaging.destination.name", "server.address")}
+    def _metric_attrs(self, attrs: Dict[str, Any]) -> Dict[str, Any]:
+        """The attributes of a span that its measurements carry too (shared: do not change)."""
+        get = attrs.get
+        key = tuple(get(name) for name in _METRIC_KEYS)
+        metric = self._metrics.get(key)
+        if metric is None:
+            metric = {name: value for name, value in zip(_METRIC_KEYS, key) if value is not None}
+            if len(self._metrics) < _CACHED:
+                self._metrics[key] = metric
+        return metric
 
     # -- trace context in messages ------------------------------------------------------------
     def inject(self, msg: Message, ctx: Any = None) -> None:
@@ -309,8 +332,13 @@ class Telemetry:
                      delay: Optional[float] = None) -> Encoded:
         """Encode one message of a batch (``send_many``, a handler Sender) carrying the batch
         span's context; encoded input passes through."""
-        if type(item) is Encoded or type(item) is Traced:
-            return item
+        kind = type(item)
+        if kind is Encoded or kind is Traced:
+            return item  # type: ignore[no-any-return]
+        if delay is None and kind in _PLAIN_KINDS:
+            fast = batch.encode_plain(item, durable)  # the batch's sections, then the body
+            if fast is not None:
+                return fast
         msg = _copy(item)
         self.inject(msg, batch.ctx)
         return encode(msg, durable, delay)
@@ -492,6 +520,7 @@ class Telemetry:
 
 
 _NONE = object()
+_PLAIN_KINDS = (str, bytes, int, float, bool, dict, list)
 
 
 def request_sent(job: Any, corr: Any, error: Optional[BaseException] = None) -> None:
@@ -546,6 +575,37 @@ class Batch:
         self.ctx = ctx
         self.attrs = attrs
         self.start = time.monotonic()
+        self._prefixes: Dict[bool, bytes] = {}
+
+    def encode_plain(self, body: Any, durable: bool) -> Optional[Encoded]:
+        """A plain body encoded after the sections every message of this batch shares (its
+        trace context, and the batch's creation time): None if it cannot be (the caller's
+        ``encode`` then says why)."""
+        prefix = self._prefixes.get(durable)
+        if prefix is None:
+            carrier: Dict[str, str] = {}
+            self.tel._propagator.inject(carrier, context=self.ctx)
+            pm = proton.Message()
+            pm.durable = durable
+            pm.creation_time = time.time()
+            if carrier:
+                pm.properties = dict(carrier)  # type: ignore[assignment]
+                pm.annotations = {QPID_ANNOTATION: dict(carrier)}  # type: ignore[dict-item]
+            prefix = self._prefixes[durable] = bytes(codec.encode_message(pm)) + _VALUE
+        kind = type(body)
+        if kind is str or kind is bytes:
+            if kind is str:
+                data, short, long = body.encode(), b"\xa1", b"\xb1"  # str8-utf8 / str32-utf8
+            else:
+                data, short, long = body, b"\xa0", b"\xb0"  # vbin8 / vbin32
+            size = len(data)
+            if size < 256:
+                return Encoded(b"".join((prefix, short, size.to_bytes(1, "big"), data)))
+            return Encoded(b"".join((prefix, long, size.to_bytes(4, "big"), data)))
+        try:
+            return Encoded(codec.encode_value(body, prefix))
+        except Exception:  # noqa: BLE001 - encode() gives the full reason
+            return None
 
     def bind(self, job: Any) -> None:
         """The job (a Sender) whose end ends this span."""

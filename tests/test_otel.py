@@ -353,6 +353,24 @@ def test_extract_never_raises() -> None:
         assert not trace.get_current_span(ctx).get_span_context().is_valid
 
 
+def test_a_batch_encodes_its_shared_sections_once_and_bodies_as_before() -> None:
+    from proton_easy._message import decode
+
+    tel = _otel.Telemetry(TracerProvider(), None)
+    batch = tel.start_batch(None, "q")
+    bodies: List[Any] = ["short", "long " * 100, b"\x00bin", {"a": [1, 2.5, None]}, 7, True]
+    for durable in (True, False):
+        for body in bodies:
+            msg = decode(tel.encode_batch(batch, body, durable))
+            assert msg.body == body and bool(msg.durable) == durable
+            assert msg.properties["traceparent"].split("-")[1] == f"{trace_of(batch.span):032x}"
+            assert msg.annotations["x-opt-qpid-tracestate"] == {
+                "traceparent": msg.properties["traceparent"]}
+    with pytest.raises(TypeError, match="datetime"):
+        import datetime
+        tel.encode_batch(batch, {"at": datetime.datetime.now()}, True)
+
+
 def test_a_batch_that_cannot_be_encoded_ends_its_span_with_the_error(
         traces: Traces, amqp_url: str, amqp_address: str) -> None:
     with pe.Client(amqp_url) as client, pytest.raises(TypeError):
