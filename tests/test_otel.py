@@ -30,6 +30,7 @@ from proton_easy import _otel, aio
 from proton_easy.handlers import Receiver, Responder, Sender
 
 from .procs import ROOT
+from .test_failover import _dead_url
 from .test_topics import artemis_cli
 
 
@@ -292,6 +293,27 @@ def test_asyncio_verbs_make_the_same_spans(traces: Traces, amqp_url: str,
     assert traces.spans("settle ", count=1)  # the consumer's acceptance
 
 
+def test_asyncio_request_and_serve_are_one_trace(traces: Traces, amqp_url: str,
+                                                 amqp_address: str) -> None:
+    async def main() -> Any:
+        async with aio.Client(amqp_url) as server, aio.Client(amqp_url) as client:
+            async def upper(msg: pe.Message) -> str:
+                await asyncio.sleep(0)
+                return str(msg.body).upper()
+
+            serving = asyncio.create_task(server.serve(amqp_address, upper, count=1))
+            with traces.tracer.start_as_current_span("caller"):
+                reply = await client.request(amqp_address, "hi", timeout=10)
+            await serving
+            return reply.body
+
+    assert asyncio.run(main()) == "HI"
+    send, process, receive = (traces.one(p) for p in ("send ", "process ", "receive "))
+    assert trace_of(send) == trace_of(process) == trace_of(receive) == trace_of(
+        traces.one("caller"))
+    assert parent_of(process) == id_of(send) and parent_of(receive) == id_of(process)
+
+
 # -- transactions -------------------------------------------------------------------------------
 def test_transactions_have_declare_and_discharge_spans(traces: Traces, amqp_url: str,
                                                        amqp_address: str) -> None:
@@ -310,6 +332,14 @@ def test_transactions_have_declare_and_discharge_spans(traces: Traces, amqp_url:
     # the messages carry the caller's context: their consumers continue its trace
     receives = traces.spans("receive ", count=2)
     assert [parent_of(s) for s in receives] == [batch.get_span_context().span_id] * 2
+
+
+# -- metrics of the connection ------------------------------------------------------------------
+def test_failovers_are_counted(traces: Traces, artemis: Any, amqp_address: str) -> None:
+    with pe.Client(urls=[_dead_url(), artemis.url], timeout=10) as client:
+        client.send(amqp_address, "via the second URL")
+    assert sum(p.value for p in traces.metric("proton_easy.failovers")) == 1
+    assert pe.receive(artemis.address_url(amqp_address), timeout=5)[0].body == "via the second URL"
 
 
 # -- what must never break ----------------------------------------------------------------------
