@@ -49,6 +49,7 @@ _METRIC_KEYS = ("messaging.system", "messaging.operation.name", "messaging.desti
                 "server.address")
 _CACHED = 1024  # attribute sets kept per Telemetry (addresses x operations x brokers)
 
+_MODULES = sys.modules
 _state: Optional[Telemetry] = None
 _explicit = False  # instrument()/uninstrument() decided: no more looking at the globals
 
@@ -88,7 +89,7 @@ def current() -> Optional[Telemetry]:
     tel = _state
     if tel is not None or _explicit:
         return tel
-    if "opentelemetry.trace" not in sys.modules and "opentelemetry.metrics" not in sys.modules:
+    if "opentelemetry" not in _MODULES:  # (any OpenTelemetry import brings its package)
         return None
     return _discover()
 
