@@ -97,13 +97,12 @@ def current() -> Optional[Telemetry]:
 def _discover() -> Optional[Telemetry]:
     """A Telemetry on the global providers once the application configured one of them."""
     global _state
-    try:
-        from opentelemetry import metrics, trace
-    except ImportError:  # pragma: no cover - a partial install
-        return None
-    traced = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
-    metered = type(metrics.get_meter_provider()).__name__ not in ("_ProxyMeterProvider",
-                                                                   "NoOpMeterProvider")
+    trace = _MODULES.get("opentelemetry.trace")  # (only what the application imported)
+    metrics = _MODULES.get("opentelemetry.metrics")
+    traced = trace is not None and hasattr(trace, "ProxyTracerProvider") and not isinstance(
+        trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    metered = metrics is not None and hasattr(metrics, "get_meter_provider") and type(
+        metrics.get_meter_provider()).__name__ not in ("_ProxyMeterProvider", "NoOpMeterProvider")
     if not (traced or metered):
         return None
     _state = Telemetry(None, None)
