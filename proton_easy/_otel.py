@@ -94,6 +94,18 @@ def current() -> Optional[Telemetry]:
     return _discover()
 
 
+def context_now() -> Any:
+    """The calling thread's trace context when telemetry is on (None when off): what a job
+    made here continues, though it runs on a loop thread.
+
+    >>> uninstrument(); context_now() is None
+    True
+    >>> uninstrument(auto=True)
+    """
+    tel = current()
+    return None if tel is None else tel._context.get_current()
+
+
 def _discover() -> Optional[Telemetry]:
     """A Telemetry on the global providers once the application configured one of them."""
     global _state
@@ -374,7 +386,7 @@ class Telemetry:
         if job._conn is not None:
             self._connections.add(job._conn)
         if job._otel_batch and job._otel_span is None and not job.open_ended:
-            job._otel_span = self.start_batch(job._conn, job.address)
+            job._otel_span = self.start_batch(job._conn, job.address, job._otel_parent)
 
     def end_batch(self, job: Any, batch: Batch) -> None:
         """A batch's job ended: end its span with its count and outcome."""
@@ -459,8 +471,8 @@ class Telemetry:
         attrs = self.base(job._conn, operation, None)
         if abort is not None:
             attrs["proton_easy.transaction.abort"] = abort
-        span = self.tracer.start_span(operation, kind=self._trace.SpanKind.CLIENT,
-                                      attributes=attrs)
+        span = self.tracer.start_span(operation, context=job._otel_parent,
+                                      kind=self._trace.SpanKind.CLIENT, attributes=attrs)
         job.__dict__.setdefault("_otel_controls", {})[dlv] = (span, attrs, time.monotonic())
 
     def control_done(self, job: Any, dlv: Any, **result: Any) -> None:

@@ -326,6 +326,7 @@ def test_transactions_have_declare_and_discharge_spans(traces: Traces, amqp_url:
     declare = traces.spans("declare", count=1)[0]
     discharge = traces.spans("discharge", count=1)[0]
     assert declare.kind == SpanKind.CLIENT
+    assert parent_of(declare) == parent_of(discharge) == batch.get_span_context().span_id
     assert (declare.attributes or {})["proton_easy.transaction.declared"] is True
     assert (discharge.attributes or {})["proton_easy.transaction.committed"] is True
     assert (discharge.attributes or {})["proton_easy.transaction.abort"] is False

@@ -104,6 +104,7 @@ class Job(MessagingHandler):
         self._links: List[Any] = []
         self._gone: List[Any] = []  # links the broker ended without closing them
         self._timers: Dict[str, Any] = {}
+        self._otel_parent = _otel.context_now()  # the trace this job was made in, if on
 
     # -- how a job starts ---------------------------------------------------------------------
     def on_start(self, event: Any) -> None:
