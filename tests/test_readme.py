@@ -320,7 +320,7 @@ def test_opentelemetry(broker: ArtemisBroker, clean: None) -> None:
             line, _, text = text.partition("\n")
             assert line == "shipping {'order': 1}"
     assert sorted(s["name"] for s in spans) == ["checkout", "process orders", "send orders",
-                                                "ship"]
+                                                "settle orders", "ship"]
     assert len({s["context"]["trace_id"] for s in spans}) == 1
 
 
