@@ -13,6 +13,8 @@ Usage::
     python benchmarks/run.py --quick         # smoke run with tiny counts
     python benchmarks/run.py --url amqp://admin:admin@localhost:5672   # a broker you run
     python benchmarks/run.py --only send,receive --rounds 5
+    python benchmarks/run.py --only otel --sizes 100   # tracing off / no-op / in-memory (only
+                                                       # when asked for)
 
 Without ``--url`` a local Artemis is started through ``proton_easy.testing`` with the stock JVM
 options (not the quick-start ones the test fixtures use), warmed up, and stopped at the end.
@@ -51,7 +53,9 @@ import proton_easy as pe  # noqa: E402
 from proton_easy import aio, handlers  # noqa: E402
 
 SIZES = (100, 10 * 1024)
-GROUPS = ("send", "send-amo", "receive", "asyncio", "memory", "latency", "transactions", "perf")
+GROUPS = ("send", "send-amo", "receive", "asyncio", "memory", "latency", "transactions", "perf",
+          "otel")
+OPT_IN = ("otel",)  # run only when named in --only
 
 
 # =============================================================================================
@@ -110,6 +114,57 @@ def trial_pe_send(url: str, address: str, n: int, size: int, at_most_once: bool)
     finally:
         client.close()
     return _result(since(started), n)
+
+
+# -- OpenTelemetry: the same trials with tracing off, on with a no-op exporter, on in memory --
+_OTEL_MODE = ["off"]
+_OTEL_MEMORY: List[Any] = []  # the in-memory exporter and metric reader of this worker
+
+
+def _otel(mode: str) -> None:
+    """Set this worker's telemetry (once: a worker runs one setup): ``off`` (no provider, as
+    in an application without OpenTelemetry), ``noop`` (the SDK, a batch processor and an
+    exporter that drops everything), ``memory`` (the SDK's in-memory span exporter and
+    metric reader, cleared before each trial)."""
+    if mode == "off" or _OTEL_MODE[0] == mode:
+        for item in _OTEL_MEMORY:
+            getattr(item, "clear", lambda: None)()
+        return
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        SimpleSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    class Drop(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    meters = None
+    if mode == "noop":
+        provider.add_span_processor(BatchSpanProcessor(Drop()))
+    else:
+        exporter = InMemorySpanExporter()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        reader = InMemoryMetricReader()
+        meters = MeterProvider(metric_readers=[reader])
+        _OTEL_MEMORY[:] = [exporter, reader]
+    pe.instrument(tracer_provider=provider, meter_provider=meters)
+    _OTEL_MODE[0] = mode
+
+
+def _with_otel(trial: Callable[..., Dict], mode: str) -> Callable[..., Dict]:
+    def run(**kwargs: Any) -> Dict:
+        _otel(mode)
+        return trial(**kwargs)
+
+    return run
 
 
 class _Timed:
@@ -336,6 +391,8 @@ def trial_pe_consume_memory(url: str, address: str, n: int, size: int) -> Dict:
 TRIALS: Dict[str, Callable[..., Dict]] = {
     name[len("trial_"):]: fn for name, fn in globals().items() if name.startswith("trial_")
 }
+TRIALS.update({f"otel_{job}_{mode}": _with_otel(TRIALS[f"pe_{job}"], mode)
+               for job in ("send_many", "send", "consume") for mode in ("off", "noop", "memory")})
 
 
 # =============================================================================================
@@ -488,6 +545,14 @@ ASYNC_RECEIVE_SETUPS = [
     Setup("aio_receive", "proton_easy aio.Client.receive", "aio_receive"),
     Setup("pe_consume", "proton_easy Client.consume (blocking)", "pe_consume"),
     Setup("aio_consume", "proton_easy aio.Client.consume", "aio_consume"),
+]
+OTEL_SETUPS = [
+    Setup(f"{job}_{mode}", f"{label}, tracing {what}", f"otel_{job}_{mode}",
+          slow=job == "send", baseline="hand" if mode == "off" else None)
+    for job, label in (("send_many", "Client.send_many"), ("send", "Client.send"),
+                       ("consume", "Client.consume"))
+    for mode, what in (("off", "off"), ("noop", "on, no-op exporter"),
+                       ("memory", "on, in-memory exporter"))
 ]
 ASYNC_SIZES = (100,)
 ASYNC_RECEIVE_MESSAGES = 2000
@@ -682,6 +747,16 @@ class Bench:
             print(f"  memory: consumed {result['count']:,} messages, RSS growth "
                   f"{growth:.1f} MB after the first 5%", flush=True)
 
+    # -- OpenTelemetry ---------------------------------------------------------------------------
+    def otel(self) -> None:
+        """Each job with tracing off, on with a no-op exporter, on with the in-memory one
+        ("vs hand": against the same job with tracing off)."""
+        for job in ("send_many", "send", "consume"):
+            setups = [s for s in OTEL_SETUPS if s.key.rsplit("_", 1)[0] == job]
+            kwargs: Dict[str, Any] = {} if job == "consume" else {"at_most_once": False}
+            self.throughput(f"otel-{job}", f"OpenTelemetry: {job} (vs hand: vs tracing off)",
+                            setups, receiving=job == "consume", **kwargs)
+
     # -- Artemis's own client ----------------------------------------------------------------
     def artemis_perf(self) -> None:
         seconds = self.config.perf_seconds
@@ -842,7 +917,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="proton_easy sends non-durable messages, like the hand-written "
                         "peers (default: its own default, durable when at-least-once)")
     parser.add_argument("--rounds", type=int, help="rounds per group (full: 3)")
-    parser.add_argument("--only", help=f"comma-separated groups: {','.join(GROUPS)}")
+    parser.add_argument("--only", help=f"comma-separated groups: {','.join(GROUPS)} "
+                        f"({', '.join(OPT_IN)}: only when named here)")
     parser.add_argument("--sizes", help="comma-separated body sizes in bytes (100,10240)")
     parser.add_argument("--perf-seconds", type=int,
                         help="duration of artemis perf client, 0 to skip (full: 10)")
@@ -860,7 +936,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         config.rounds = args.rounds
     if args.perf_seconds is not None:
         config.perf_seconds = args.perf_seconds
-    groups = args.only.split(",") if args.only else list(GROUPS)
+    groups = args.only.split(",") if args.only else [g for g in GROUPS if g not in OPT_IN]
     unknown = set(groups) - set(GROUPS)
     if unknown:
         parser.error(f"unknown group(s): {', '.join(sorted(unknown))}")
@@ -903,6 +979,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             bench.memory()
         if "perf" in groups:
             bench.artemis_perf()
+        if "otel" in groups:
+            bench.otel()
     finally:
         if broker is not None:
             broker.stop()

@@ -36,6 +36,7 @@ from ._errors import (
 )
 from ._message import Message
 from ._options import DEFAULT_TIMEOUT
+from ._otel import instrument, uninstrument
 from ._tls import TLS
 from ._transaction import Transaction
 
@@ -63,11 +64,13 @@ __all__ = [
     "Unauthorized",
     "browse",
     "consume",
+    "instrument",
     "receive",
     "request",
     "send",
     "send_many",
     "serve",
     "transaction",
+    "uninstrument",
     "unsubscribe",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optional
 
+from . import _otel
 from ._client import Client, pre_encode, pre_encode_many
 from ._consumer import Consumer
 from ._message import Message, encode
@@ -76,9 +77,14 @@ def send(url: Optional[str], message: Any, *, at_most_once: bool = False,
     """
     payload = pre_encode(message, default_durable(durable, at_most_once),
                          delay)  # TypeError/ValueError here
+    if _otel.current() is not None:  # the client encodes it again, with the trace context
+        payload, durable_, delay_ = message, durable, delay
+    else:
+        durable_, delay_ = None, None
     budget = _Budget(options.pop("timeout", None), options)
     with Client(url, **options) as client:
-        client.send(None, payload, at_most_once=at_most_once, timeout=budget.left())
+        client.send(None, payload, at_most_once=at_most_once, timeout=budget.left(),
+                    durable=durable_, delay=delay_)
 
 
 def send_many(url: Optional[str], messages: Iterable[Any], *, at_most_once: bool = False,
@@ -90,7 +96,10 @@ def send_many(url: Optional[str], messages: Iterable[Any], *, at_most_once: bool
     >>> pe.send_many("amqp://localhost:5672/examples", range(100))   # doctest: +SKIP
     100
     """
-    messages, delay = pre_encode_many(messages, default_durable(durable, at_most_once), delay)
+    encoded, encoded_delay = pre_encode_many(messages, default_durable(durable, at_most_once),
+                                             delay)  # TypeError/ValueError here
+    if _otel.current() is None:  # (else the client encodes them with the trace context)
+        messages, delay = encoded, encoded_delay
     budget = _Budget(options.pop("timeout", None), options)
     with Client(url, **options) as client:
         return client.send_many(None, messages, at_most_once=at_most_once, durable=durable,

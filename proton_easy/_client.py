@@ -11,6 +11,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Mapping, Optional, Tuple
 
+from . import _otel
 from ._consumer import Consumer, ConsumerJob
 from ._consumer import consume as _consume
 from ._driver import Driver
@@ -172,8 +173,13 @@ class Client:
         """``send``'s checks before any I/O: (address, encoded message, seconds to wait)."""
         address = self._address(address)
         _check_seconds("timeout", timeout)
-        payload = pre_encode(message, default_durable(durable, at_most_once),
-                             delay)  # TypeError/ValueError here
+        tel = _otel.current()
+        if tel is None:
+            payload = pre_encode(message, default_durable(durable, at_most_once),
+                                 delay)  # TypeError/ValueError here
+        else:  # a send span, its context in the message
+            payload = tel.start_send(self._conn, address, message,
+                                     default_durable(durable, at_most_once), delay)
         self._driver.check_open()
         return address, payload, self.timeout if timeout is None else timeout
 
@@ -208,9 +214,25 @@ class Client:
         address = self._address(address)
         _check_seconds("timeout", timeout)
         durable = default_durable(durable, at_most_once)
-        messages, delay = pre_encode_many(messages, durable, delay)
-        return Sender(messages=messages, address=address, at_most_once=at_most_once,
-                      durable=durable, delay=delay)
+        tel = _otel.current()
+        if tel is None:
+            messages, delay = pre_encode_many(messages, durable, delay)
+            return Sender(messages=messages, address=address, at_most_once=at_most_once,
+                          durable=durable, delay=delay)
+        if delay is not None:
+            check_delay("delay", delay)
+        batch = tel.start_batch(self._conn, address)
+        if isinstance(messages, (list, tuple)):
+            try:
+                messages = [batch.tel.encode_batch(batch, m, durable, delay) for m in messages]
+            except BaseException as exc:
+                batch.abandon(exc)
+                raise
+            delay = None  # in the encoded messages already
+        job = Sender(messages=messages, address=address, at_most_once=at_most_once,
+                     durable=durable, delay=delay)
+        batch.bind(job)
+        return job
 
     def receive(
         self,

@@ -10,6 +10,7 @@ import queue
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable, Deque, Iterator, List, Optional, Tuple
 
+from . import _otel
 from ._driver import Driver
 from ._engine import raw as _raw
 from ._errors import AMQPError
@@ -58,6 +59,8 @@ class ConsumerJob(Receiver):
     def accept_acks(self) -> None:
         """Accept every delivery queued in ``acks`` and grant credit for more (on the loop)."""
         acks, settle = self.acks, self._settle
+        if self._tel is not None and acks:  # a settle span for the batch
+            self._tel.settle_batch(self, len(acks))
         while acks:
             dlv = acks.popleft()
             settle(dlv, _raw.ACCEPTED)
@@ -143,6 +146,7 @@ def consume(driver: Driver, job: ConsumerJob, idle: Optional[float],
     fut = driver.start(job)
     pending: Optional[Tuple[Message, Any]] = None
     acks, batch = job.acks, max(1, job.window // 2)
+    tel, proc = _otel.current(), None  # with telemetry: a process span around the loop body
     try:
         while True:
             item = _take(job.queue, 0)
@@ -158,7 +162,12 @@ def consume(driver: Driver, job: ConsumerJob, idle: Optional[float],
                     raise job.error
                 return
             pending = (msg, dlv)
+            if tel is not None:
+                proc = tel.processing(job, msg, settle_later=True).start()
             yield msg
+            if proc is not None:
+                proc.end()
+                proc = None
             pending = None
             acks.append(dlv)
             if len(acks) >= batch:
@@ -167,6 +176,8 @@ def consume(driver: Driver, job: ConsumerJob, idle: Optional[float],
         if pending is not None and keep[0]:
             acks.append(pending[1])  # left a with block normally: the body is done with it
             pending = None
+        if proc is not None:
+            proc.end(outcome="modified" if pending is not None else None)
         if not driver.closed:
             if acks:
                 driver.post(job.accept_acks)

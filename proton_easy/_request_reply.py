@@ -16,6 +16,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from . import _otel
 from ._driver import Driver
 from ._errors import AMQPError, Timeout
 from ._message import Message, encode
@@ -116,7 +117,7 @@ class Requests:
         driver = self._driver
         _check_seconds("timeout", limit)
         channel = self.channel()
-        msg = channel._prepare(message)  # a private copy with a fresh correlation id
+        msg = channel._prepare(message, address)  # a private copy, a fresh correlation id
         corr = msg.correlation_id
         msg.reply_to = channel.reply_to  # None until the reply queue exists: the loop re-encodes
         payload = encode(msg)  # here: a TypeError before any I/O, and less work for the loop
@@ -200,6 +201,7 @@ def serve(driver: Driver, address: str, handler: Callable[[Message], Any],
     job = _Server(handler=handler, address=address, count=count, timeout=timeout)
     done = driver.start(job)
     in_hand: Any = None
+    tel = _otel.current()
     try:
         # No `continue` in this loop: on CPython 3.11 a Ctrl-C landing on a `continue` inside
         # a try block can escape the except clause below (seen here), leaving the link open.
@@ -214,7 +216,8 @@ def serve(driver: Driver, address: str, handler: Callable[[Message], Any],
                     break
                 in_hand = dlv
                 try:
-                    result, error = job.respond(msg), None
+                    result, error = (job.respond(msg) if tel is None
+                                     else tel.respond(job, msg, job.respond)), None
                 except Exception as exc:  # noqa: BLE001 - rejected by the loop, serving goes on
                     result, error = None, exc
                 driver.post(functools.partial(job.complete, msg, dlv, result, error))

@@ -12,6 +12,7 @@ import threading
 from concurrent.futures import Future
 from typing import Tuple
 
+from . import _otel
 from ._driver import Driver
 from ._errors import Timeout
 from .handlers._links import LinkCache
@@ -67,6 +68,8 @@ class SenderPool:
     def _submit(self, address: str, at_most_once: bool, payload: bytes,
                 fut: Future[None]) -> Sender:
         driver = self._driver
+        if type(payload) is _otel.Traced:  # its send span ends with the outcome
+            fut.add_done_callback(payload.done_future)
         key = (address, at_most_once)
         with self._lock:  # posts in here keep each Sender's start before its first submit
             sender = self._links.get(key)

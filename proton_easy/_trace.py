@@ -7,6 +7,8 @@ proton's ``PN_TRACE_FRM=1`` prints every AMQP frame, ``sasl-init`` included, who
 ``PROTON_EASY_TRACE=1`` in the environment, ``proton-easy --trace``, or :func:`enable`; frames go
 to the ``proton_easy.trace`` logger at INFO (to stderr when logging is not configured).
 
+OpenTelemetry spans and metrics (messages, not frames) are :mod:`proton_easy._otel`'s.
+
 Example::
 
     PROTON_EASY_TRACE=1 python -c 'import proton_easy as pe; pe.send("amqp://localhost/q", "x")'

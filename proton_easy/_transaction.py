@@ -15,6 +15,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable, Deque, Dict, List, Optional, Protocol, Tuple
 
+from . import _otel
 from ._driver import Driver
 from ._errors import AMQPError, ConnectionLost, Timeout, TransactionError, link_error
 from ._message import Encoded, Message, encode
@@ -466,7 +467,10 @@ class Transaction:
         self._check()
         address = self._address(address)
         if type(message) is not Encoded:
-            message = encode(message, default_durable(durable, at_most_once=False))
+            tel = _otel.current()
+            message = (encode(message, default_durable(durable, at_most_once=False))
+                       if tel is None else  # carrying the caller's trace context
+                       tel.encode_current(message, default_durable(durable, at_most_once=False)))
         while self._window and self._window[0].done():
             self._window.popleft().result()  # raises if the batch failed
         self._window.append(self._submit(self._job.op_send, address, message))

@@ -85,6 +85,7 @@ RUN = {
     "strict_broker": "def strict_broker(artemis_module_factory):",
     "asyncio": "async def upper(msg):",
     "async_plugin_test": "async def test_order_is_sent(amqp_url, amqp_address):",
+    "opentelemetry": "provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))",
 }
 
 
@@ -301,6 +302,26 @@ def test_plugin_async_example(broker: ArtemisBroker, tmp_path: Path) -> None:
                           cwd=tmp_path, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "1 passed" in proc.stdout, proc.stdout
+
+
+def test_opentelemetry(broker: ArtemisBroker, clean: None) -> None:
+    # in a process of its own: the block sets OpenTelemetry's global tracer provider
+    out = subprocess.run([sys.executable, "-c", local(block("opentelemetry").text, broker)],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    decoder, text, spans = json.JSONDecoder(), out.stdout, []
+    while text.strip():
+        text = text.lstrip()
+        if text.startswith("{"):
+            span, end = decoder.raw_decode(text)
+            spans.append(span)
+            text = text[end:]
+        else:
+            line, _, text = text.partition("\n")
+            assert line == "shipping {'order': 1}"
+    assert sorted(s["name"] for s in spans) == ["checkout", "process orders", "send orders",
+                                                "settle orders", "ship"]
+    assert len({s["context"]["trace_id"] for s in spans}) == 1
 
 
 def test_broker_outside_pytest(capsys: Any) -> None:

@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional, Protocol, Set, Tuple
 
 from proton.handlers import EndpointStateHandler, MessagingHandler
 
-from .. import _options, _trace
+from .. import _options, _otel, _trace
 from .._errors import (
     AMQPError,
     AuthenticationError,
@@ -87,6 +87,8 @@ class Connection(MessagingHandler):
         self._backoff: Optional[Backoff] = None
         self._mechs: Optional[str] = None
         self.offered_capabilities: tuple[str, ...] = ()
+        self.product: Optional[str] = None
+        """What the broker calls itself in its Open frame (``product``), once connected."""
         self.current_url = options.display_url
         """The URL being tried or connected to, without its password."""
         self._container: Any = None
@@ -134,6 +136,9 @@ class Connection(MessagingHandler):
         if parsed is not None:
             if str(parsed) != self.current_url:
                 log.info("failing over from %s to %s", self.current_url, parsed)
+                tel = _otel.current()
+                if tel is not None:
+                    tel.failed_over(self)
             self.current_url = str(parsed)
             creds = self.options.credentials(parsed)
             connector.user, connector.password = creds["user"], creds["password"]
@@ -284,6 +289,9 @@ class Connection(MessagingHandler):
         self._cancel_handshake_check()
         caps = event.connection.remote_offered_capabilities or ()
         self.offered_capabilities = tuple(str(c) for c in caps)
+        props = event.connection.remote_properties
+        product = props.get("product") if isinstance(props, dict) else None
+        self.product = str(product) if product is not None else None
         reopened = self.ever_opened
         self.ever_opened = True
         self._opened_at = time.monotonic()
@@ -297,6 +305,9 @@ class Connection(MessagingHandler):
             log.info("connected to %s", self.current_url)
         if reopened:
             log.info("reconnected to %s", self.current_url)
+            tel = _otel.current()
+            if tel is not None:
+                tel.reconnected(self)
             for job in list(self.jobs):
                 job._guard(job._reconnected)
         self._resolve(self.opened, self)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, List, Optional
 
+from .. import _otel
 from .._api import _check_receive
 from .._client import check_count, pre_encode, pre_encode_many
 from .._message import Message, encode
@@ -26,10 +27,14 @@ async def send(url: Optional[str], message: Any, *, at_most_once: bool = False,
     >>> await aio.send("amqp://localhost:5672/examples", {"sequence": 1})   # doctest: +SKIP
     >>> await aio.send("amqp://localhost:5672/examples", "later", delay=5)  # doctest: +SKIP
     """
-    payload = pre_encode(message, default_durable(durable, at_most_once),
-                         delay)  # TypeError/ValueError here
+    payload: Any = pre_encode(message, default_durable(durable, at_most_once),
+                              delay)  # TypeError/ValueError here
+    send_delay = None
+    if _otel.current() is not None:  # the client encodes it again, with the trace context
+        payload, send_delay = message, delay
     async with Client(url, **options) as client:
-        await client.send(None, payload, at_most_once=at_most_once)
+        await client.send(None, payload, at_most_once=at_most_once, durable=durable,
+                          delay=send_delay)
 
 
 async def send_many(url: Optional[str], messages: Iterable[Any], *, at_most_once: bool = False,
@@ -41,7 +46,10 @@ async def send_many(url: Optional[str], messages: Iterable[Any], *, at_most_once
     >>> await aio.send_many("amqp://localhost:5672/examples", range(100))   # doctest: +SKIP
     100
     """
-    messages, delay = pre_encode_many(messages, default_durable(durable, at_most_once), delay)
+    encoded, encoded_delay = pre_encode_many(messages, default_durable(durable, at_most_once),
+                                             delay)  # TypeError/ValueError here
+    if _otel.current() is None:  # (else the client encodes them with the trace context)
+        messages, delay = encoded, encoded_delay
     async with Client(url, **options) as client:
         return await client.send_many(None, messages, at_most_once=at_most_once,
                                       durable=durable, delay=delay)

@@ -11,6 +11,7 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Set, Tuple
 
 from proton import Delivery
 
+from .. import _otel
 from .._consumer import _END, ConsumerJob
 from .._message import Message
 from ._wait import Face, Inbox, result
@@ -51,6 +52,7 @@ class Consumer:
         self._fut: Any = None
         self._idle: Optional[float] = None
         self._pending: Optional[Tuple[Message, Any]] = None
+        self._proc: Any = None  # with telemetry: the process span of the message in hand
         self._closed = False
         if client is not None:  # wrong arguments fail here, before any I/O
             client._sync()._consumer_job(*self._args, **self._subscription)
@@ -84,6 +86,9 @@ class Consumer:
         driver = self._client._sync()._driver
         acks = job.acks
         if self._pending is not None:  # the loop body is done with it
+            if self._proc is not None:
+                self._proc, proc = None, self._proc
+                proc.end()
             acks.append(self._pending[1])
             self._pending = None
             if len(acks) >= max(1, job.window // 2):
@@ -101,6 +106,9 @@ class Consumer:
                 raise job.error
             raise StopAsyncIteration
         self._pending = (msg, dlv)
+        tel = _otel.current()
+        if tel is not None:
+            self._proc = tel.processing(job, msg, settle_later=True).start()
         return msg  # type: ignore[no-any-return]
 
     def _settle_posts(self, keep: bool) -> None:
@@ -112,6 +120,9 @@ class Consumer:
         if driver.closed:
             return
         pending, self._pending = self._pending, None
+        if self._proc is not None:
+            self._proc, proc = None, self._proc
+            proc.end(outcome="accepted" if keep else "modified")
         if pending is not None and keep:
             job.acks.append(pending[1])  # left an async with block normally
             pending = None
@@ -190,6 +201,10 @@ async def receive(client: Face, address: Optional[str], count: int, *,
         driver.post(functools.partial(_settle_and_finish, job, got, Delivery.RELEASED))
         raise
     driver.post(functools.partial(_settle_and_finish, job, got, Delivery.ACCEPTED))
+    tel = _otel.current()
+    if tel is not None:  # a receive span for each message, in the trace it came with
+        for msg, _ in got:
+            tel.received(job, msg)
     return [m for m, _ in got]
 
 

@@ -8,6 +8,7 @@ import inspect
 import logging
 from typing import Any, Callable, Optional
 
+from .. import _otel
 from .._errors import AMQPError
 from .._message import Message
 from .._request_reply import _END, _Server, check_serve_args
@@ -31,6 +32,7 @@ async def serve(client: Face, address: Optional[str], handler: Callable[[Message
                   timeout=timeout)
     done = driver.start(job)
     in_hand: Any = None
+    tel = _otel.current()
     try:
         while True:
             item = await inbox.get(job.queue, _SLICE)
@@ -42,13 +44,18 @@ async def serve(client: Face, address: Optional[str], handler: Callable[[Message
             if msg is _END:
                 break
             in_hand = dlv
+            proc = tel.processing(job, msg).start() if tel is not None else None
             try:
                 reply = job.respond(msg)
                 if inspect.isawaitable(reply):
                     reply = await reply
+                if proc is not None:  # the reply carries the process span's context
+                    reply = proc.reply(reply)
                 error: Optional[BaseException] = None
             except Exception as exc:  # noqa: BLE001 - rejected by the loop, serving goes on
                 reply, error = None, exc
+            if proc is not None:
+                proc.end(error, "rejected" if error is not None else None)
             driver.post(functools.partial(job.complete, msg, dlv, reply, error))
             in_hand = None
         served: int = await result(done, driver.timeout)

@@ -32,6 +32,7 @@ import proton
 from proton import Condition, Delivery
 from proton.handlers import MessagingHandler
 
+from .. import _otel
 from .._engine import raw as _raw
 from .._engine.connection import Connection
 from .._engine.loop import use_raw_deliveries
@@ -52,6 +53,7 @@ class Job(MessagingHandler):
     Client's connection when driven by the blocking layer; completion, errors, clean-up.
 
     Subclasses open their links in :meth:`open_links` and call :meth:`finish` or ``fail``.
+    With OpenTelemetry configured, a job's messages get spans (see :mod:`proton_easy._otel`).
     After ``Container(job).run()`` returns, ``job.error`` holds what went wrong (or None).
 
     >>> from proton.reactor import Container
@@ -65,6 +67,10 @@ class Job(MessagingHandler):
     >>> job = Attach("amqp://localhost:5672/examples")
     >>> # Container(job).run(); job.result == "attached"; job.error is None
     """
+
+    _tel: Any = None  # the telemetry in use (set when the job starts), None: off
+    _otel_span: Any = None  # a span that ends with the job (a batch's send)
+    _otel_batch = False  # a job whose messages form one batch (a Sender with a count)
 
     def __init__(
         self,
@@ -98,6 +104,7 @@ class Job(MessagingHandler):
         self._links: List[Any] = []
         self._gone: List[Any] = []  # links the broker ended without closing them
         self._timers: Dict[str, Any] = {}
+        self._otel_parent = _otel.context_now()  # the trace this job was made in, if on
 
     # -- how a job starts ---------------------------------------------------------------------
     def on_start(self, event: Any) -> None:
@@ -121,6 +128,9 @@ class Job(MessagingHandler):
             self._fail(conn.failed)
             return
         conn.attach_job(self)
+        tel = _otel.current()
+        if tel is not None:
+            tel.job_started(self)
         self._guard(self.open_links)
 
     def open_links(self) -> None:
@@ -171,6 +181,8 @@ class Job(MessagingHandler):
             timer.cancel()
         self._timers.clear()
         self.on_finished()
+        if self._otel_span is not None or self._tel is not None:
+            _otel.job_ended(self)
         open_links = [lnk for lnk in self._links if not lnk.state & lnk.LOCAL_CLOSED]
         for link in open_links:
             self.end_link(link)

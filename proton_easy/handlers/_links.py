@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, Generic, Iterator, List, Optional, Tuple
 from proton import Data, Described, Link, Terminus, symbol
 from proton.reactor import LinkOption
 
+from .. import _otel
 from .._options import split_address
 
 log = logging.getLogger("proton_easy")
@@ -292,6 +293,9 @@ def top_up(link: Any, wanted: int, held: int = 0, *, batch: bool = True) -> int:
     link.flow(missing)
     if log.isEnabledFor(logging.DEBUG):
         log.debug("credit %d granted to the receiver from %r", missing, describe(link))
+    tel = _otel.current()
+    if tel is not None:
+        tel.credit.add(missing)
     return missing
 
 

@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 
 from proton import Delivery, byte, symbol
 
+from .. import _otel
 from .._errors import LinkError, Timeout, delivery_error, link_error
 from .._message import Decoder, Message, encode
 from .._options import DEFAULT_TIMEOUT
@@ -137,15 +138,18 @@ class Requester(_Lean, Job):
         address = address or self.address
         if not address:
             raise ValueError("no address given and none in the URL's path")
-        msg = self._prepare(message)
+        msg = self._prepare(message, address)
         self._submit(msg, address)
         return msg
 
-    def _prepare(self, message: Any) -> Message:
+    def _prepare(self, message: Any, address: Optional[str] = None) -> Message:
         msg = as_message(message)
         msg.correlation_id = self.next_correlation_id()
         if msg.id is None:
             msg.id = msg.correlation_id
+        tel = _otel.current()
+        if tel is not None:  # a send span (in the calling thread), its context in msg
+            tel.start_request(self, msg, address or self.address)
         return msg
 
     def _submit(self, msg: Message, address: str, payload: Optional[bytes] = None) -> None:
@@ -217,6 +221,8 @@ class Requester(_Lean, Job):
         sender.advance()
         self._outgoing[dlv] = msg.correlation_id
         self._pending[msg.correlation_id] = req
+        if "_otel_requests" in self.__dict__:
+            _otel.request_sent(self, msg.correlation_id)
 
     def _check_done(self) -> None:
         if (self._finite and self._given is None and not self._unsent and not self._pending
@@ -238,6 +244,8 @@ class Requester(_Lean, Job):
         self._pending.pop(corr, None)
         self._unsent.pop(corr, None)
         self.set_timer(f"reply {corr}", None, None)
+        if "_otel_requests" in self.__dict__:  # never sent: its span ends here
+            _otel.request_sent(self, corr, Timeout("the caller stopped waiting"))
         self._send_unsent()
 
     # -- proton events (raw: see _Lean) ---------------------------------------------------------
@@ -296,6 +304,8 @@ class Requester(_Lean, Job):
             log.debug("dropping a reply that no request waits for (correlation id %r)", corr)
             return
         self.set_timer(f"reply {corr}", None, None)
+        if self._tel is not None:  # a receive span, in the trace the reply came with
+            self._tel.received(self, reply, self.reply_to)
         self.on_reply(req.message, reply)
         self._send_unsent()
 
@@ -497,7 +507,8 @@ class Responder(_Lean, Job):
         """Plumbing: call :meth:`respond` and :meth:`complete` (the blocking ``serve`` overrides
         this to run the handler in the calling thread instead of the loop)."""
         try:
-            result = self.respond(msg)
+            result = (self.respond(msg) if self._tel is None
+                      else self._tel.respond(self, msg, self.respond))
         except Exception as exc:  # noqa: BLE001 - the request is rejected, serving goes on
             self.complete(msg, dlv, error=exc)
             return

@@ -163,7 +163,12 @@ class TxJob(Job):
             options=_Coordinator()))
 
     def _control(self, body: Any) -> Any:
-        return self.coordinator.send(proton.Message(body=body))
+        dlv = self.coordinator.send(proton.Message(body=body))
+        if self._tel is not None:  # a declare or discharge span, until the broker answers
+            declare = body.descriptor == _DECLARE
+            self._tel.control(self, "declare" if declare else "discharge", dlv,
+                              abort=None if declare else bool(body.value[1]))
+        return dlv
 
     def declare(self) -> None:
         """Declare a transaction (after a reconnect if the connection is down); no-op while one
@@ -263,6 +268,9 @@ class TxJob(Job):
     def _declared(self, dlv: Any) -> None:
         self._declaring = None
         txn_id = declared_txn_id(dlv)
+        if self._tel is not None:
+            self._tel.control_done(self, dlv, declared=txn_id is not None,
+                                   error=None if txn_id is not None else "declare refused")
         if txn_id is not None:
             self.txn_id = txn_id
             self._batch_work = 0
@@ -280,6 +288,9 @@ class TxJob(Job):
         self._discharging = None
         state, cond = _delivery_outcome(dlv)
         committed = state == Delivery.ACCEPTED and not fail
+        if self._tel is not None:
+            self._tel.control_done(self, dlv, committed=committed, error=(
+                "discharge refused" if state != Delivery.ACCEPTED else None))
         for acc in accepts:
             if not committed:
                 acc.update(Delivery.RELEASED)  # back on the queue now, not when the link closes

@@ -43,11 +43,16 @@ class Sender(_Lean, Job):
     durable unless ``durable=False`` (or a :class:`~proton_easy.Message` says otherwise).
     ``delay`` (seconds) asks the broker to hold each message that long (scheduled delivery).
 
+    With OpenTelemetry configured, the messages of a count or an iterable form one batch:
+    one ``send`` span, whose context each message carries.
+
     >>> class Send(Sender):
     ...     def on_all_accepted(self):
     ...         print("all messages confirmed")
     >>> # Container(Send("amqp://localhost:5672/examples", messages=100)).run()
     """
+
+    _otel_batch = True
 
     def __init__(
         self,
@@ -139,7 +144,8 @@ class Sender(_Lean, Job):
             return self._waiting.popleft()
         if self._exhausted or self.open_ended:
             return None
-        payload = next_encoded(self._items, self.durable, self.delay)
+        payload = (next_encoded(self._items, self.durable, self.delay) if self._otel_span is None
+                   else self._otel_span.tel.next_encoded(self))
         if payload is None:
             self._exhausted = True
             return None
@@ -430,7 +436,10 @@ class Receiver(_Lean, Job):
         try:
             if self._hooks:
                 self._emit("on_message", dlv, msg)
-            self.on_received(msg)
+            if self._tel is None:
+                self.on_received(msg)
+            else:
+                self._tel.deliver(self, msg, self.on_received)
         except Exception as exc:  # noqa: BLE001 - the message goes back, the job fails
             self._settle(dlv, Delivery.MODIFIED)
             self._fail(exc)
