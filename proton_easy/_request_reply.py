@@ -28,16 +28,28 @@ _END = object()
 _SLICE = 0.25  # the serving thread waits in slices this long, so Ctrl-C gets through
 
 
+LINGER = 0.002
+"""Seconds the loop thread waits for the call it expects next from another thread: the
+serving thread's reply to a request it just handed over (see :meth:`_Server.handle`), or
+the next request of a thread that just got its reply (:class:`RequestChannel`), before it
+goes back to its other work."""
+
+
 class RequestChannel(Requester):
     """The client's one reply receiver: threads add requests and wait on their own Future.
 
     Runs until the client closes. A thread that stops waiting (timeout, Ctrl-C) makes the
     channel forget its request, so a late reply is dropped and never reaches another caller.
+    With ``linger`` (the loop's), the loop waits up to :data:`LINGER` seconds after giving the
+    only waiting caller its reply, for that caller's next request; after a wait nothing came
+    to, the next reply is not waited after.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, linger: Optional[Callable[[float], bool]] = None) -> None:
         super().__init__(None, None, timeout=None, window=None)
         self._waiters: Dict[Any, Future[Any]] = {}
+        self._linger = linger
+        self._quick = True  # the last wait for a next request ended with one
 
     def submit(self, msg: Message, address: str, waiter: Future[Any],
                payload: Optional[bytes] = None) -> None:
@@ -58,6 +70,13 @@ class RequestChannel(Requester):
         waiter = self._waiters.pop(request.correlation_id, None)
         if waiter is not None and not waiter.done():
             waiter.set_result(reply)
+            if self._linger is not None and not self._waiters:
+                # the only caller waiting got its reply: a caller making one request after
+                # the other makes the next at once, which then needs no wake-up of the loop
+                if self._quick:
+                    self._quick = self._linger(LINGER)
+                else:
+                    self._quick = True  # try again next time
 
     def on_request_failed(self, request: Message, error: BaseException) -> None:
         waiter = self._waiters.pop(request.correlation_id, None)
@@ -90,7 +109,7 @@ class Requests:
         with self._lock:
             channel = self._channel
             if channel is None or channel.done:
-                channel = self._channel = RequestChannel()
+                channel = self._channel = RequestChannel(linger=self._driver.loop.linger)
                 self._driver.start(channel)
             return channel
 
@@ -151,11 +170,6 @@ class Requests:
                 self._driver.call(channel.finish)
             except (FutureTimeout, RuntimeError):
                 pass
-
-
-LINGER = 0.002
-"""Seconds the loop thread waits for the serving thread's reply to a request it just handed
-over, before it goes back to its other work (see :meth:`_Server.handle`)."""
 
 
 class _Server(Responder):
