@@ -1,11 +1,14 @@
 """``make bench``: proton_easy against the same jobs written by hand, on one local Artemis.
 
 Each figure stands next to the same job written with proton's ``MessagingHandler`` (the seed's
-examples, see ``handwritten.py``) and, where it has one, ``proton.utils.BlockingConnection``.
+examples, see ``handwritten.py``), where it has one, ``proton.utils.BlockingConnection``, and,
+when Debian's examples are installed, proton's C engine (``cengine.py``), the ceiling.
 Every setup runs in a worker process of its own (no shared GIL, its own peak RSS); the setups
 of a group take turns, round after round, so that a busy machine slows them all alike, and the
-best round counts. Printed: msg/s, ratios, client CPU per message, latency p50/p99, peak RSS;
-written: ``bench-results.json``. Benchmarks report; they never fail on a slow figure.
+best round counts. Printed: msg/s, ratios, client CPU per message, latency p50/p99, peak RSS,
+threads sharing one Client (1, 4, 16: msg/s and p99), and issue 16's table of per-call jobs
+next to their peers; written: ``bench-results.json``. Benchmarks report; they never fail on a
+slow figure.
 
 Usage::
 
@@ -43,7 +46,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-import handwritten  # noqa: E402 - benchmarks/ is not a package
+import cengine  # noqa: E402 - benchmarks/ is not a package
+import handwritten  # noqa: E402
 import proton  # noqa: E402
 import request_reply  # noqa: E402
 import transactions  # noqa: E402
@@ -53,8 +57,8 @@ import proton_easy as pe  # noqa: E402
 from proton_easy import aio, handlers  # noqa: E402
 
 SIZES = (100, 10 * 1024)
-GROUPS = ("send", "send-amo", "receive", "asyncio", "memory", "latency", "transactions", "perf",
-          "otel")
+GROUPS = ("send", "send-amo", "receive", "asyncio", "memory", "latency", "transactions",
+          "scaling", "perf", "otel")
 OPT_IN = ("otel",)  # run only when named in --only
 
 
@@ -90,6 +94,17 @@ def trial_blocking_send(url: str, address: str, n: int, size: int, at_most_once:
     times = handwritten.blocking_send(url, "queue://" + address, n, payload(size),
                                       at_most_once)
     return _result(times, n)
+
+
+def trial_c_send(url: str, address: str, n: int, size: int, at_most_once: bool) -> Dict:
+    """proton's C engine: the ``send`` example (benchmarks/cengine.py), at-least-once, with
+    the durability proton_easy's setups use."""
+    return cengine.run("send", url, "queue://" + address, n, size, durable=DURABLE is None)
+
+
+def trial_c_recv(url: str, address: str, n: int, size: int) -> Dict:
+    """proton's C engine: the ``receive`` example (credit for all ``n`` at once)."""
+    return cengine.run("receive", url, "queue://" + address, n, size)
 
 
 def trial_pe_send_many(url: str, address: str, n: int, size: int, at_most_once: bool) -> Dict:
@@ -297,6 +312,56 @@ def trial_aio_requests(url: str, address: str, n: int, size: int) -> Dict:
         server.wait(30)
     return {"seconds": together, "cpu_seconds": 0.0, "count": n,
             "sequential_seconds": sequential, "concurrent_seconds": together}
+
+
+def trial_scaling(url: str, address: str, n: int, size: int, threads: int, verb: str) -> Dict:
+    """``threads`` threads sharing one Client, ``n`` calls in all: ``Client.send`` per
+    message (``verb`` "send": at-least-once, "send-amo": at-most-once) or ``Client.request``
+    ("request", answered by a ``handlers.Responder`` with credit for 100 in its own
+    process). Per-call latencies give p50/p99."""
+    body = "x" * size
+    server = request_reply.start_server("responder-100", url, address) \
+        if verb == "request" else None
+    per_thread = max(1, n // threads)
+    latencies: List[List[float]] = [[] for _ in range(threads)]
+    errors: List[BaseException] = []
+    try:
+        with pe.Client(url, timeout=60) as client:
+            if server is not None:
+                client.request(address, body, timeout=30)  # reply queue and server ready
+            else:
+                client.send(address, body, at_most_once=verb == "send-amo", durable=DURABLE)
+
+            def work(k: int) -> None:
+                mine = latencies[k]
+                try:
+                    for _ in range(per_thread):
+                        began = time.perf_counter()
+                        if server is not None:
+                            client.request(address, body, timeout=30)
+                        else:
+                            client.send(address, body, at_most_once=verb == "send-amo",
+                                        durable=DURABLE)
+                        mine.append(time.perf_counter() - began)
+                except BaseException as exc:  # noqa: BLE001 - reported
+                    errors.append(exc)
+
+            pool = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+            started = now()
+            for t in pool:
+                t.start()
+            for t in pool:
+                t.join()
+            times = since(started)
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(30)
+    if errors:
+        raise errors[0]
+    flat = sorted(x for mine in latencies for x in mine)
+    stats = request_reply.percentiles(flat)
+    return _result(times, len(flat), p50_us=stats["p50_us"], p99_us=stats["p99_us"])
 
 
 def trial_pe_handler_recv(url: str, address: str, n: int, size: int) -> Dict:
@@ -511,14 +576,18 @@ SEND_SETUPS = [
     Setup("pe_handler", "proton_easy handlers.Sender", "pe_handler_send"),
     Setup("pe_send", "proton_easy Client.send per message", "pe_send", slow=True),
 ]
-SEND_AMO_SETUPS = [
+SEND_AMO_SETUPS = [  # at-most-once sends per call are fast: the full count for them too
     Setup("hand", "hand-written MessagingHandler (seed 3.12)", "hand_send", baseline="hand"),
-    Setup("blocking", "BlockingConnection, send() per message", "blocking_send", slow=True,
+    Setup("blocking", "BlockingConnection, send() per message", "blocking_send",
           baseline="blocking"),
     Setup("pe_send_many", "proton_easy Client.send_many", "pe_send_many"),
     Setup("pe_handler", "proton_easy handlers.Sender", "pe_handler_send"),
-    Setup("pe_send", "proton_easy Client.send per message", "pe_send", slow=True),
+    Setup("pe_send", "proton_easy Client.send per message", "pe_send"),
 ]
+C_SEND_SETUP = Setup("c", "proton C engine (send example)", "c_send", baseline="c")
+C_RECEIVE_SETUP = Setup("c", "proton C engine (receive example)", "c_recv", baseline="c")
+SCALING_THREADS = (1, 4, 16)
+SCALING_VERBS = ("send", "send-amo", "request")
 TX_SETUPS = [
     Setup("hand", "hand-written TxSend (seed 3.8)", "hand_tx", baseline="hand"),
     Setup("pe_transaction", "proton_easy Client.transaction", "pe_transaction"),
@@ -572,18 +641,21 @@ class Config:
     tx_messages: int
     perf_seconds: int
     warmup_messages: int
+    scaling_calls: Dict[str, int]  # verb -> calls in all, per thread count
 
     @classmethod
     def full(cls) -> Config:
         return cls(rounds=3, fast={100: 10000, 10240: 4000}, slow={100: 600, 10240: 400},
                    memory_messages=200_000, latency_requests=1000, latency_warmup=100,
-                   tx_messages=2000, perf_seconds=10, warmup_messages=30000)
+                   tx_messages=2000, perf_seconds=10, warmup_messages=30000,
+                   scaling_calls={"send": 1600, "send-amo": 16000, "request": 1600})
 
     @classmethod
     def quick(cls) -> Config:
         return cls(rounds=1, fast={100: 200, 10240: 100}, slow={100: 20, 10240: 20},
                    memory_messages=2000, latency_requests=20, latency_warmup=5,
-                   tx_messages=200, perf_seconds=0, warmup_messages=0)
+                   tx_messages=200, perf_seconds=0, warmup_messages=0,
+                   scaling_calls={"send": 32, "send-amo": 64, "request": 32})
 
 
 class Bench:
@@ -596,6 +668,7 @@ class Bench:
         self.cells: List[Cell] = []
         self.titles: Dict[str, str] = {}
         self.extra: Dict[str, Any] = {}
+        self.notes: Dict[str, str] = {}  # setup key -> why it was left out of this run
         self.run_id = uuid.uuid4().hex[:6]
         self._names = itertools.count(1)
 
@@ -757,6 +830,40 @@ class Bench:
             self.throughput(f"otel-{job}", f"OpenTelemetry: {job} (vs hand: vs tracing off)",
                             setups, receiving=job == "consume", **kwargs)
 
+    # -- threads sharing one Client --------------------------------------------------------------
+    def scaling(self) -> None:
+        """1, 4 and 16 threads sharing one Client: per-call send and request, msg/s and p99
+        (100 B; the best of the rounds by msg/s)."""
+        table: Dict[str, Dict[int, Dict]] = {}
+        worker = Worker()
+        try:
+            for verb in SCALING_VERBS:
+                for threads in SCALING_THREADS:
+                    best: Optional[Dict] = None
+                    for _ in range(self.config.rounds):
+                        address = self.address("scaling")
+                        result = worker.run("scaling", url=self.url, address=address,
+                                            n=self.config.scaling_calls[verb], size=100,
+                                            threads=threads, verb=verb)
+                        self.drop(address)
+                        if "error" in result:
+                            best = best or result
+                            continue
+                        if best is None or "error" in best or \
+                                result["count"] / result["seconds"] > \
+                                best["count"] / best["seconds"]:
+                            best = result
+                    assert best is not None
+                    table.setdefault(verb, {})[threads] = best
+                    text = (f"ERROR {best['error']}" if "error" in best else
+                            f"{best['count'] / best['seconds']:>9,.0f} msg/s, "
+                            f"p99 {best['p99_us']:,.0f} us")
+                    print(f"  scaling   {verb:<9} {threads:>2} thread(s)  {text}", flush=True)
+        finally:
+            worker.close()
+        self.extra["scaling"] = {verb: {str(k): v for k, v in rows.items()}
+                                 for verb, rows in table.items()}
+
     # -- Artemis's own client ----------------------------------------------------------------
     def artemis_perf(self) -> None:
         seconds = self.config.perf_seconds
@@ -848,11 +955,12 @@ def summarize(bench: Bench) -> List[Dict]:
 def print_report(bench: Bench, rows: List[Dict]) -> None:
     rounds = bench.config.rounds
     print()
-    print("msg/s: best round; vs hand / vs Blocking: ratio of msg/s to the hand-written "
-          "MessagingHandler / BlockingConnection setup of the same run;\nCPU us/msg: the client "
-          "process's CPU time (all threads) per message; peak RSS: the client process's.\n")
+    print("msg/s: best round; vs hand / vs Blocking / vs C: ratio of msg/s to the hand-written "
+          "MessagingHandler / BlockingConnection /\nproton C engine setup of the same run; "
+          "CPU us/msg: the client process's CPU time (all threads) per message;\npeak RSS: "
+          "the client process's.\n")
     header = (f"{'setup':<44} {'body':>6} {'msg/s':>9} {'vs hand':>8} {'vs Blocking':>11} "
-              f"{'CPU us/msg':>10} {'peak RSS':>9}")
+              f"{'vs C':>6} {'CPU us/msg':>10} {'peak RSS':>9}")
     for group, title in bench.titles.items():
         group_rows = [r for r in rows if r["group"] == group]
         if not group_rows:
@@ -864,6 +972,7 @@ def print_report(bench: Bench, rows: List[Dict]) -> None:
                   f"{_fmt(row['best_msg_per_s'], ',.0f'):>9} "
                   f"{_fmt(row.get('vs_hand'), '.2f', 'x'):>8} "
                   f"{_fmt(row.get('vs_blocking'), '.2f', 'x'):>11} "
+                  f"{_fmt(row.get('vs_c'), '.2f', 'x'):>6} "
                   f"{_fmt(row['client_cpu_us_per_msg'], '.0f'):>10} "
                   f"{_fmt(row['peak_rss_mb'], '.0f', ' MB'):>9}")
         print()
@@ -889,11 +998,96 @@ def print_report(bench: Bench, rows: List[Dict]) -> None:
               f"took {reqs['concurrent_seconds'] * 1000:,.0f} ms; the same number one after "
               f"the other (Client.request) {reqs['sequential_seconds'] * 1000:,.0f} ms: "
               f"{reqs['speedup']:.1f}x faster")
+    scaling = bench.extra.get("scaling")
+    if scaling:
+        print("\n== threads sharing one Client (100 B, per-call latency; best of "
+              f"{rounds} round(s) by msg/s)")
+        print(f"{'verb':<34} " + " ".join(f"{f'{t} thr msg/s':>13} {'p99 us':>8}"
+                                           for t in SCALING_THREADS))
+        labels = {"send": "Client.send, at-least-once", "send-amo": "Client.send, at-most-once",
+                  "request": "Client.request (handlers.Responder)"}
+        for verb, cols in scaling.items():
+            cells = []
+            for t in SCALING_THREADS:
+                r = cols.get(str(t), {})
+                ok = "error" not in r and r.get("count")
+                cells.append(f"{_fmt(r['count'] / r['seconds'] if ok else None, ',.0f'):>13} "
+                             f"{_fmt(r.get('p99_us') if ok else None, ',.0f'):>8}")
+            print(f"{labels.get(verb, verb):<34} " + " ".join(cells))
+    print_goals(bench, rows)
     perf = bench.extra.get("artemis_perf")
     if perf and "error" not in perf:
         print(f"== the broker's own ceiling: artemis perf client (Qpid JMS, AMQP, "
               f"--max-pending 100, {perf['message_size']} B, {perf['duration_s']} s): "
               f"{perf['msg_per_s']:,.0f} msg/s, transfer p50 {perf['transfer_us_p50']:,.0f} us")
+
+
+def _row(rows: List[Dict], group: str, setup: str, size: int = 100) -> Optional[Dict]:
+    return next((r for r in rows if r["group"] == group and r["setup"] == setup
+                 and r["size"] == size), None)
+
+
+def goals(bench: Bench, rows: List[Dict]) -> List[Dict]:
+    """The figures issue 16 asks for, from this run: each job next to its peer, with the
+    ratio, the goal, the client's CPU per message and its peak RSS."""
+    out: List[Dict] = []
+
+    def add(job: str, group: str, setup: str, peer_label: str, peer: str, goal: float,
+            peer_group: Optional[str] = None) -> None:
+        mine, ref = _row(rows, group, setup), _row(rows, peer_group or group, peer)
+        if mine is None:
+            return
+        rate, ref_rate = mine["best_msg_per_s"], ref["best_msg_per_s"] if ref else None
+        out.append({"job": job, "msg_per_s": rate, "peer": peer_label, "peer_msg_per_s":
+                    ref_rate, "ratio": rate / ref_rate if rate and ref_rate else None,
+                    "goal": f">= {goal:g}x", "met": bool(rate and ref_rate
+                                                      and rate / ref_rate >= goal),
+                    "cpu_us_per_msg": mine["client_cpu_us_per_msg"],
+                    "peak_rss_mb": mine["peak_rss_mb"],
+                    "note": None if ref is not None else bench.notes.get(peer, "not run")})
+
+    add("Client.send per call, at-most-once", "send-amo", "pe_send",
+        "BlockingConnection send()", "blocking", 1.0)
+    add("Client.send per call, at-least-once", "send", "pe_send",
+        "BlockingConnection send()", "blocking", 1.2)
+    add("Client.consume", "receive", "pe_consume", "Client.receive", "pe_receive", 0.6)
+    add("Client.consume", "receive", "pe_consume", "BlockingConnection", "blocking", 3.0)
+    add("Client.transaction, batches of 10", "tx-10", "pe_transaction",
+        "hand-written TxSend", "hand", 1.1)
+    add("Client.send_many", "send", "pe_send_many", "C engine send", "c", 0.6)
+    add("Client.receive", "receive", "pe_receive", "C engine receive", "c", 0.5)
+    latency = bench.extra.get("latency")
+    if latency and "error" not in latency:
+        mine = latency.get("Client.request + serve")
+        hand = latency.get(request_reply.SETUPS[0])
+        if mine and hand:
+            ratio = mine["p50_us"] / hand["p50_us"]
+            out.append({"job": "Client.request + Client.serve, p50 us", "msg_per_s":
+                        mine["p50_us"], "peer": "hand-written pair", "peer_msg_per_s":
+                        hand["p50_us"], "ratio": ratio, "goal": "<= 1.05x",
+                        "met": ratio <= 1.05, "cpu_us_per_msg": None, "peak_rss_mb": None,
+                        "note": None})
+    return out
+
+
+def print_goals(bench: Bench, rows: List[Dict]) -> None:
+    table = goals(bench, rows)
+    bench.extra["goals"] = table
+    if not table:
+        return
+    print("\n== issue 16's table, from this run (100 B; CPU and RSS: the proton_easy client's)")
+    if DURABLE is None:
+        print("   (proton_easy sends durable messages, its default, and so does the C engine "
+              "here; the hand-written and\n   BlockingConnection peers send non-durable ones: "
+              "--non-durable compares like with like)")
+    print(f"{'job':<38} {'value':>9} {'peer':<26} {'peer':>9} {'ratio':>7} {'goal':>8} "
+          f"{'met':>4} {'CPU us':>7} {'RSS MB':>7}")
+    for r in table:
+        print(f"{r['job']:<38} {_fmt(r['msg_per_s'], ',.0f'):>9} {r['peer']:<26} "
+              f"{_fmt(r['peer_msg_per_s'], ',.0f'):>9} {_fmt(r['ratio'], '.2f', 'x'):>7} "
+              f"{r['goal']:>8} {('yes' if r['met'] else 'no'):>4} "
+              f"{_fmt(r['cpu_us_per_msg'], '.0f'):>7} {_fmt(r['peak_rss_mb'], '.0f'):>7}"
+              + (f"  ({r['note']})" if r.get("note") else ""))
 
 
 def machine_info() -> Dict:
@@ -955,17 +1149,24 @@ def main(argv: Optional[List[str]] = None) -> int:
         broker = ArtemisBroker(java_options=())
         broker.start()
         url = broker.url
+    c_ok, c_why = cengine.available()
+    if not c_ok:
+        print(f"(no C engine column: {c_why})", flush=True)
     try:
         bench = Bench(url, config, sizes)
+        if not c_ok:
+            bench.notes["c"] = c_why
         bench.warm_up()
         if "send" in groups:
-            bench.throughput("send", "send, at-least-once", SEND_SETUPS, at_most_once=False)
+            bench.throughput("send", "send, at-least-once",
+                             SEND_SETUPS + ([C_SEND_SETUP] if c_ok else []),
+                             at_most_once=False)
         if "send-amo" in groups:
             bench.throughput("send-amo", "send, at-most-once", SEND_AMO_SETUPS,
                              at_most_once=True)
         if "receive" in groups:
             bench.throughput("receive", "receive (at-least-once, queue filled beforehand)",
-                             RECEIVE_SETUPS)
+                             RECEIVE_SETUPS + ([C_RECEIVE_SETUP] if c_ok else []))
         if "asyncio" in groups:
             bench.asyncio_face()
         if "transactions" in groups:
@@ -975,6 +1176,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                                  batch=batch)
         if "latency" in groups:
             bench.latency()
+        if "scaling" in groups:
+            bench.scaling()
         if "memory" in groups:
             bench.memory()
         if "perf" in groups:

@@ -188,7 +188,7 @@ def consume(url: Optional[str], *, idle_timeout: Optional[float] = -1,
 
     def run(keep: List[bool]) -> Iterator[Message]:
         with Client(url, **options) as client:
-            yield from client._consume(None, idle_timeout, selector, at_most_once, 10, keep,
+            yield from client._consume(None, idle_timeout, selector, at_most_once, None, keep,
                                        subscription, durable, shared)
 
     return Consumer(run)

@@ -150,8 +150,9 @@ class Client:
         timeout: Optional[float] = None,
         delay: Optional[float] = None,
     ) -> None:
-        """Send one message; return once the broker accepted it (at-most-once: once it is
-        handed to the connection, which writes it out at once; closing the client flushes it).
+        """Send one message; return once the broker accepted it. At-most-once: return once it
+        is queued for the connection's loop thread, which writes it out at once (most calls do
+        not wait for it; closing the client waits until everything queued is written).
 
         ``message`` is a plain body or a :class:`~proton_easy.Message`. Raises
         :class:`~proton_easy.Rejected`/:class:`~proton_easy.Released` when not accepted, and
@@ -284,7 +285,7 @@ class Client:
         idle_timeout: Optional[float] = -1,
         selector: Optional[str] = None,
         at_most_once: bool = False,
-        window: int = 10,
+        window: Optional[int] = None,
         subscription: Optional[str] = None,
         durable: bool = False,
         shared: bool = False,
@@ -299,6 +300,13 @@ class Client:
         ``subscription``, ``durable`` and ``shared``: a named topic subscription, as for
         :meth:`receive`.
 
+        ``window`` is the credit (how many messages the broker may send ahead). By default it
+        adapts: it starts at 10, so that competing consumers share a queue's messages, and
+        doubles up to 1000 each time the loop body has handled everything it was given and
+        waits for more; a consumer slower than its messages keeps the credit it has. A number
+        fixes it (``window=1``: one message at a time). Messages sent ahead but not handed
+        to the loop body go back to the queue when the consumer closes.
+
         >>> with client.consume("orders", idle_timeout=5) as messages:   # doctest: +SKIP
         ...     for msg in messages:
         ...         if handle(msg.body) == "done":
@@ -312,7 +320,7 @@ class Client:
                                                    subscription, durable, shared))
 
     def _consume(self, address: Optional[str], idle_timeout: Optional[float],
-                 selector: Optional[str], at_most_once: bool, window: int,
+                 selector: Optional[str], at_most_once: bool, window: Optional[int],
                  keep: List[bool], subscription: Optional[str] = None,
                  durable: bool = False, shared: bool = False) -> Iterator[Message]:
         idle, job = self._consumer_job(address, idle_timeout, selector, at_most_once, window,
@@ -321,7 +329,7 @@ class Client:
         return _consume(self._driver, job, idle, keep)
 
     def _consumer_job(self, address: Optional[str], idle_timeout: Optional[float],
-                      selector: Optional[str], at_most_once: bool, window: int,
+                      selector: Optional[str], at_most_once: bool, window: Optional[int],
                       notify: Optional[Callable[[], None]] = None, *,
                       subscription: Optional[str] = None, durable: bool = False,
                       shared: bool = False) -> Tuple[Optional[float], ConsumerJob]:
@@ -450,6 +458,7 @@ class Client:
             return
         try:
             self._requests.close()  # threads waiting for replies learn why none will come
+            self._senders.flush(self.timeout)  # at-most-once messages queued: written first
             self._loop.call(self._senders.close)  # and so do threads waiting in send()
             self._loop.call(self._conn.close).result(self.timeout)
             self._conn.closed.result(self.timeout)

@@ -22,19 +22,41 @@ log = logging.getLogger("proton_easy")
 _END = object()
 
 
+START_WINDOW = 10
+"""The credit an adaptive consumer starts with: small, so that competing consumers share."""
+
+MAX_WINDOW = 1000
+"""The most credit an adaptive consumer grows to (while its loop body keeps up)."""
+
+
 class ConsumerJob(Receiver):
     """A receiver that hands messages to a waiting thread instead of a hook.
 
     Each delivery handed over is held (``_raw.hold``) until the loop settles it for the
     consuming thread, or drops it unseen (after a drop of the connection, or at the end).
     The consuming thread queues the deliveries it finished with in ``acks``; the loop accepts
-    them in batches (:meth:`accept_acks`), one wake-up and one write for several."""
+    them in batches (:meth:`accept_acks`), one wake-up and one write for several.
 
-    def __init__(self, notify: Optional[Callable[[], None]] = None, **kwargs: Any) -> None:
-        super().__init__(count=0, **kwargs)
+    ``window=None`` makes the credit adaptive: it starts at :data:`START_WINDOW` and doubles,
+    up to ``max_window``, each time the consuming thread has handled everything it was given
+    and waits for more (it keeps up with the broker, so credit is what holds it back); a
+    consumer slower than its messages keeps the credit it has. A number fixes the credit."""
+
+    def __init__(self, notify: Optional[Callable[[], None]] = None, *,
+                 window: Optional[int] = None, max_window: int = MAX_WINDOW,
+                 **kwargs: Any) -> None:
+        adaptive = window is None
+        super().__init__(count=0, window=START_WINDOW if window is None else window, **kwargs)
+        self.max_window = max(self.window, max_window) if adaptive else self.window
         self.queue: queue.SimpleQueue[Tuple[Any, Any]] = queue.SimpleQueue()
         self.acks: Deque[Any] = collections.deque()
         self.notify = notify  # called on the loop after each put (the asyncio face's wake-up)
+
+    @property
+    def ack_batch(self) -> int:
+        """How many handled messages the consuming thread collects before it hands them to
+        the loop (half the credit: the other half keeps the broker sending meanwhile)."""
+        return max(1, self.window // 2)
 
     def deliver(self, msg: Message, dlv: Any) -> None:
         _raw.hold(dlv)
@@ -56,8 +78,11 @@ class ConsumerJob(Receiver):
             _raw.release(dlv)
             self.received += 1
 
-    def accept_acks(self) -> None:
-        """Accept every delivery queued in ``acks`` and grant credit for more (on the loop)."""
+    def accept_acks(self, kept_up: bool = False) -> None:
+        """Accept every delivery queued in ``acks`` and grant credit for more (on the loop);
+        ``kept_up``: the consuming thread ran out of messages, so an adaptive window grows."""
+        if kept_up and self.window < self.max_window:
+            self.window = min(self.max_window, 2 * self.window)
         acks, settle = self.acks, self._settle
         if self._tel is not None and acks:  # a settle span for the batch
             self._tel.settle_batch(self, len(acks))
@@ -145,14 +170,15 @@ def consume(driver: Driver, job: ConsumerJob, idle: Optional[float],
     without one (None: forever), the job ends, or the caller stops iterating."""
     fut = driver.start(job)
     pending: Optional[Tuple[Message, Any]] = None
-    acks, batch = job.acks, max(1, job.window // 2)
+    acks = job.acks
+    kept_up = functools.partial(job.accept_acks, True)
     tel, proc = _otel.current(), None  # with telemetry: a process span around the loop body
     try:
         while True:
             item = _take(job.queue, 0)
             if item is None:
                 if acks:  # about to wait: accept what was handled, which also grants credit
-                    driver.post(job.accept_acks)
+                    driver.post(kept_up)
                 item = _take(job.queue, idle)  # (Ctrl-C here: a KeyboardInterrupt, no chain)
                 if item is None:
                     return
@@ -170,7 +196,7 @@ def consume(driver: Driver, job: ConsumerJob, idle: Optional[float],
                 proc = None
             pending = None
             acks.append(dlv)
-            if len(acks) >= batch:
+            if len(acks) >= job.ack_batch:
                 driver.post(job.accept_acks)
     finally:
         if pending is not None and keep[0]:

@@ -51,12 +51,24 @@ class _Source:
         self.fut: Optional[Future[Any]] = None
 
 
+_LINGER = 0.002
+"""Seconds the loop waits, after a commit or abort returned to its caller, for that caller's
+next operation (see :class:`_TxContext`)."""
+
+
 class _TxContext(TxJob):
     """The job behind a :class:`Transaction`: its own session, one link per address, and the
-    operations handed over by the user's thread (each resolves a Future)."""
+    operations handed over by the user's thread (each resolves a Future).
 
-    def __init__(self) -> None:
+    With ``linger`` (the loop's), the loop waits up to :data:`_LINGER` seconds after a
+    discharge resolved its caller's wait, for the caller's next operation (the next batch's
+    first send, or the close), which then needs no wake-up of the loop; after a wait nothing
+    came to, the next discharge is not waited after."""
+
+    def __init__(self, linger: Optional[Callable[[float], bool]] = None) -> None:
         super().__init__(None)
+        self._linger = linger
+        self._quick = True
         self._targets: Dict[str, TxOutbox] = {}
         self._outboxes: Dict[str, TxOutbox] = {}  # by link name
         self._sources: Dict[str, _Source] = {}
@@ -212,6 +224,11 @@ class _TxContext(TxJob):
         done, self._discharge_fut = self._discharge_fut, None
         if done is not None:
             resolve(done, error)
+            if self._linger is not None:
+                if self._quick:
+                    self._quick = self._linger(_LINGER)
+                else:
+                    self._quick = True  # try again next time
 
     def on_declared(self) -> None:
         queued, self._queued = self._queued, []
@@ -342,7 +359,7 @@ class Transaction:
         self.address = address or default_address
         self.timeout = driver.timeout
         self._close_with = close_with
-        self._job = _TxContext()
+        self._job = _TxContext(linger=getattr(driver.loop, "linger", None))
         self._job_fut: Future[Any] = Future()
         self._window: Deque[Future[Any]] = collections.deque()
         self._state = "new"  # new -> open -> closed

@@ -193,6 +193,107 @@ def test_consume_accepts_what_was_handled_when_the_loop_is_left(amqp_url: str,
     assert sorted(m.body for m in rest) == list(range(12, 30))
 
 
+def _spy_on_consumer_jobs(client: pe.Client) -> List[Any]:
+    """The ConsumerJobs the client's consume calls make, in order."""
+    jobs: List[Any] = []
+    make = client._consumer_job
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        idle, job = make(*args, **kwargs)
+        jobs.append(job)
+        return idle, job
+
+    client._consumer_job = spy  # type: ignore[method-assign]
+    return jobs
+
+
+def test_consume_window_grows_and_what_was_sent_ahead_goes_back(amqp_url: str,
+                                                                  amqp_address: str) -> None:
+    pe.send_many(f"{amqp_url}/{amqp_address}", range(300), durable=False)
+    with pe.Client(amqp_url) as client:
+        jobs = _spy_on_consumer_jobs(client)
+        fixed = client.consume(amqp_address, idle_timeout=5, window=3)
+        assert next(fixed).body == 0
+        fixed.close()                       # 0 goes back (a bare iterator), so do 1 and 2
+        with client.consume(amqp_address, idle_timeout=5) as messages:   # adaptive
+            handled = []
+            for msg in messages:
+                handled.append(msg.body)
+                if len(handled) == 150:
+                    break                   # 0-149 accepted; what came ahead goes back
+        assert jobs[0].window == 3
+        assert jobs[1].window > 10          # it grew while the loop body kept up
+        assert handled == list(range(150))
+        rest = client.receive(amqp_address, count=300, timeout=5)
+    assert sorted(m.body for m in rest) == list(range(150, 300))
+
+
+def test_consume_with_a_fixed_window_keeps_it(amqp_url: str, amqp_address: str) -> None:
+    pe.send_many(f"{amqp_url}/{amqp_address}", range(40), durable=False)
+    with pe.Client(amqp_url) as client:
+        jobs = _spy_on_consumer_jobs(client)
+        with client.consume(amqp_address, idle_timeout=5, window=4) as messages:
+            got = [m.body for _, m in zip(range(40), messages)]
+        assert (jobs[0].window, jobs[0].max_window) == (4, 4)
+    assert got == list(range(40))
+
+
+def test_at_most_once_sends_are_all_written_before_close(amqp_url: str,
+                                                         amqp_address: str) -> None:
+    client = pe.Client(amqp_url)
+    for i in range(1000):                   # most calls return before the loop has the message
+        client.send(amqp_address, i, at_most_once=True)
+    client.close()                          # waits until everything queued is written
+    got = pe.receive(f"{amqp_url}/{amqp_address}", count=1000, timeout=10)
+    assert [m.body for m in got] == list(range(1000))
+
+
+def test_threads_share_at_most_once_sends(amqp_url: str, amqp_address: str) -> None:
+    errors: List[BaseException] = []
+    with pe.Client(amqp_url) as client:
+        def worker(k: int) -> None:
+            try:
+                for i in range(200):
+                    client.send(amqp_address, {"thread": k, "i": i}, at_most_once=True)
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors
+    got = pe.receive(f"{amqp_url}/{amqp_address}", count=1600, timeout=10)
+    by_thread: dict = {}
+    for m in got:
+        by_thread.setdefault(m.body["thread"], []).append(m.body["i"])
+    assert {k: v for k, v in by_thread.items()} == {k: list(range(200)) for k in range(8)}
+
+
+def test_loop_linger_runs_a_call_from_another_thread() -> None:
+    from proton_easy._engine.loop import Loop
+
+    loop = Loop("linger-test")
+    try:
+        ran: List[str] = []
+        went = threading.Event()
+
+        def on_loop() -> bool:
+            threading.Thread(target=lambda: (went.wait(5), loop.post(
+                lambda: ran.append("posted")))).start()
+            went.set()
+            came = loop.linger(5.0)       # returns as soon as the call came, and ran it
+            ran.append("after")
+            return came
+
+        assert loop.call(on_loop).result(10) is True
+        assert ran == ["posted", "after"]
+        assert loop.call(lambda: loop.linger(0.0)).result(10) is False   # nothing queued
+    finally:
+        loop.stop()
+
+
 # -- the benchmark harness -------------------------------------------------------------------
 def test_benchmark_harness_smoke_run(amqp_url: str, tmp_path: Path) -> None:
     """``benchmarks/run.py --quick`` runs every group with tiny counts (nothing is timed)."""

@@ -259,6 +259,8 @@ def test_missing_queue_without_auto_create_is_not_found(broker: ArtemisBroker,
     with pe.Client(broker.url, timeout=10) as client:
         with pytest.raises(pe.NotFound):
             client.send(missing, "refused")
+        with pytest.raises(pe.NotFound):  # at-most-once: a new link's first call waits for it
+            client.send(missing, "refused", at_most_once=True)
         with pytest.raises(pe.NotFound):
             client.receive(missing, timeout=5)
         with pytest.raises(pe.NotFound):

@@ -26,6 +26,12 @@ from . import compat
 
 log = logging.getLogger("proton_easy")
 
+_Selectable: Any
+try:  # the plain selectable of a connected socket (written to early: see _write_now)
+    from proton._selectable import Selectable as _Selectable
+except ImportError:  # pragma: no cover - a proton that moved it: no early writes
+    _Selectable = None
+
 _GlobalOverrides: Any
 try:  # the container's global handler chain, rebuilt by LoopContainer
     from proton._reactor import GlobalOverrides as _GlobalOverrides
@@ -80,17 +86,48 @@ class _GuardedEvent(Event):
 class _GuardedHandler(Handler):
     """Dispatches every event to ``base``, routing what it raises (:func:`route_error`): the
     container's global handler, where proton's IO handler resolves host names
-    (``socket.gaierror`` from ``on_connection_bound``)."""
+    (``socket.gaierror`` from ``on_connection_bound``).
 
-    def __init__(self, base: Any) -> None:
+    With ``io`` (proton's ``IOHandler``, whose selector this reads), what the connections
+    have to write is written as soon as the events are processed, before the selector waits
+    (see :func:`_write_now`): proton would otherwise wait for the selector to report the
+    socket writable, one more wake-up of the loop per message sent on an idle connection."""
+
+    def __init__(self, base: Any, io: Any = None) -> None:
         self.base = base
         self.handlers: List[Any] = []
+        selector = getattr(io, "_selector", None)
+        self._writing = getattr(selector, "_writing", None)
+        self._io = io if isinstance(self._writing, set) and callable(
+            getattr(io, "update", None)) else None
 
     def on_unhandled(self, method: str, event: Any) -> None:
         try:
+            if self._io is not None and method == "on_reactor_quiesced" and self._writing:
+                _write_now(self._io, self._writing, event.reactor)
             event.dispatch(self.base)
         except Exception as exc:  # noqa: BLE001 - the loop thread must go on
             route_error(event, exc)
+
+
+def _write_now(io: Any, writing: Any, reactor: Any) -> None:
+    """Write what the transports of ``writing`` (the selectables waiting to write) hold, as far
+    as their sockets take it without blocking; the rest waits for the selector, as before."""
+    for sel in list(writing):
+        if type(sel) is not _Selectable:  # e.g. proton's ConnectSelectable, still connecting
+            continue
+        transport = getattr(sel, "_transport", None)
+        if transport is None or sel.is_terminal:
+            continue
+        try:
+            pending = transport.pending()
+            if pending <= 0:
+                continue
+            sent = sel.send(transport.peek(pending))
+        except Exception:  # noqa: BLE001 - a full socket (BlockingIOError), a closed one:
+            continue  # the selector's writable event meets it and handles it, as before
+        transport.pop(sent)
+        io.update(transport, sel, reactor.now)
 
 
 _RAW_COLLECTOR = compat.NATIVE and hasattr(Collector(), "_impl") and hasattr(Event, "wrap")
@@ -190,7 +227,8 @@ class LoopContainer(Container):
         super().__init__(*handlers, impl=None)  # "impl" skips Container's eager set-up ...
         self._collector = _LoopCollector()  # (nothing was collected yet)
         self.ssl = None  # type: ignore[assignment]  # ... which is redone here, minus the SSL domains
-        self.global_handler = _GuardedHandler(_GlobalOverrides(self.global_handler))
+        io = self.global_handler
+        self.global_handler = _GuardedHandler(_GlobalOverrides(io), io=io)
         self.trigger = None
         self.container_id = str(uuid.uuid4())
         self.allow_insecure_mechs = True
@@ -258,6 +296,8 @@ class Loop:
         self._started = threading.Event()
         self._stopped = False
         self._lock = threading.Lock()  # guards the injector's pipe against closing mid-write
+        self._lingering = False  # the loop waits in linger(): calls wake it without the pipe
+        self._linger_cond = threading.Condition(self._lock)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -294,7 +334,9 @@ class Loop:
             if self._stopped:
                 return False
             self._calls.append((fn, fut))
-            if not self._wakeup_pending:
+            if self._lingering:
+                self._linger_cond.notify()
+            elif not self._wakeup_pending:
                 self._wakeup_pending = True
                 self._injector.wake()
         return True
@@ -310,6 +352,24 @@ class Loop:
         else:
             if fut is not None and not fut.done():
                 fut.set_result(result)
+
+    def linger(self, seconds: float) -> bool:
+        """On the loop thread: wait up to ``seconds`` for a call from another thread (one
+        expected at once, such as a reply being made) and run the calls queued; True if one
+        came. The call then runs without a trip through the wake-up pipe and the selector.
+        Only for short waits: the connection's other events wait meanwhile."""
+        with self._lock:
+            if not self._calls and not self._stopped:
+                self._lingering = True
+                try:
+                    self._linger_cond.wait(seconds)
+                finally:
+                    self._lingering = False
+            came = bool(self._calls)
+        while self._calls:
+            fn, fut = self._calls.popleft()
+            self._invoke(fn, fut)
+        return came
 
     def _drain(self) -> None:
         with self._lock:

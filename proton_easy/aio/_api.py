@@ -94,7 +94,7 @@ def consume(url: Optional[str], *, idle_timeout: Optional[float] = -1,
         return await client.connect()
 
     return Consumer(None, None, idle_timeout=idle_timeout, selector=selector,
-                    at_most_once=at_most_once, window=10, connect=connect,
+                    at_most_once=at_most_once, window=None, connect=connect,
                     subscription=subscription, durable=durable, shared=shared)
 
 

@@ -238,7 +238,8 @@ class Client:
 
     def consume(self, address: Optional[str] = None, *, idle_timeout: Optional[float] = -1,
                 selector: Optional[str] = None, at_most_once: bool = False,
-                window: int = 10, subscription: Optional[str] = None, durable: bool = False,
+                window: Optional[int] = None, subscription: Optional[str] = None,
+                durable: bool = False,
                 shared: bool = False) -> Consumer:
         """Iterate (``async for``) over messages as they arrive; each is accepted after the loop
         body finished with it. See :meth:`proton_easy.Client.consume` and

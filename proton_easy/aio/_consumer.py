@@ -38,7 +38,7 @@ class Consumer:
 
     def __init__(self, client: Optional[Face], address: Optional[str], *,
                  idle_timeout: Optional[float], selector: Optional[str], at_most_once: bool,
-                 window: int, connect: Optional[Callable[[], Awaitable[Face]]] = None,
+                 window: Optional[int], connect: Optional[Callable[[], Awaitable[Face]]] = None,
                  subscription: Optional[str] = None, durable: bool = False,
                  shared: bool = False) -> None:
         self._client = client
@@ -91,10 +91,10 @@ class Consumer:
                 proc.end()
             acks.append(self._pending[1])
             self._pending = None
-            if len(acks) >= max(1, job.window // 2):
+            if len(acks) >= job.ack_batch:
                 driver.post(job.accept_acks)
         if job.queue.empty() and acks:  # about to wait: accept, which also grants credit
-            driver.post(job.accept_acks)
+            driver.post(functools.partial(job.accept_acks, True))  # (and grows the window)
         item = await self._inbox.get(job.queue, self._idle)
         if item is None:
             await self.aclose()

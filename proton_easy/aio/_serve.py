@@ -29,7 +29,7 @@ async def serve(client: Face, address: Optional[str], handler: Callable[[Message
     driver = sync._driver
     inbox = Inbox()
     job = _Server(notify=inbox.notify, handler=handler, address=address, count=count,
-                  timeout=timeout)
+                  timeout=timeout, linger=driver.loop.linger)
     done = driver.start(job)
     in_hand: Any = None
     tel = _otel.current()
