@@ -24,6 +24,41 @@ _SLICE = 1.0
 """Seconds between looks at a waiting job's progress and at the connection's state."""
 
 
+class Patience:
+    """The limit a wait keeps: ``limit`` seconds, or with ``progress`` (a callable returning a
+    number that grows while the job advances) that long without progress; time spent
+    reconnecting does not count. Both the blocking and the asyncio waits ask it after each
+    slice of waiting.
+
+    >>> patience = Patience(5.0, None, lambda: False, now=0.0)
+    >>> patience.expired(4.0), patience.expired(5.0)
+    (False, True)
+    """
+
+    __slots__ = ("limit", "_progress", "_reconnecting", "_last", "_since")
+
+    def __init__(self, limit: float, progress: Optional[Callable[[], int]],
+                 reconnecting: Callable[[], bool], now: float) -> None:
+        self.limit = limit
+        self._progress = progress
+        self._reconnecting = reconnecting
+        self._last = progress() if progress is not None else 0
+        self._since = now
+
+    @property
+    def slice(self) -> float:
+        """How long to wait before asking again."""
+        return min(_SLICE, self.limit)
+
+    def expired(self, now: float) -> bool:
+        """True once the limit has passed with neither progress nor a reconnect since."""
+        value = self._progress() if self._progress is not None else self._last
+        if value != self._last or self._reconnecting():
+            self._last, self._since = value, now
+            return False
+        return now - self._since >= self.limit
+
+
 class Driver:
     """One connection's loop thread and connection, as the blocking verbs see them.
 
@@ -91,20 +126,15 @@ class Driver:
         Past the limit: :class:`~proton_easy.Timeout`, after failing ``job`` (if given) with it,
         so that its links close and what it holds goes back to the broker.
         """
-        limit = self.timeout if timeout is None else timeout
-        last = progress() if progress is not None else 0
-        since = time.monotonic()
+        patience = Patience(self.timeout if timeout is None else timeout, progress,
+                            lambda: self.reconnecting, time.monotonic())
         while True:
             try:
-                return fut.result(min(_SLICE, limit))
+                return fut.result(patience.slice)
             except FutureTimeout:
-                now = time.monotonic()
-                value = progress() if progress is not None else last
-                if value != last or self.reconnecting:
-                    last, since = value, now
-                elif now - since >= limit:
+                if patience.expired(time.monotonic()):
                     break
-        raise self._timed_out(job, limit, what) from None
+        raise self._timed_out(job, patience.limit, what) from None
 
     def _timed_out(self, job: Any, limit: float, what: Optional[str]) -> Timeout:
         in_doubt = 0

@@ -12,7 +12,7 @@ import queue
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Tuple, TypeVar
 
-from .._driver import Driver
+from .._driver import Driver, Patience
 
 if TYPE_CHECKING:
     from .._client import Client as _SyncClient
@@ -20,10 +20,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("proton_easy")
 
 T = TypeVar("T")
-
-_SLICE = 1.0
-"""Seconds between looks at a waiting job's progress and at the connection's state."""
-
 
 class Face(Protocol):
     """What the verb modules need of an :class:`~proton_easy.aio.Client` (typed here, so that
@@ -72,21 +68,17 @@ async def wait(driver: Driver, fut: Future[Any], timeout: Optional[float] = None
     """:meth:`Driver.wait <proton_easy._driver.Driver.wait>`, awaited: at most ``timeout``
     seconds (default: the driver's), or that long without progress; time spent reconnecting
     does not count. Past the limit: :class:`~proton_easy.Timeout`, after failing ``job``."""
-    limit = driver.timeout if timeout is None else timeout
     inner = bridge(fut)
     loop = asyncio.get_running_loop()
-    last = progress() if progress is not None else 0
-    since = loop.time()
+    patience = Patience(driver.timeout if timeout is None else timeout, progress,
+                        lambda: driver.reconnecting, loop.time())
     while True:
-        done, _ = await asyncio.wait((inner,), timeout=min(_SLICE, limit))
+        done, _ = await asyncio.wait((inner,), timeout=patience.slice)
         if done:
             return inner.result()
-        now = loop.time()
-        value = progress() if progress is not None else last
-        if value != last or driver.reconnecting:
-            last, since = value, now
-        elif now - since >= limit:
+        if patience.expired(loop.time()):
             break
+    limit = patience.limit
     in_doubt = 0
     if job is not None:
         try:  # read on the loop thread: the job's books change there
