@@ -40,8 +40,10 @@ REPLICA_SYNCED_LINE = "AMQ221024"
 """A replicating backup holds a full copy of its primary's journal (``synchronized``)."""
 BRIDGE_LINE = "AMQ221027"
 """A cluster bridge to another node is connected."""
-REPLICA_STANDBY_LINES = (REPLICA_SYNCED_LINE, "AMQ221031")
-"""A replicating backup is ready to take over: synchronized, or announced (``AMQ221031``)."""
+ANNOUNCED_LINE = "AMQ221031"
+"""A backup announced itself to its primary (which from then on names it to its clients)."""
+REPLICA_STANDBY_LINES = (REPLICA_SYNCED_LINE, ANNOUNCED_LINE)
+"""A replicating backup is ready to take over: synchronized, or announced."""
 
 _SECTION = r"\s*<{0}>.*?</{0}>\s*?\n"
 
@@ -306,8 +308,8 @@ class ArtemisHAPair(_Nodes):
             [self._spec("primary", mode), self._spec("backup", mode)])
 
     def _standby_lines(self) -> Tuple[str, ...]:
-        return ((SHARED_STORE_STANDBY_LINE,) if self.mode == "shared-store"
-                else REPLICA_STANDBY_LINES)
+        # announced: the primary knows its backup, and names it in its Open frames
+        return (ANNOUNCED_LINE,)
 
     @property
     def urls(self) -> List[str]:
@@ -325,8 +327,8 @@ class ArtemisHAPair(_Nodes):
         return self.primary.url
 
     def start(self) -> ArtemisHAPair:
-        """Start the primary, then the backup; return once the backup stands by (shared
-        store: waiting for the lock; replication: synchronized with the primary).
+        """Start the primary, then the backup; return once the backup stands by and has
+        announced itself to the primary (``AMQ221031``; a replica is synchronized by then).
 
         Example::
 
