@@ -45,6 +45,8 @@ class JobLike(Protocol):
 
     def _reconnected(self) -> None: ...
 
+    def _dropped_after_end(self) -> None: ...
+
     def _fail(self, error: BaseException) -> None: ...
 
     def _guard(self, fn: Callable[..., Any], *args: Any) -> None: ...
@@ -477,6 +479,7 @@ class Connection(MessagingHandler):
         log.warning("connection to %s lost; reconnecting", self.current_url)
         for job in list(self.jobs):
             job._guard(job._dropped)
+            job._guard(job._dropped_after_end)
 
     def on_connection_closed(self, event: Any) -> None:
         self.up = False
