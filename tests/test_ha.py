@@ -149,8 +149,12 @@ class _Jobs:
                 self.tx_errors.append(type(exc).__name__)
 
     def server(self, client: pe.Client) -> None:
-        while not self.stop.is_set():
-            client.serve(self.q["rr"], lambda msg: str(msg.body).upper(), timeout=2)
+        # serves until finish() closes its client
+        try:
+            client.serve(self.q["rr"], lambda msg: str(msg.body).upper())
+        except pe.AMQPError:
+            if not self.stop.is_set():
+                raise
 
     def requester(self, client: pe.Client) -> None:
         n = 0
@@ -186,6 +190,7 @@ class _Jobs:
 
     def finish(self) -> None:
         self.stop.set()
+        self.clients[4].close()  # the server's (after the filler's, the sender's ...)
         for thread in self.threads:
             thread.join(WAIT)
             assert not thread.is_alive(), "a job did not end"
