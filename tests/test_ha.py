@@ -6,6 +6,7 @@ redistributes a queue's messages, losing nothing durable when a node dies."""
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 import time
 import uuid
@@ -202,11 +203,12 @@ class _Jobs:
 
 @pytest.mark.parametrize("learned", [True, False], ids=["learned", "urls"])
 def test_every_job_carries_on_through_failover_and_failback(pair: ArtemisHAPair,
-                                                            learned: bool) -> None:
+                                                            learned: bool, caplog: Any) -> None:
     """kill -9 of the primary while send_many (50,000 durable), consume (20,000), a loop of
     transactions (receive 10 from A, send them to B, commit), request/serve and one-by-one
     sends run; then the primary comes back and the backup hands back. Nothing is lost, no
     transaction is partial, every request is answered right or times out."""
+    caplog.set_level(logging.INFO, logger="proton_easy")
     jobs = _Jobs(pair, learned)
     jobs.fill()
     jobs.start()
@@ -255,6 +257,51 @@ def test_every_job_carries_on_through_failover_and_failback(pair: ArtemisHAPair,
     assert jobs.replies_wrong == []
     # one-by-one sends: every one that returned is there
     assert jobs.sent_one <= {m.body for m in _drain(at(jobs.q["one"]))}
+    # failover is logged: from which URL to which, and why; never a password
+    backup, primary_url = f"127.0.0.1:{pair.backup.port}", f"127.0.0.1:{pair.primary.port}"
+    named = " (named by the broker)" if learned else ""
+    assert f"{primary_url} to amqp://admin@{backup}{named} after" in caplog.text
+    assert "lost (amqp:connection:framing-error" in caplog.text
+    assert f"failed over from amqp://admin@{backup} to amqp://admin@{primary_url}" \
+        in caplog.text
+    assert pair.password not in caplog.text
+
+
+def test_the_backup_is_learned_from_the_broker_unless_told_not_to(pair: ArtemisHAPair,
+                                                                 caplog: Any) -> None:
+    caplog.set_level(logging.INFO, logger="proton_easy")
+    with pe.Client(pair.url, timeout=30) as client:
+        client.send("ha-learn", "x")
+    backup = f"amqp://admin@127.0.0.1:{pair.backup.port}"
+    assert f"failover peers named by amqp://admin@127.0.0.1:{pair.primary.port}: {backup}" \
+        in caplog.text
+    caplog.clear()
+    with pe.Client(pair.url, timeout=30, learn_failover=False) as client:
+        assert [m.body for m in client.receive("ha-learn", timeout=5)] == ["x"]
+    assert "failover peers" not in caplog.text
+
+
+def test_learned_peers_keep_the_credentials_and_never_step_down_to_clear_text() -> None:
+    from proton_easy._options import learned_peers, parse_url
+
+    listed = {"failover-server-list": [
+        {"network-host": "b.example", "port": 5671, "scheme": "amqps", "hostname": "b"},
+        {"network-host": "c.example", "port": 5672, "scheme": "amqp"},   # clear text: no
+        {"network-host": "", "port": 5672},                              # malformed: no
+        {"port": "x", "network-host": "d.example"},                      # malformed: no
+        "not a map",
+    ]}
+    via = parse_url("amqps://app:s3cret@a.example:5671")
+    (peer,) = learned_peers(listed, via)
+    assert (peer.scheme, peer.host, peer.port) == ("amqps", "b.example", 5671)
+    assert (peer.user, peer.password) == ("app", "s3cret")
+    assert "s3cret" not in str(peer) + repr(peer)
+    plain = learned_peers(listed, parse_url("amqp://app:pw@a.example"))
+    assert [str(p) for p in plain] == ["amqps://app@b.example:5671",
+                                       "amqp://app@c.example:5672"]
+    assert learned_peers({}, via) == [] and learned_peers(None, via) == []
+    with pytest.raises(TypeError):
+        pe.Client("amqp://127.0.0.1:1", learn_failover="no")  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")

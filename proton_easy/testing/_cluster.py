@@ -157,7 +157,14 @@ class _Nodes:
     def __init__(self, *, broker_mode: Optional[str], user: str, password: Optional[str],
                  queues: Sequence[str], startup_timeout: float, java_memory: str,
                  java_options: Sequence[str], address_settings: SettingsArg) -> None:
-        self.broker_mode = resolve_mode(broker_mode)
+        mode = resolve_mode(broker_mode)
+        if mode == "docker":
+            if broker_mode == "docker":
+                raise ValueError("HA pairs and clusters run on the local distribution only, "
+                                 "not in Docker yet: broker_mode='local'")
+            log.info("HA pairs and clusters run on the local distribution (not in Docker yet)")
+            mode = "local"
+        self.broker_mode = mode
         self._user = user
         self._password = password if password is not None else secrets.token_hex(12)
         self._queues = tuple(queues)
@@ -284,8 +291,10 @@ class ArtemisHAPair(_Nodes):
 
         Args:
             mode: ``"shared-store"`` or ``"replication"``.
-            broker_mode: where the nodes run: ``"local"``, ``"docker"`` or ``None``/``"auto"``
-                (as ``ArtemisBroker(mode=...)``).
+            broker_mode: where the nodes run: ``"local"`` or ``None``/``"auto"``. Pairs and
+                clusters run on the local distribution only for now: ``None`` under
+                ``PROTON_EASY_BROKER=docker`` runs them locally, ``"docker"`` is a
+                ``ValueError``.
             user, password: the login on both nodes (a random password by default).
             queues: anycast queues to create up front on both nodes.
             startup_timeout: seconds each node may take to get ready (on each (re)start).
