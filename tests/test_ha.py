@@ -6,6 +6,7 @@ redistributes a queue's messages, losing nothing durable when a node dies."""
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import logging
 import threading
 import time
@@ -232,18 +233,22 @@ def test_every_job_carries_on_through_failover_and_failback(pair: ArtemisHAPair,
     jobs.progress("every job on the primary", dict(jobs.counts), tx=10, answered=5, one=5)
     jobs.finish()
 
-    at = pair.primary.address_url
+    # every queue drained at once (each drain ends with a wait for nothing more)
+    with concurrent.futures.ThreadPoolExecutor(5) as pool:
+        names = ("send", "consume", "b", "a", "one")
+        drained = dict(zip(names, pool.map(
+            lambda name: _drain(pair.primary.address_url(jobs.q[name])), names)))
     # send_many: every message accepted, the unconfirmed ones re-sent (duplicates allowed)
     assert jobs.send_result == SEND
-    sent = [m.body for m in _drain(at(jobs.q["send"]))]
+    sent = [m.body for m in drained["send"]]
     assert set(sent) == set(range(SEND))
     # consume: every message, each one again only if it was redelivered
     consumed = [body for body, _, _ in jobs.consumed]
     assert set(consumed) == set(range(CONSUME))
-    assert _drain(at(jobs.q["consume"])) == []
+    assert drained["consume"] == []
     # transactions: each batch happened whole or not at all; no message lost or doubled
-    moved = [m.body for m in _drain(at(jobs.q["b"]))]
-    left = [m.body for m in _drain(at(jobs.q["a"]))]
+    moved = [m.body for m in drained["b"]]
+    left = [m.body for m in drained["a"]]
     per_tx = collections.Counter(body["tx"] for body in moved)
     for tx_id, n in per_tx.items():
         assert n == jobs.tx_sizes[tx_id], f"transaction {tx_id}: {n} of {jobs.tx_sizes[tx_id]}"
@@ -256,7 +261,7 @@ def test_every_job_carries_on_through_failover_and_failback(pair: ArtemisHAPair,
     # request/serve: a right reply or a Timeout, never a wrong one
     assert jobs.replies_wrong == []
     # one-by-one sends: every one that returned is there
-    assert jobs.sent_one <= {m.body for m in _drain(at(jobs.q["one"]))}
+    assert jobs.sent_one <= {m.body for m in drained["one"]}
     # failover is logged: from which URL to which, and why; never a password
     backup, primary_url = f"127.0.0.1:{pair.backup.port}", f"127.0.0.1:{pair.primary.port}"
     named = " (named by the broker)" if learned else ""
