@@ -58,7 +58,7 @@ from proton_easy import aio, handlers  # noqa: E402
 
 SIZES = (100, 10 * 1024)
 GROUPS = ("send", "send-amo", "receive", "asyncio", "memory", "latency", "transactions",
-          "scaling", "perf", "otel")
+          "scaling", "perf", "failover", "otel")
 OPT_IN = ("otel",)  # run only when named in --only
 
 
@@ -1187,6 +1187,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     finally:
         if broker is not None:
             broker.stop()
+    if "failover" in groups:  # HA pairs of its own (the single broker is stopped by now)
+        import failover
+
+        print("\nfailover time: kill -9 of the primary until the backup accepts a send",
+              flush=True)
+        bench.extra["failover"] = [failover.measure(mode, 2 if args.quick else 5)
+                                   for mode in ("shared-store", "replication")]
+        for r in bench.extra["failover"]:
+            print(f"  {r['mode']:<13} p50 {r['p50_s']:.2f} s, max {r['max_s']:.2f} s "
+                  f"over {r['kills']} kills", flush=True)
     rows = summarize(bench)
     print_report(bench, rows)
     try:

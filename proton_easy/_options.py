@@ -243,6 +243,7 @@ class ConnectionOptions:
     timeout: float = DEFAULT_TIMEOUT
     allowed_mechs: Optional[str] = None
     container_id: Optional[str] = None
+    learn_failover: bool = True
 
     @classmethod
     def build(
@@ -258,6 +259,7 @@ class ConnectionOptions:
         allowed_mechs: Optional[str] = None,
         urls: Optional[Sequence[str]] = None,
         container_id: Optional[str] = None,
+        learn_failover: bool = True,
     ) -> ConnectionOptions:
         """Validate every option before any I/O; raise ValueError or TypeError on bad input."""
         raw = [url] if url else []
@@ -277,6 +279,8 @@ class ConnectionOptions:
         if heartbeat is not None:
             _check_seconds("heartbeat", heartbeat, minimum=MIN_HEARTBEAT,
                            maximum=MAX_HEARTBEAT)
+        if not isinstance(learn_failover, bool):
+            raise TypeError(f"learn_failover must be True or False, not {learn_failover!r}")
         if not isinstance(reconnect, (bool, int, float)):
             raise TypeError("reconnect must be True, False or a number of seconds")
         if reconnect is not False and reconnect is not True:
@@ -300,6 +304,7 @@ class ConnectionOptions:
             timeout=float(timeout),
             allowed_mechs=allowed_mechs,
             container_id=container_id,
+            learn_failover=learn_failover,
         )
         for p in parsed:
             creds = options.credentials(p)
@@ -378,6 +383,50 @@ class ConnectionOptions:
         if self.container_id:
             kwargs["container_id"] = self.container_id
         return kwargs
+
+
+def learned_peers(properties: Any, via: ParsedURL) -> List[ParsedURL]:
+    """The failover peers a broker names in its Open frame's ``failover-server-list``
+    connection property (Artemis, read by Qpid JMS too): a list of maps with
+    ``network-host``, ``port`` and ``scheme``. Each peer gets the user and password of
+    ``via``, the URL that connection was made with; entries that cannot be used are left
+    out: malformed ones, and plain ``amqp`` peers learned over ``amqps`` (no silent step
+    down to clear text).
+
+    >>> via = parse_url("amqps://app:pw@broker-a:5671")
+    >>> [str(p) for p in learned_peers({"failover-server-list": [
+    ...     {"network-host": "broker-b", "port": 5671, "scheme": "amqps"}]}, via)]
+    ['amqps://app@broker-b:5671']
+    """
+    if not isinstance(properties, dict):
+        return []
+    entries = None
+    for key, value in properties.items():
+        if str(key) == "failover-server-list":
+            entries = value
+    if not isinstance(entries, (list, tuple)):
+        return []
+    peers: List[ParsedURL] = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        fields = {str(k): v for k, v in entry.items()}
+        host, port = fields.get("network-host") or fields.get("hostname"), fields.get("port")
+        scheme = str(fields.get("scheme") or via.scheme).lower()
+        if scheme not in ("amqp", "amqps") or not isinstance(host, str) or not host:
+            continue
+        if scheme == "amqp" and via.scheme == "amqps":
+            continue
+        try:
+            number = int(port) if port is not None else (5671 if scheme == "amqps" else 5672)
+        except (TypeError, ValueError):
+            continue
+        if not 0 < number < 65536 or _CONTROL.search(host) or "/" in host or "@" in host:
+            continue
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"  # an IPv6 address
+        peers.append(ParsedURL(scheme, host, number, via.user, via.password))
+    return peers
 
 
 def check_seconds(name: str, value: Any, *, allow_none: bool = False,
@@ -495,6 +544,7 @@ class CallOptions(TypedDict, total=False):
     allowed_mechs: Optional[str]
     urls: Optional[Sequence[str]]
     container_id: Optional[str]
+    learn_failover: bool
 
 
 class ConnectOptions(CallOptions, total=False):

@@ -259,7 +259,8 @@ def serve(driver: Driver, address: str, handler: Callable[[Message], Any],
                     result, error = None, exc
                 driver.post(functools.partial(job.complete, msg, dlv, result, error))
                 in_hand = None
-        served: int = done.result(driver.timeout)
+        # (its links close: time spent reconnecting does not count)
+        served: int = driver.wait(done, driver.timeout, job=job, what="closing the responder")
         return served
     except BaseException:
         # Ctrl-C (or any error here): the request in hand goes back, the links close.

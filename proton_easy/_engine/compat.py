@@ -224,3 +224,26 @@ def hook_connector(conn: Any, before: Callable[[Any, str], None]) -> bool:
 
     connector._connect = _connect
     return True
+
+
+def set_connector_urls(conn: Any, urls: List[str]) -> bool:
+    """Make proton's connector of ``conn`` try ``urls`` (``scheme://host:port`` each, in
+    order) from its next round of reconnect attempts on; False when this proton's connector
+    does not take them (then it keeps the URLs given to ``Container.connect``)."""
+    if PURE:
+        return False
+    try:
+        connector = object.__getattribute__(conn, "_overrides")
+    except AttributeError:
+        connector = getattr(conn, "_overrides", None)
+    if connector is None or not hasattr(connector, "address"):
+        return False
+    values = [proton.Url(u) for u in urls]  # type: ignore[no-untyped-call]
+
+    class _Urls:
+        # proton iterates the connector's address anew for each round of attempts
+        def __iter__(self) -> Any:
+            return iter(values)
+
+    connector.address = _Urls()
+    return True

@@ -6,7 +6,7 @@ import logging
 import socket
 import time
 from concurrent.futures import Future
-from typing import Any, Callable, Optional, Protocol, Set, Tuple
+from typing import Any, Callable, List, Optional, Protocol, Set, Tuple
 
 from proton.handlers import EndpointStateHandler, MessagingHandler
 
@@ -20,7 +20,7 @@ from .._errors import (
     connection_error,
     transport_error,
 )
-from .._options import Backoff, ConnectionOptions, ParsedURL
+from .._options import Backoff, ConnectionOptions, ParsedURL, learned_peers
 from . import compat
 
 log = logging.getLogger("proton_easy")
@@ -44,6 +44,8 @@ class JobLike(Protocol):
     def _dropped(self) -> None: ...
 
     def _reconnected(self) -> None: ...
+
+    def _dropped_after_end(self) -> None: ...
 
     def _fail(self, error: BaseException) -> None: ...
 
@@ -105,6 +107,15 @@ class Connection(MessagingHandler):
         self._own_credentials = False  # set per attempt here (proton's connector not hooked)
         self._url_index = 0  # with _own_credentials: the URL of the current attempt
         self._unresolved: Set[str] = set()  # URLs whose host did not resolve since the open
+        self.learned: List[ParsedURL] = []
+        """Failover peers the brokers named (``failover-server-list``), after ``urls=``."""
+        self._learning = False  # learn_failover and proton's connector can take the URLs
+        self._tls_ok = any(u.scheme == "amqps" for u in options.urls)
+        self._why = ""  # why the last connection ended, for the failover log line
+        self._why_attempt = ""  # ... and why the last attempt after it failed
+        self._dropped_url: Optional[str] = None  # the URL of the connection that dropped
+        self._switched_first = False  # the first connection went to a URL after the first
+        self._dropped_at = 0.0
 
     # -- driving ----------------------------------------------------------------------------
     def open(self, container: Any) -> Any:
@@ -115,7 +126,8 @@ class Connection(MessagingHandler):
         self._backoff.on_give_up = self._gave_up
         self._backoff.useful = lambda: self._last_useful
         self._container = container
-        several = len(self.options.urls) > 1
+        self._learning = self.options.learn_failover and compat.CONNECTOR_HOOKABLE
+        several = len(self.options.urls) > 1 or self._learning
         self._own_credentials = several and not compat.CONNECTOR_HOOKABLE
         if self._own_credentials:
             for name in ("user", "password", "allowed_mechs"):
@@ -125,20 +137,55 @@ class Connection(MessagingHandler):
             self._url_index = 0
             self._use_url(self.options.urls[0])
         elif several and not compat.hook_connector(self.proton, self._before_attempt):
-            log.warning("proton's connector could not be hooked: every failover URL gets the "
-                        "first URL's credentials")
+            self._learning = False
+            if len(self.options.urls) > 1:
+                log.warning("proton's connector could not be hooked: every failover URL gets "
+                            "the first URL's credentials")
+        if self.options.learn_failover and not self._learning:
+            log.debug("failover peers named by the broker are not followed: this proton's "
+                      "connector does not take new URLs (urls= still works)")
         return self.proton
+
+    @property
+    def failover_urls(self) -> List[ParsedURL]:
+        """Every URL a reconnect tries, in order: ``urls=`` (the URL first), then the learned."""
+        return [*self.options.urls, *self.learned]
+
+    def _learn(self, connection: Any) -> None:
+        """Take the failover peers the broker just named (each open): they replace those
+        learned before, and the URL this connection was made with stays among them."""
+        current = next((u for u in self.failover_urls if str(u) == self.current_url), None)
+        if current is None:
+            return
+        try:
+            properties = connection.remote_properties
+        except Exception:  # noqa: BLE001 - undecodable properties: nothing to learn
+            properties = None
+        named = learned_peers(properties, current)
+        given = {(u.host, u.port) for u in self.options.urls}
+        learned: List[ParsedURL] = []
+        seen = set(given)
+        for peer in ([current] if (current.host, current.port) not in given else []) + named:
+            if (peer.host, peer.port) in seen or (peer.scheme == "amqps" and not self._tls_ok):
+                continue
+            seen.add((peer.host, peer.port))
+            learned.append(peer)
+        if [str(u) for u in learned] != [str(u) for u in self.learned]:
+            if named or self.learned:
+                log.info("failover peers named by %s: %s", self.current_url,
+                         ", ".join(str(u) for u in named) or "none")
+            self.learned = learned
+            compat.set_connector_urls(self.proton, [u.connect_url for u in self.failover_urls])
 
     def _before_attempt(self, connector: Any, url: str) -> None:
         # proton gives every failover URL the same user and password, and names none of them
         # in its errors: set that URL's own credentials first, and remember which URL it is.
-        parsed = next((u for u in self.options.urls if u.connect_url == url), None)
+        parsed = next((u for u in self.failover_urls if u.connect_url == url), None)
         if parsed is not None:
             if str(parsed) != self.current_url:
                 log.info("failing over from %s to %s", self.current_url, parsed)
-                tel = _otel.current()
-                if tel is not None:
-                    tel.failed_over(self)
+                if not self.ever_opened:
+                    self._switched_first = True
             self.current_url = str(parsed)
             creds = self.options.credentials(parsed)
             connector.user, connector.password = creds["user"], creds["password"]
@@ -299,12 +346,31 @@ class Connection(MessagingHandler):
         self._opened_attempt = self._attempt
         self._frames_at_open = _frames_input(event.transport)
         self.up = True
+        if self._learning:
+            self._learn(event.connection)
         if self._backoff is not None:
             self._backoff.connected = True
         if not reopened:
             log.info("connected to %s", self.current_url)
-        if reopened:
+        failed_over = False
+        if reopened and self._dropped_url not in (None, self.current_url):
+            parsed = next((u for u in self.learned if str(u) == self.current_url), None)
+            named = " (named by the broker)" if parsed is not None else ""
+            log.info("failed over from %s to %s%s after %.1f s: %s", self._dropped_url,
+                     self.current_url, named, time.monotonic() - self._dropped_at,
+                     "; ".join(w for w in (self._why, self._why_attempt) if w)
+                     or "connection lost")
+            failed_over = True
+        elif reopened:
             log.info("reconnected to %s", self.current_url)
+        else:
+            failed_over = self._switched_first
+        tel = _otel.current()
+        if tel is not None and failed_over:
+            tel.failed_over(self)
+        self._why = self._why_attempt = ""
+        self._dropped_url = None
+        if reopened:
             tel = _otel.current()
             if tel is not None:
                 tel.reconnected(self)
@@ -349,6 +415,8 @@ class Connection(MessagingHandler):
         specific = (TLSError, AuthenticationError)
         if isinstance(err, specific) or not isinstance(self._last_error, specific):
             self._last_error = err
+        if self.ever_opened and not self.up and self.current_url == self._dropped_url:
+            self._why_attempt = str(err)  # the old URL's broker is gone: part of the why
         log.debug("transport error: %s", err)
 
     def on_connection_error(self, event: Any) -> None:
@@ -422,9 +490,14 @@ class Connection(MessagingHandler):
         self.drops += 1
         if self.closed.done() or (self._backoff is not None and self._backoff.stopped):
             return
+        cond = transport.condition if transport is not None else None
+        self._dropped_url, self._dropped_at = self.current_url, time.monotonic()
+        self._why = (f"connection to {self.current_url} lost"
+                     + (f" ({cond.name}: {cond.description})" if cond is not None else ""))
         log.warning("connection to %s lost; reconnecting", self.current_url)
         for job in list(self.jobs):
             job._guard(job._dropped)
+            job._guard(job._dropped_after_end)
 
     def on_connection_closed(self, event: Any) -> None:
         self.up = False

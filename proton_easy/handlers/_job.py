@@ -327,6 +327,12 @@ class Job(MessagingHandler):
     def _reconnected(self) -> None:
         """The connection came back; proton re-attached the links."""
 
+    def _dropped_after_end(self) -> None:
+        """The connection dropped while this ended job waited for its links to close: they
+        went with the connection (proton does not attach closed links again), so it is done."""
+        if self.done:
+            self._complete()
+
     def _guard(self, fn: Any, *args: Any) -> None:
         """Call a hook on the loop thread; an exception fails the job instead of the loop."""
         try:

@@ -641,5 +641,15 @@ class Responder(_Lean, Job):
     def in_doubt(self) -> int:
         return len(self._replies)
 
+    def _dropped(self) -> None:
+        # Replies the broker had not settled went with the connection; their requests were
+        # accepted, so they do not come again: a responder that is stopping waits no more.
+        if self._replies:
+            log.info("connection lost: %d replies unconfirmed (their requesters time out)",
+                     len(self._replies))
+            self._replies.clear()
+        if self.stopping and not self.inflight and not self.done:
+            self._guard(self.finish, self.served)
+
     def _reconnected(self) -> None:
         self._top_up()

@@ -21,12 +21,22 @@ Example::
                        permissions={"#": {"viewer": ["consume"]}}) as broker:   # says no
         pe.send(broker.url_for("reader") + "/orders", "hi")   # raises pe.Unauthorized
 
+``ArtemisHAPair(mode="shared-store" | "replication")`` runs a primary and a backup
+(``.primary``, ``.backup``, ``.urls``; kill the primary and the backup takes over, then
+``fail_back()``), ``ArtemisCluster(size=2 | 3)`` a symmetric cluster (``.nodes``), each node
+on its own free ports of 127.0.0.1, clustered over loopback::
+
+    with ArtemisHAPair(mode="replication") as pair:
+        pair.primary.kill(); pair.wait_active(pair.backup); pair.fail_back()
+
 ``ClassicBroker`` (ActiveMQ Classic 5.18.3) and ``BrokerJ`` (Qpid Broker-J 9.2.1) run the
 other two Apache brokers the same way (start, stop, kill, restart with data kept, ``url``).
 
 The pytest plugin (``proton_easy.testing.plugin``, loaded automatically) provides the
 fixtures ``activemq_classic``, ``qpid_broker_j``, ``artemis``, ``amqp_url``,
-``amqp_address``, ``artemis_factory``, ``artemis_module_factory`` and ``artemis_tls``.
+``amqp_address``, ``artemis_factory``, ``artemis_module_factory``, ``artemis_tls``,
+``artemis_ha``, ``artemis_cluster`` and their factories (``artemis_ha_factory``,
+``artemis_ha_module_factory``, ``artemis_cluster_factory``, ``artemis_cluster_module_factory``).
 :func:`make_certs` makes test certificates
 on its own (also ``python -m proton_easy.testing certs DIR``).
 """
@@ -35,6 +45,7 @@ from __future__ import annotations
 
 from ._broker import STARTUPS, ArtemisBroker, ExternalBroker, StartupRecord, resolve_mode
 from ._certs import CertificateError, Certs, load_certs, make_certs
+from ._cluster import HA_MODES, ArtemisCluster, ArtemisHAPair
 from ._distribution import ARTEMIS_VERSION, artemis_home, cache_dir, java_executable
 from ._docker import DOCKER_IMAGE, DockerConfig, docker_available, docker_container_config
 from ._errors import BrokerStartError, BrokerUnavailable
@@ -62,6 +73,9 @@ __all__ = [
     "QUICK_START_JAVA_OPTIONS",
     "STARTUPS",
     "ArtemisBroker",
+    "ArtemisCluster",
+    "ArtemisHAPair",
+    "HA_MODES",
     "BrokerStartError",
     "BrokerUnavailable",
     "CertificateError",

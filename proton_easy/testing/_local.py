@@ -193,6 +193,9 @@ class LocalBackend:
         cert_hosts: Sequence[str] = (),
         access: Optional[Access] = None,
     ) -> None:
+        self.node: Any = None
+        """A cluster or HA node's part (``_cluster.NodeSpec``): extra ``artemis create``
+        arguments, the broker.xml changes, the log lines that mean ready."""
         self.user = user
         self._password = password
         self._access = access
@@ -281,6 +284,8 @@ class LocalBackend:
         ]
         if self._queues:
             cmd += ["--queues", ",".join(self._queues)]
+        if self.node is not None:
+            cmd += self.node.create_args()
         log.info("creating an Artemis instance in %s", self.instance_dir)
         began = time.monotonic()
         proc = subprocess.run(
@@ -326,6 +331,8 @@ class LocalBackend:
         new, count = _ACCEPTORS_RE.subn(acceptors_xml(self.host, self.port, core), text, 1)
         if count != 1:
             raise BrokerStartError(f"no <acceptors> block found in {broker_xml}")
+        if self.node is not None:
+            new = self.node.broker_xml(new, self.host, self.port)
         broker_xml.write_text(new, encoding="utf-8")
         acc = None
         if self._tls:
@@ -368,18 +375,19 @@ class LocalBackend:
                 start_new_session=True, preexec_fn=_parent_death_signal(),
             )
         self._proc_box[:] = [proc]
-        log.info("started Artemis (pid %s), waiting for %s", proc.pid, READY_LINE)
+        ready = self.node.ready_lines() if self.node is not None else (READY_LINE,)
+        log.info("started Artemis (pid %s), waiting for %s", proc.pid, " or ".join(ready))
         deadline = time.monotonic() + timeout
         try:
             while True:
                 text = _read_from(log_path, offset)
-                if READY_LINE in text:
+                if any(line in text for line in ready):
                     log.info("Artemis is ready on %s:%s", self.host, self.port)
                     return
                 code = proc.poll()
                 if code is not None:
                     text = _read_from(log_path, offset)
-                    if READY_LINE in text:  # pragma: no cover - ready then died at once
+                    if any(line in text for line in ready):  # pragma: no cover - died at once
                         break
                     if _BIND_FAILED in text:
                         raise _PortRace()
@@ -389,7 +397,7 @@ class LocalBackend:
                 if time.monotonic() > deadline:
                     _kill(proc)
                     raise BrokerStartError(
-                        f"Artemis was not ready ({READY_LINE}) within {timeout:g} s; "
+                        f"Artemis was not ready ({' or '.join(ready)}) within {timeout:g} s; "
                         "killed it", self.log_tail(40),
                     )
                 time.sleep(0.05)

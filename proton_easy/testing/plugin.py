@@ -19,6 +19,12 @@ Fixtures:
   (client certificate, SASL EXTERNAL), ``.client_tls()``. Always a broker of its own, also
   when ``PROTON_EASY_TEST_URL`` is set (it needs the certificates it made).
 
+- ``artemis_ha`` (session): a started :class:`~proton_easy.testing.ArtemisHAPair`
+  (shared store); ``artemis_ha_factory`` (function) and ``artemis_ha_module_factory``
+  (module) start pairs of any mode.
+- ``artemis_cluster`` (session): a started :class:`~proton_easy.testing.ArtemisCluster` of
+  two nodes; ``artemis_cluster_factory`` and ``artemis_cluster_module_factory`` likewise.
+
 - ``activemq_classic`` / ``qpid_broker_j`` (session): a started
   :class:`~proton_easy.testing.ClassicBroker` / :class:`~proton_easy.testing.BrokerJ`.
 
@@ -43,6 +49,7 @@ from typing import Any, Callable, Generator, Iterator, List, Optional, Union
 import pytest
 
 from ._broker import STARTUPS, ArtemisBroker, ExternalBroker, _redact
+from ._cluster import ArtemisCluster, ArtemisHAPair
 from ._distribution import ARTEMIS_VERSION
 from ._local import QUICK_START_JAVA_OPTIONS
 
@@ -252,6 +259,114 @@ def artemis_module_factory() -> Iterator[Callable[..., ArtemisBroker]]:
                 pe.send(strict_broker.url_for("reader") + "/jobs", "hi")
     """
     with _broker_factory() as factory:
+        yield factory
+
+
+@contextlib.contextmanager
+def _group_factory(kind: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
+    """A function starting ``kind(*args, **kwargs)`` (a pair or a cluster); every one it
+    started is stopped when the block ends."""
+    started: List[Any] = []
+
+    def factory(*args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("java_options", QUICK_START_JAVA_OPTIONS)
+        group = kind(*args, **kwargs)
+        started.append(group)
+        group.start()
+        return group
+
+    try:
+        yield factory
+    finally:
+        for group in reversed(started):
+            group.stop()
+
+
+@pytest.fixture(scope="session")
+def artemis_ha() -> Iterator[ArtemisHAPair]:
+    """The session's HA pair: a started ``ArtemisHAPair(mode="shared-store")`` (primary and
+    backup on loopback). A test that kills a node should call ``fail_back()`` at its end.
+
+    Example::
+
+        def test_survives_failover(artemis_ha):
+            with pe.Client(artemis_ha.url) as client:     # learns the backup
+                client.send("orders", "a")
+                artemis_ha.primary.kill()
+                client.send("orders", "b")                # on the backup
+            artemis_ha.fail_back()
+    """
+    yield from _started(ArtemisHAPair(java_options=QUICK_START_JAVA_OPTIONS))
+
+
+@pytest.fixture(scope="session")
+def artemis_cluster() -> Iterator[ArtemisCluster]:
+    """The session's cluster: a started ``ArtemisCluster(size=2)`` (message load balancing
+    on demand, redistribution).
+
+    Example::
+
+        def test_redistribution(artemis_cluster):
+            first, second = artemis_cluster.nodes
+            pe.send(first.address_url("jobs"), "a")
+            assert [m.body for m in pe.receive(second.address_url("jobs"))] == ["a"]
+    """
+    yield from _started(ArtemisCluster(java_options=QUICK_START_JAVA_OPTIONS))
+
+
+@pytest.fixture
+def artemis_ha_factory() -> Iterator[Callable[..., ArtemisHAPair]]:
+    """Start HA pairs: ``artemis_ha_factory(mode="replication", **kwargs)`` returns a started
+    :class:`~proton_easy.testing.ArtemisHAPair`; all are stopped at teardown.
+
+    Example::
+
+        def test_replica(artemis_ha_factory):
+            pair = artemis_ha_factory("replication", queues=["jobs"])
+    """
+    with _group_factory(ArtemisHAPair) as factory:
+        yield factory
+
+
+@pytest.fixture(scope="module")
+def artemis_ha_module_factory() -> Iterator[Callable[..., ArtemisHAPair]]:
+    """:func:`artemis_ha_factory` for module-scoped fixtures (a pair takes 10-20 s to start).
+
+    Example::
+
+        @pytest.fixture(scope="module", params=["shared-store", "replication"])
+        def pair(request, artemis_ha_module_factory):
+            return artemis_ha_module_factory(request.param)
+    """
+    with _group_factory(ArtemisHAPair) as factory:
+        yield factory
+
+
+@pytest.fixture
+def artemis_cluster_factory() -> Iterator[Callable[..., ArtemisCluster]]:
+    """Start clusters: ``artemis_cluster_factory(size=3, **kwargs)`` returns a started
+    :class:`~proton_easy.testing.ArtemisCluster`; all are stopped at teardown.
+
+    Example::
+
+        def test_three(artemis_cluster_factory):
+            cluster = artemis_cluster_factory(size=3)
+    """
+    with _group_factory(ArtemisCluster) as factory:
+        yield factory
+
+
+@pytest.fixture(scope="module")
+def artemis_cluster_module_factory() -> Iterator[Callable[..., ArtemisCluster]]:
+    """:func:`artemis_cluster_factory` for module-scoped fixtures.
+
+    Example::
+
+        @pytest.fixture(scope="module")
+        def cluster(artemis_cluster_module_factory):
+            return artemis_cluster_module_factory(size=2, queues=["jobs"])
+    """
+    with _group_factory(ArtemisCluster) as factory:
         yield factory
 
 
