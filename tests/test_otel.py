@@ -27,7 +27,7 @@ from proton.reactor import Container
 
 import proton_easy as pe
 from proton_easy import _otel, aio
-from proton_easy.handlers import Receiver, Responder, Sender
+from proton_easy.handlers import Receiver, Responder, Sender, TxSender
 
 from .procs import ROOT
 from .test_failover import _dead_url
@@ -459,3 +459,18 @@ def test_a_global_tracer_provider_is_used_without_asking(amqp_url: str,
         print(sorted(s.name.split()[0] for s in spans), len({{s.context.trace_id for s in spans}}))
     """)
     assert out.strip() == "['receive', 'send'] 1"
+
+
+def test_a_tx_sender_with_a_count_is_one_batch_span_its_consumers_continue(
+        traces: Traces, amqp_url: str, amqp_address: str) -> None:
+    url = f"{amqp_url}/{amqp_address}"
+    job = TxSender(url, 4, batch_size=2)
+    Container(job).run()
+    assert job.committed == 4
+    assert len(pe.receive(url, count=4, timeout=5)) == 4
+    batch = traces.one("send ")
+    assert (batch.attributes or {})["messaging.batch.message_count"] == 4
+    assert len(traces.spans("declare", count=2)) >= 2   # one per batch of two
+    receives = traces.spans("receive ", count=4)
+    assert {trace_of(s) for s in receives} == {trace_of(batch)}
+    assert [parent_of(s) for s in receives] == [id_of(batch)] * 4

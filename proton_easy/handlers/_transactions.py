@@ -498,6 +498,9 @@ class TxSender(TxJob):
     >>> # Container(Send("amqp://localhost:5672/examples", messages=100, batch_size=10)).run()
     """
 
+    _otel_batch = True  # with OpenTelemetry: one send span whose context its messages carry
+    open_ended = False
+
     def __init__(
         self,
         url: Optional[str] = None,
@@ -514,6 +517,7 @@ class TxSender(TxJob):
         self.total, self._items = _message_source(messages, self.make_message)
         self.batch_size = batch_size
         self.durable = default_durable(durable, at_most_once=False)
+        self.delay: Optional[float] = None
         self.sent = 0
         self.committed = 0
         self.sender: Any = None
@@ -546,7 +550,8 @@ class TxSender(TxJob):
             return True
         if self._exhausted:
             return False
-        self._next = next_encoded(self._items, self.durable)
+        self._next = (next_encoded(self._items, self.durable) if self._otel_span is None
+                      else self._otel_span.tel.next_encoded(self))  # with its batch's context
         if self._next is None:
             self._exhausted = True
             return False
