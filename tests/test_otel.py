@@ -135,6 +135,21 @@ def test_send_and_consume_are_one_trace_across_the_broker(traces: Traces, amqp_u
     assert (settle.attributes or {})["messaging.batch.message_count"] == 1
 
 
+def test_at_most_once_sends_on_a_client_are_traced_too(traces: Traces, amqp_url: str,
+                                                      amqp_address: str) -> None:
+    # an at-most-once Client.send need not wait for the loop; with tracing its span still ends
+    # once the message is written, and its consumer continues the trace
+    with pe.Client(amqp_url) as client, traces.tracer.start_as_current_span("publish") as top:
+        for n in range(3):
+            client.send(amqp_address, f"m{n}", at_most_once=True)
+    got = pe.receive(f"{amqp_url}/{amqp_address}", count=3, timeout=5)
+    assert [m.body for m in got] == ["m0", "m1", "m2"]
+    sends = traces.spans("send ", count=3)
+    assert {parent_of(s) for s in sends} == {top.get_span_context().span_id}
+    receives = traces.spans("receive ", count=3)
+    assert {trace_of(s) for s in receives} == {top.get_span_context().trace_id}
+
+
 def test_the_context_travels_where_both_conventions_look(traces: Traces, amqp_url: str,
                                                          amqp_address: str) -> None:
     url = f"{amqp_url}/{amqp_address}"
