@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import proton
 from proton import Data, symbol
@@ -148,6 +148,23 @@ _ENCODE_ERRORS = (KeyError, TypeError, OverflowError, proton.MessageException, A
 _local = threading.local()  # one decoder per thread
 
 
+def encode_plain(head: bytes, value: Union[str, bytes]) -> Encoded:
+    """A message whose body is a str or bytes: ``head`` (the encoded sections before the body,
+    ending with the amqp-value descriptor) and the value, as AMQP str or binary.
+
+    >>> bytes(encode_plain(b"", "hi"))
+    b'\\xa1\\x02hi'
+    """
+    if isinstance(value, str):
+        data, short, long = value.encode(), b"\xa1", b"\xb1"  # str8-utf8 / str32-utf8
+    else:
+        data, short, long = value, b"\xa0", b"\xb0"  # vbin8 / vbin32
+    size = len(data)
+    if size < 256:
+        return Encoded(b"".join((head, short, size.to_bytes(1, "big"), data)))
+    return Encoded(b"".join((head, long, size.to_bytes(4, "big"), data)))
+
+
 def encode(value: Any, durable: bool = False, delay: Optional[float] = None) -> Encoded:
     """Encode a body or message to its AMQP bytes; TypeError if it cannot be encoded.
 
@@ -168,15 +185,7 @@ def encode(value: Any, durable: bool = False, delay: Optional[float] = None) -> 
         value = msg
     kind = type(value)
     if kind is bytes or kind is str:
-        head = _PLAIN_DURABLE if durable else _PLAIN
-        if kind is str:
-            data, short, long = value.encode(), b"\xa1", b"\xb1"  # str8-utf8 / str32-utf8
-        else:
-            data, short, long = value, b"\xa0", b"\xb0"  # vbin8 / vbin32
-        size = len(data)
-        if size < 256:
-            return Encoded(b"".join((head, short, size.to_bytes(1, "big"), data)))
-        return Encoded(b"".join((head, long, size.to_bytes(4, "big"), data)))
+        return encode_plain(_PLAIN_DURABLE if durable else _PLAIN, value)
     try:
         if kind is Message or kind is proton.Message or isinstance(value, (Message,
                                                                            proton.Message)):

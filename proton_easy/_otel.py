@@ -36,7 +36,7 @@ import proton
 from proton import symbol
 
 from ._engine import codec
-from ._message import _VALUE, Encoded, Message, encode
+from ._message import _VALUE, Encoded, Message, encode, encode_plain
 
 log = logging.getLogger("proton_easy")
 
@@ -606,14 +606,7 @@ class Batch:
             prefix = self._prefixes[durable] = bytes(codec.encode_message(pm)) + _VALUE
         kind = type(body)
         if kind is str or kind is bytes:
-            if kind is str:
-                data, short, long = body.encode(), b"\xa1", b"\xb1"  # str8-utf8 / str32-utf8
-            else:
-                data, short, long = body, b"\xa0", b"\xb0"  # vbin8 / vbin32
-            size = len(data)
-            if size < 256:
-                return Encoded(b"".join((prefix, short, size.to_bytes(1, "big"), data)))
-            return Encoded(b"".join((prefix, long, size.to_bytes(4, "big"), data)))
+            return encode_plain(prefix, body)
         try:
             return Encoded(codec.encode_value(body, prefix))
         except Exception:  # noqa: BLE001 - encode() gives the full reason

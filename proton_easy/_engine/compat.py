@@ -199,6 +199,14 @@ CONNECTOR_HOOKABLE: bool = _connector_hookable()
 """True when each attempt of proton's connector can be hooked (:func:`hook_connector`)."""
 
 
+def _connector(conn: Any) -> Any:
+    """proton's reconnecting connector of ``conn`` (None when it has none)."""
+    try:
+        return object.__getattribute__(conn, "_overrides")
+    except AttributeError:
+        return getattr(conn, "_overrides", None)
+
+
 def hook_connector(conn: Any, before: Callable[[Any, str], None]) -> bool:
     """Have ``before(connector, url)`` called right before proton's connector opens each
     connection attempt of ``conn`` (the proton connection from ``Container.connect``), with
@@ -207,10 +215,7 @@ def hook_connector(conn: Any, before: Callable[[Any, str], None]) -> bool:
     caller then sets the credentials itself through the public API)."""
     if PURE:
         return False
-    try:
-        connector = object.__getattribute__(conn, "_overrides")
-    except AttributeError:
-        connector = getattr(conn, "_overrides", None)
+    connector = _connector(conn)
     original = getattr(connector, "_connect", None)
     if connector is None or not callable(original):
         return False
@@ -232,10 +237,7 @@ def set_connector_urls(conn: Any, urls: List[str]) -> bool:
     does not take them (then it keeps the URLs given to ``Container.connect``)."""
     if PURE:
         return False
-    try:
-        connector = object.__getattribute__(conn, "_overrides")
-    except AttributeError:
-        connector = getattr(conn, "_overrides", None)
+    connector = _connector(conn)
     if connector is None or not hasattr(connector, "address"):
         return False
     values = [proton.Url(u) for u in urls]  # type: ignore[no-untyped-call]
