@@ -207,7 +207,8 @@ class Telemetry:
             description="Connections re-established after a drop")
         self.failovers = meter.create_counter(
             "proton_easy.failovers", unit="{failover}",
-            description="Connection attempts moved to another URL of the failover list")
+            description="Connections made to another URL of the failover list than "
+                        "the one before (at the first connect: than the first)")
         self.credit = meter.create_counter(
             "proton_easy.credit.granted", unit="{message}",
             description="Link credit granted to brokers by receivers")
