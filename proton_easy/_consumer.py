@@ -51,6 +51,8 @@ class ConsumerJob(Receiver):
         self.queue: queue.SimpleQueue[Tuple[Any, Any]] = queue.SimpleQueue()
         self.acks: Deque[Any] = collections.deque()
         self.notify = notify  # called on the loop after each put (the asyncio face's wake-up)
+        self.notify_at = 1  # ... once this many are queued (a receive waits for its count)
+        self.ended = False  # the end marker is queued (set on the loop, before the put)
 
     @property
     def ack_batch(self) -> int:
@@ -61,7 +63,8 @@ class ConsumerJob(Receiver):
     def deliver(self, msg: Message, dlv: Any) -> None:
         _raw.hold(dlv)
         self.queue.put((msg, dlv))
-        if self.notify is not None:
+        if self.notify is not None and (self.notify_at == 1
+                                        or self.queue.qsize() >= self.notify_at):
             self.notify()
 
     def settle_one(self, dlv: Any, outcome: int) -> None:
@@ -95,6 +98,7 @@ class ConsumerJob(Receiver):
 
     def on_finished(self) -> None:
         self._drop_queued()  # not handed out: the broker gets them back with the link
+        self.ended = True
         self.queue.put((_END, None))
         if self.notify is not None:
             self.notify()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import queue
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Set, Tuple
 
 from proton import Delivery
@@ -182,14 +183,15 @@ async def receive(client: Face, address: Optional[str], count: int, *,
     _, job = sync._consumer_job(address, None, selector, at_most_once, window=count,
                                 notify=inbox.notify, subscription=subscription,
                                 durable=durable, shared=shared)
+    job.notify_at = count  # one wake-up: when all are in, at the end, or at the deadline
     driver.start(job)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
     got: List[Tuple[Message, Any]] = []
     try:
+        await inbox.until(lambda: job.ended or job.queue.qsize() >= count, limit)
         while len(got) < count:
-            item = await inbox.get(job.queue, max(0.0, deadline - loop.time()))
-            if item is None:
+            try:
+                item = job.queue.get_nowait()
+            except queue.Empty:
                 break
             if item[0] is _END:
                 if job.error is not None:

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import queue
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Protocol, Tuple, TypeVar
 
 from .._driver import Driver, Patience
 
@@ -119,35 +119,50 @@ class Inbox:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def get(self, q: queue.SimpleQueue[Tuple[Any, Any]],
-                  timeout: Optional[float]) -> Optional[Tuple[Any, Any]]:
-        """The next item of ``q``, or None when ``timeout`` seconds (None: forever) pass
-        without one. Cancelling the caller takes nothing off ``q``."""
+    async def until(self, ready: Callable[[], bool], timeout: Optional[float]) -> bool:
+        """Wait until ``ready()`` (checked after each wake-up), at most ``timeout`` seconds
+        (None: forever); its last answer. A job that wakes the inbox only when the wait may be
+        over (``notify_at``) costs one wake-up for many puts.
+
+        >>> await inbox.until(lambda: job.queue.qsize() >= 10, timeout=5)   # doctest: +SKIP
+        True
+        """
         deadline = None if timeout is None else self._loop.time() + timeout
-        while True:
-            try:
-                return q.get_nowait()
-            except queue.Empty:
-                pass
+        while not ready():
             waiter: asyncio.Future[None] = self._loop.create_future()
             self._waiter = waiter
-            try:  # look again once armed: a put before this line woke nobody
-                return q.get_nowait()
-            except queue.Empty:
-                pass
+            if ready():  # look again once armed: a put before this line woke nobody
+                self._waiter = None
+                return True
             timer = None
             if deadline is not None:
                 remaining = deadline - self._loop.time()
                 if remaining <= 0:
                     self._waiter = None
-                    return None
+                    return False
                 timer = self._loop.call_later(remaining, _expire, waiter)
             try:
-                await waiter  # woken by notify() or by the timer; then look again
+                await waiter
             finally:
                 self._waiter = None
                 if timer is not None:
                     timer.cancel()
+        return True
+
+    async def get(self, q: queue.SimpleQueue[Tuple[Any, Any]],
+                  timeout: Optional[float]) -> Optional[Tuple[Any, Any]]:
+        """The next item of ``q``, or None when ``timeout`` seconds (None: forever) pass
+        without one. Cancelling the caller takes nothing off ``q``."""
+        got: List[Tuple[Any, Any]] = []
+
+        def taken() -> bool:
+            try:
+                got.append(q.get_nowait())
+            except queue.Empty:
+                return False
+            return True
+
+        return got[0] if await self.until(taken, timeout) else None
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:
