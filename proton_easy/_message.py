@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import proton
 from proton import Data, symbol
 
+from . import _wire
 from ._engine import codec
 from ._engine.codec import plain  # noqa: F401 - part of this module's API
 
@@ -187,6 +188,10 @@ def encode(value: Any, durable: bool = False, delay: Optional[float] = None) -> 
     if kind is bytes or kind is str:
         return encode_plain(_PLAIN_DURABLE if durable else _PLAIN, value)
     try:
+        if kind is Message:
+            fast = _wire.encode_message(value, durable, codec.encode_value)
+            if fast is not None:
+                return Encoded(fast)
         if kind is Message or kind is proton.Message or isinstance(value, (Message,
                                                                            proton.Message)):
             pm = to_proton(value)

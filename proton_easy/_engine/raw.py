@@ -40,6 +40,7 @@ NATIVE = compat.NATIVE
 """True: handles are proton-c pointers; False: proton's ``Delivery``/``Link`` objects."""
 
 link_credit: Callable[[Any], int]
+incoming: Callable[[Any], bool]
 updated: Callable[[Any], bool]
 remote_state: Callable[[Any], int]
 remote_settled: Callable[[Any], bool]
@@ -50,6 +51,11 @@ if NATIVE:
     _SND_SETTLED = lib.PN_SND_SETTLED
 
     link_credit = lib.pn_link_credit
+
+    def incoming(dlv: Any) -> bool:
+        """True for a delivery that came in (on a receiver link), False for one sent."""
+        return bool(lib.pn_link_is_receiver(lib.pn_delivery_link(dlv)))
+
     updated = lib.pn_delivery_updated
     remote_state = lib.pn_delivery_remote_state
     remote_settled = lib.pn_delivery_settled
@@ -115,6 +121,9 @@ else:
 
     def link_credit(link: Any) -> int:
         return int(link.credit)
+
+    def incoming(dlv: Any) -> bool:
+        return bool(dlv.link.is_receiver)
 
     def updated(dlv: Any) -> bool:
         return bool(dlv.updated)
@@ -197,7 +206,13 @@ def remote_condition(dlv: Any) -> Optional[Condition]:
     return cond if isinstance(cond, Condition) else None
 
 
+def set_condition(dlv: Any, name: str, description: str) -> None:
+    """Give the outcome of an incoming delivery a condition (a rejection's reason), before
+    :func:`settle`."""
+    wrap(dlv).local.condition = Condition(name, description)
+
+
 __all__ = ["ACCEPTED", "REJECTED", "RELEASED", "MODIFIED", "REFUSED", "NATIVE", "link_credit",
            "updated", "remote_state", "remote_settled", "settle_now", "link_impl",
            "delivery_impl", "send", "receive", "settle", "hold", "release", "wrap",
-           "remote_condition"]
+           "remote_condition", "set_condition", "incoming"]

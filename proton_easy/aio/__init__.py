@@ -2,8 +2,9 @@
 options, errors and semantics, on the same connection loop and handler jobs.
 
 Waiting never blocks the event loop: each verb hands its job to the connection's loop thread,
-as the blocking verbs do, and awaits the job's Future (``asyncio.wrap_future``); messages that
-``consume``, ``receive`` and ``serve`` take are handed over with ``call_soon_threadsafe``.
+as the blocking verbs do, and awaits the job's Future; the loop thread wakes the event loop with
+``call_soon_threadsafe``, once for the futures it finished in a row and for the messages that
+``consume``, ``receive`` and ``serve`` take.
 ``asyncio.timeout``/``wait_for`` work on every verb, as do the ``timeout=`` options.
 
 >>> from proton_easy import aio

@@ -1,16 +1,19 @@
 """How the asyncio face waits: on the same ``concurrent.futures.Future`` objects as the blocking
-verbs, through :func:`asyncio.wrap_future`, and on the jobs' hand-over queues through
-:class:`Inbox`, which the loop thread wakes with ``call_soon_threadsafe``. No thread per call;
-nothing here blocks the event loop.
+verbs, and on the jobs' hand-over queues through :class:`Inbox`. The loop thread wakes the event
+loop with ``call_soon_threadsafe``, once for all the futures it finished in a row (a
+:class:`_Relay` per event loop), not once per future as ``asyncio.wrap_future`` would. No
+thread per call; nothing here blocks the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import queue
+import weakref
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, Callable, List, Optional, Protocol, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Deque, List, Optional, Protocol, Tuple, TypeVar
 
 from .._driver import Driver, Patience
 
@@ -32,28 +35,87 @@ class Face(Protocol):
     async def close(self) -> None: ...
 
 
-def _retrieved(fut: asyncio.Future[Any]) -> None:
-    # An abandoned wait (a cancelled task) must not leave "exception was never retrieved".
-    if not fut.cancelled():
-        fut.exception()
+class _Relay:
+    """Wakes waiters of one event loop when futures finish on other threads: a finished future
+    queues its waiter, and the first one queued since the last run asks the event loop, once, to
+    wake every waiter queued by then."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._ready: Deque[asyncio.Future[None]] = collections.deque()
+        self._pending = False
+
+    def wake_on(self, fut: Future[Any], waiter: asyncio.Future[None]) -> None:
+        """Wake ``waiter`` (on the event loop) once ``fut`` is done."""
+        fut.add_done_callback(lambda _: self._done(waiter))
+
+    def _done(self, waiter: asyncio.Future[None]) -> None:  # any thread
+        self._ready.append(waiter)
+        if self._pending:
+            return  # a run is on its way and will find this one
+        self._pending = True
+        try:
+            self._loop.call_soon_threadsafe(self._run)
+        except RuntimeError:  # the event loop is closed: nobody waits any more
+            log.debug("event loop closed: wake-up dropped")
+
+    def _run(self) -> None:
+        self._pending = False  # before draining: a waiter queued from now on asks again
+        ready = self._ready
+        while ready:
+            waiter = ready.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
 
 
-def bridge(fut: Future[T]) -> asyncio.Future[T]:
-    """An asyncio future that follows ``fut``; the caller never cancels it, so ``fut`` is not
-    cancelled behind the job's back."""
-    inner = asyncio.wrap_future(fut)
-    inner.add_done_callback(_retrieved)
-    return inner
+_RELAYS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Relay] = \
+    weakref.WeakKeyDictionary()
+
+
+def _relay(loop: asyncio.AbstractEventLoop) -> _Relay:
+    relay = _RELAYS.get(loop)
+    if relay is None:
+        relay = _RELAYS[loop] = _Relay(loop)
+    return relay
+
+
+async def _settled(fut: Future[Any], patience: Optional[Patience]) -> bool:
+    """Wait until ``fut`` is done (True) or ``patience`` expires (False; None: never).
+    Cancelling the caller leaves ``fut`` alone."""
+    if fut.done():
+        return True
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+    _relay(loop).wake_on(fut, waiter)
+    if patience is None:
+        await waiter
+        return True
+    timer: List[asyncio.TimerHandle] = []
+
+    def tick() -> None:  # asked after each slice: the limit may have moved on
+        if waiter.done():
+            return
+        if patience.expired(loop.time()):
+            waiter.set_result(None)
+        else:
+            timer[0] = loop.call_later(patience.slice, tick)
+
+    timer.append(loop.call_later(patience.slice, tick))
+    try:
+        await waiter
+    finally:
+        timer[0].cancel()
+    return fut.done()
 
 
 async def result(fut: Future[T], timeout: Optional[float]) -> T:
     """``fut``'s result within ``timeout`` seconds (None: no limit), else
     :class:`asyncio.TimeoutError`; cancelling the caller leaves ``fut`` alone."""
-    inner = bridge(fut)
-    done, _ = await asyncio.wait((inner,), timeout=timeout)
-    if not done:
+    patience = None if timeout is None else Patience(
+        timeout, None, lambda: False, asyncio.get_running_loop().time())
+    if not await _settled(fut, patience):
         raise asyncio.TimeoutError()
-    return inner.result()
+    return fut.result()
 
 
 async def call(driver: Driver, fn: Callable[[], T], timeout: Optional[float] = None) -> T:
@@ -68,16 +130,10 @@ async def wait(driver: Driver, fut: Future[Any], timeout: Optional[float] = None
     """:meth:`Driver.wait <proton_easy._driver.Driver.wait>`, awaited: at most ``timeout``
     seconds (default: the driver's), or that long without progress; time spent reconnecting
     does not count. Past the limit: :class:`~proton_easy.Timeout`, after failing ``job``."""
-    inner = bridge(fut)
-    loop = asyncio.get_running_loop()
     patience = Patience(driver.timeout if timeout is None else timeout, progress,
-                        lambda: driver.reconnecting, loop.time())
-    while True:
-        done, _ = await asyncio.wait((inner,), timeout=patience.slice)
-        if done:
-            return inner.result()
-        if patience.expired(loop.time()):
-            break
+                        lambda: driver.reconnecting, asyncio.get_running_loop().time())
+    if await _settled(fut, patience):
+        return fut.result()
     limit = patience.limit
     in_doubt = 0
     if job is not None:

@@ -29,7 +29,7 @@ from typing import (
 )
 
 import proton
-from proton import Condition, Delivery
+from proton import Delivery
 from proton.handlers import MessagingHandler
 
 from .. import _otel
@@ -37,7 +37,7 @@ from .._engine import raw as _raw
 from .._engine.connection import Connection
 from .._engine.loop import use_raw_deliveries
 from .._errors import LinkError, link_error
-from .._message import Decoder, Encoded, Message, encode
+from .._message import Encoded, Message, encode
 from .._options import CONNECTION_OPTIONS, ConnectionOptions, ConnectOptions, check_seconds
 from . import _links
 
@@ -449,23 +449,12 @@ def as_message(value: Any) -> Message:
     return Message(value)
 
 
-def _read(link: Any, dlv: Any, decoder: Decoder) -> Message:
-    """Take one complete incoming message off ``link`` as a plain Message."""
-    data = link.recv(dlv.pending)
-    link.advance()
-    return decoder.decode(data)
-
-
 def _settle(dlv: Any, outcome: int, error: Optional[BaseException] = None) -> None:
-    """Settle an incoming delivery (a proton ``Delivery``) with ``outcome``; ``error`` goes
-    into a rejection's condition. One settle for every job: :func:`proton_easy._engine.raw.settle`
-    does the work."""
-    if dlv.settled:  # settled by the sender already (pre-settled): only forget it
-        dlv.settle()
-        return
+    """Settle an incoming delivery (a handle of :mod:`proton_easy._engine.raw`) with
+    ``outcome``; ``error`` goes into a rejection's condition."""
     if error is not None:
-        dlv.local.condition = Condition("amqp:internal-error", f"{type(error).__name__}: {error}")
-    _raw.settle(_raw.delivery_impl(dlv), outcome)
+        _raw.set_condition(dlv, "amqp:internal-error", f"{type(error).__name__}: {error}")
+    _raw.settle(dlv, outcome)
 
 
 def resolve(fut: Future[Any], error: Optional[BaseException] = None, result: Any = None) -> None:

@@ -17,14 +17,15 @@ import logging
 import uuid
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 
-from proton import Delivery, byte, symbol
+from proton import byte, symbol
 
 from .. import _otel
+from .._engine import raw as _raw
 from .._errors import LinkError, Timeout, delivery_error, link_error
 from .._message import Decoder, Message, encode
 from .._options import DEFAULT_TIMEOUT
 from . import _links
-from ._job import Job, _check_seconds, _Lean, _read, _settle, as_message
+from ._job import Job, _check_seconds, _Lean, _settle, as_message
 from ._links import LinkCache
 
 log = logging.getLogger("proton_easy")
@@ -216,9 +217,7 @@ class Requester(_Lean, Job):
         except (TypeError, ValueError) as exc:
             self._request_failed(req, exc)
             return
-        dlv = sender.delivery(b"%d" % next(self._tags))
-        sender.stream(payload)
-        sender.advance()
+        dlv = _raw.send(_raw.link_impl(sender), b"%d" % next(self._tags), payload)
         self._outgoing[dlv] = msg.correlation_id
         self._pending[msg.correlation_id] = req
         if "_otel_requests" in self.__dict__:
@@ -271,27 +270,26 @@ class Requester(_Lean, Job):
         log.debug("replies come to %s", address)
         self._send_unsent()
 
-    def on_delivery(self, event: Any) -> None:
-        dlv = event.delivery
-        link = dlv.link
-        if link.is_receiver:
-            if dlv.readable and not dlv.partial:
-                self._guard(self._replied, link, dlv)
+    def on_raw_delivery(self, dlv: Any) -> None:
+        if _raw.incoming(dlv):  # a reply
+            data = _raw.receive(dlv)
+            if data is not None:
+                self._guard(self._replied, dlv, data)
             return
-        if dlv.updated:
-            state = dlv.remote_state
-            if state == Delivery.ACCEPTED:
+        if _raw.updated(dlv):  # the broker's answer to a request we sent
+            state = _raw.remote_state(dlv)
+            if state == _raw.ACCEPTED:
                 self._outgoing.pop(dlv, None)
-            elif state in (Delivery.REJECTED, Delivery.RELEASED, Delivery.MODIFIED):
+            elif state in _raw.REFUSED:
                 self._guard(self._refused, dlv)
-            if dlv.settled:
-                dlv.settle()
+            if _raw.remote_settled(dlv):
+                _raw.settle_now(dlv)
 
-    def _replied(self, link: Any, dlv: Any) -> None:
+    def _replied(self, dlv: Any, data: bytearray) -> None:
         try:
-            reply = _read(link, dlv, self._decoder)
+            reply = self._decoder.decode(data)
         finally:
-            _settle(dlv, Delivery.ACCEPTED)
+            _settle(dlv, _raw.ACCEPTED)
             self._top_up()
         if self.done:
             return
@@ -314,8 +312,8 @@ class Requester(_Lean, Job):
         req = self._pending.pop(corr, None) if corr is not None else None
         if req is None:
             return
-        state = dlv.remote_state
-        cond = dlv.remote.condition if state == Delivery.REJECTED else None
+        state = _raw.remote_state(dlv)
+        cond = _raw.remote_condition(dlv) if state == _raw.REJECTED else None
         self._request_failed(req, delivery_error(state, cond))
         self._send_unsent()
 
@@ -477,29 +475,30 @@ class Responder(_Lean, Job):
             self.finish(self.served)
 
     # -- proton events (raw: see _Lean) ---------------------------------------------------------
-    def on_delivery(self, event: Any) -> None:
-        dlv = event.delivery
-        link = dlv.link
-        if link.is_receiver:
-            if dlv.readable and not dlv.partial and not link.state & link.LOCAL_CLOSED:
-                self._guard(self._arrived, link, dlv)
+    def on_raw_delivery(self, dlv: Any) -> None:
+        if _raw.incoming(dlv):  # a request
+            if self.stopping or self.done:
+                return  # its receiver is closing: left unsettled, the broker has it back
+            data = _raw.receive(dlv)
+            if data is not None:
+                self._guard(self._arrived, dlv, data)
             return
-        if dlv.updated:  # the broker's answer to a reply we sent
-            state = dlv.remote_state
-            if state in (Delivery.REJECTED, Delivery.RELEASED, Delivery.MODIFIED):
+        if _raw.updated(dlv):  # the broker's answer to a reply we sent
+            if _raw.remote_state(dlv) in _raw.REFUSED:
                 self._reply_refused(dlv)
-            if dlv.settled:
+            if _raw.remote_settled(dlv):
                 self._reply_settled(dlv)
-                dlv.settle()
+                _raw.settle_now(dlv)
 
-    def _arrived(self, link: Any, dlv: Any) -> None:
+    def _arrived(self, dlv: Any, data: bytearray) -> None:
         try:
-            msg = _read(link, dlv, self._decoder)
+            msg = self._decoder.decode(data)
         except Exception as exc:  # noqa: BLE001 - an undecodable request is rejected
             log.warning("rejecting a request that cannot be decoded: %s", exc)
-            _settle(dlv, Delivery.REJECTED, exc)
+            _settle(dlv, _raw.REJECTED, exc)
             self._top_up()
             return
+        _raw.hold(dlv)  # until it is settled (it may outlive its connection in a handler)
         self.inflight += 1
         self.handle(msg, dlv)
 
@@ -518,7 +517,7 @@ class Responder(_Lean, Job):
                  error: Optional[BaseException] = None) -> None:
         """Reply to one handled request and settle it (on the loop thread)."""
         if self.done:
-            _settle(dlv, Delivery.RELEASED)
+            self._settle_held(dlv, _raw.RELEASED)
             return
         self.inflight -= 1
         if error is None:
@@ -529,9 +528,9 @@ class Responder(_Lean, Job):
         if error is not None:
             log.warning("request %r on %r rejected: %s: %s", msg.correlation_id or msg.id,
                         self.address, type(error).__name__, error, exc_info=error)
-            _settle(dlv, Delivery.REJECTED, error)
+            self._settle_held(dlv, _raw.REJECTED, error)
         else:
-            _settle(dlv, Delivery.ACCEPTED)
+            self._settle_held(dlv, _raw.ACCEPTED)
         self.served += 1
         if self.stopping:
             if not self._replies and not self.inflight:
@@ -547,9 +546,14 @@ class Responder(_Lean, Job):
         """Put one request back on the queue unanswered (on the loop thread)."""
         if not self.done:
             self.inflight -= 1
-        _settle(dlv, Delivery.RELEASED)
+        self._settle_held(dlv, _raw.RELEASED)
         if not self.stopping:
             self._top_up()
+
+    @staticmethod
+    def _settle_held(dlv: Any, outcome: int, error: Optional[BaseException] = None) -> None:
+        _settle(dlv, outcome, error)
+        _raw.release(dlv)
 
     def send_reply(self, request: Message, result: Any) -> None:
         """Send ``result`` (a body or Message) to the request's ``reply_to``."""
@@ -570,10 +574,7 @@ class Responder(_Lean, Job):
         else:
             reply.address = reply_to
             sender = self._reply_sender(reply_to)
-        payload = encode(reply)
-        dlv = sender.delivery(b"%d" % next(self._tags))
-        sender.stream(payload)
-        sender.advance()
+        dlv = _raw.send(_raw.link_impl(sender), b"%d" % next(self._tags), encode(reply))
         self._replies[dlv] = reply_to
 
     def _use_relay(self) -> bool:
@@ -604,7 +605,7 @@ class Responder(_Lean, Job):
         reply_to = self._replies.get(dlv)
         if reply_to is not None:
             log.warning("the reply to %s was not accepted by the broker (%s)", reply_to,
-                        dlv.remote_state)
+                        _raw.wrap(dlv).remote_state)
 
     def _reply_settled(self, dlv: Any) -> None:
         if (self._replies.pop(dlv, None) is not None and self.stopping and not self._replies
