@@ -9,8 +9,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import proton
 from proton import Data, symbol
 
-from . import _wire
-from ._engine import codec
+from ._engine import codec, wire
 from ._engine.codec import plain  # noqa: F401 - part of this module's API
 
 _FIELDS = ("id", "correlation_id", "reply_to", "subject", "durable", "ttl", "priority",
@@ -189,7 +188,7 @@ def encode(value: Any, durable: bool = False, delay: Optional[float] = None) -> 
         return encode_plain(_PLAIN_DURABLE if durable else _PLAIN, value)
     try:
         if kind is Message:
-            fast = _wire.encode_message(value, durable, codec.encode_value)
+            fast = wire.encode_message(value, durable, codec.encode_value)
             if fast is not None:
                 return Encoded(fast)
         if kind is Message or kind is proton.Message or isinstance(value, (Message,
@@ -349,7 +348,8 @@ class Decoder:
     def decode(self, data: Any) -> Message:
         """Decode one message (``data``: bytes, bytearray or memoryview)."""
         out = Message.__new__(Message)
-        self._reader.read_into(out, data)
+        if not wire.decode_into(out, data):  # what Python does not read, proton does
+            self._reader.read_into(out, data)
         out.delivery_time = _delivery_time(out.annotations) if out.annotations else None
         return out
 

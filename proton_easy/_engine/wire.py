@@ -1,0 +1,456 @@
+"""The AMQP encoding of the common message, written and read in Python: byte for byte what
+proton's ``Message.encode`` writes, and the same plain fields as
+:class:`~proton_easy._engine.codec.Reader` reads, without a ``proton.Message`` (a dozen calls
+into proton-c per message; requests and replies carry ids, a reply address and application
+properties).
+
+:func:`encode_message` covers a header (``durable``, ``priority``, ``ttl``), the properties of
+a :class:`~proton_easy.Message` but ``group_id``, application properties whose keys are str and
+values str, bytes, int, float, bool or None, and any body. :func:`decode_into` reads every
+section but an amqp-sequence body or a footer, and every type but arrays, described values,
+decimals and chars. Anything else returns None or False: the caller falls back to proton.
+
+>>> from proton_easy import Message
+>>> encoded = encode_message(Message("hi", id="1"), durable=False)
+>>> bytes(encoded).hex(" ")
+'00 53 70 45 00 53 73 c0 04 01 a1 01 31 00 53 77 a1 02 68 69'
+>>> class Fields: pass
+>>> out = Fields()
+>>> decode_into(out, encoded), out.body, out.id
+(True, 'hi', '1')
+"""
+
+from __future__ import annotations
+
+import struct
+import uuid
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+import proton
+from proton import byte, float32, int32, short, symbol, timestamp, ubyte, uint, ulong, ushort
+
+
+def _long_type() -> type:
+    """The int subclass proton decodes an AMQP long to (asked of proton's public API)."""
+    pm = proton.Message()
+    pm.decode(proton.Message(properties={"n": 1}).encode())
+    properties: Dict[str, Any] = pm.properties or {}
+    return type(properties["n"])
+
+
+long = _long_type()
+
+_NULL = b"\x40"
+_TRUE = b"\x41"
+_FALSE = b"\x42"
+_HEADER = b"\x00\x53\x70"
+_PROPERTIES = b"\x00\x53\x73"
+_APPLICATION_PROPERTIES = b"\x00\x53\x74"
+_VALUE = b"\x00\x53\x77"
+_EMPTY_LIST = b"\x45"
+_DEFAULT_PRIORITY = 4
+_UINT_MAX = 2 ** 32 - 1
+_ULONG_MAX = 2 ** 64 - 1
+_LONG_MIN, _LONG_MAX = -(2 ** 63), 2 ** 63 - 1
+
+_pack_uint = struct.Struct(">I").pack
+_pack_ulong = struct.Struct(">Q").pack
+_pack_long = struct.Struct(">q").pack
+_pack_double = struct.Struct(">d").pack
+_unpack_b = struct.Struct(">b").unpack_from
+_unpack_h = struct.Struct(">h").unpack_from
+_unpack_H = struct.Struct(">H").unpack_from
+_unpack_i = struct.Struct(">i").unpack_from
+_unpack_I = struct.Struct(">I").unpack_from
+_unpack_q = struct.Struct(">q").unpack_from
+_unpack_Q = struct.Struct(">Q").unpack_from
+_unpack_f = struct.Struct(">f").unpack_from
+_unpack_d = struct.Struct(">d").unpack_from
+
+
+class _Unsupported(Exception):
+    """A value this encoder leaves to proton."""
+
+
+def _sized(short: bytes, long: bytes, data: bytes) -> bytes:
+    size = len(data)
+    if size < 256:
+        return b"".join((short, bytes((size,)), data))
+    return b"".join((long, _pack_uint(size), data))
+
+
+def _string(value: str) -> bytes:
+    return _sized(b"\xa1", b"\xb1", value.encode())
+
+
+def _binary(value: bytes) -> bytes:
+    return _sized(b"\xa0", b"\xb0", value)
+
+
+def _symbol(value: str) -> bytes:
+    return _sized(b"\xa3", b"\xb3", value.encode("ascii"))
+
+
+def _message_id(value: Any) -> bytes:
+    """A message or correlation id as proton writes it (str, ulong, uuid or binary)."""
+    kind = type(value)
+    if kind is str:
+        return _string(value)
+    if kind is int and 0 <= value <= _ULONG_MAX:
+        if value == 0:
+            return b"\x44"  # ulong0
+        if value < 256:
+            return b"\x53" + bytes((value,))  # smallulong
+        return b"\x80" + _pack_ulong(value)
+    if kind is uuid.UUID:
+        raw: bytes = value.bytes
+        return b"\x98" + raw
+    if kind is bytes:
+        return _binary(value)
+    raise _Unsupported
+
+
+def _simple(value: Any) -> bytes:
+    """An application property's value as proton writes it."""
+    kind = type(value)
+    if kind is str:
+        return _string(value)
+    if kind is bool:
+        return _TRUE if value else _FALSE
+    if kind is int:
+        if -128 <= value <= 127:
+            return b"\x55" + bytes((value & 0xFF,))  # smalllong
+        if _LONG_MIN <= value <= _LONG_MAX:
+            return b"\x81" + _pack_long(value)
+        raise _Unsupported
+    if kind is float:
+        return b"\x82" + _pack_double(value)
+    if value is None:
+        return _NULL
+    if kind is bytes:
+        return _binary(value)
+    raise _Unsupported
+
+
+def _list(fields: List[bytes]) -> bytes:
+    """A described section's list, trailing nulls left out (as proton-c does)."""
+    while fields and fields[-1] is _NULL:
+        fields.pop()
+    if not fields:
+        return _EMPTY_LIST
+    data = b"".join(fields)
+    count = len(fields)
+    if len(data) + 1 < 256:
+        return b"".join((b"\xc0", bytes((len(data) + 1, count)), data))
+    return b"".join((b"\xd0", _pack_uint(len(data) + 4), _pack_uint(count), data))
+
+
+def _header(durable: bool, priority: Optional[int], ttl: Optional[float]) -> bytes:
+    fields = [_TRUE if durable else _NULL, _NULL, _NULL]
+    if priority is not None and priority != _DEFAULT_PRIORITY:
+        if type(priority) is not int or not 0 <= priority <= 255:
+            raise _Unsupported
+        fields[1] = b"\x50" + bytes((priority,))
+    if ttl is not None:
+        millis = int(ttl * 1000)
+        if not 0 <= millis <= _UINT_MAX:
+            raise _Unsupported
+        if millis:
+            fields[2] = b"\x70" + _pack_uint(millis)
+    return _HEADER + _list(fields)
+
+
+def _optional(encode: Callable[[Any], bytes], value: Any) -> bytes:
+    return _NULL if value is None else encode(value)
+
+
+def _timestamp(seconds: Any) -> bytes:
+    if type(seconds) not in (int, float):
+        raise _Unsupported
+    millis = int(seconds * 1000)
+    if not millis:
+        return _NULL
+    if not _LONG_MIN <= millis <= _LONG_MAX:
+        raise _Unsupported
+    return b"\x83" + _pack_long(millis)
+
+
+def _str_field(value: Any) -> bytes:
+    if value is None:
+        return _NULL
+    if type(value) is not str:
+        raise _Unsupported
+    return _string(value)
+
+
+def _properties(msg: Any) -> bytes:
+    user_id = msg.user_id
+    if user_id is not None and type(user_id) is not bytes:
+        raise _Unsupported
+    content_type = msg.content_type
+    if content_type is not None and type(content_type) is not str:
+        raise _Unsupported
+    return _PROPERTIES + _list([
+        _optional(_message_id, msg.id),
+        _optional(_binary, user_id),
+        _str_field(msg.address),
+        _str_field(msg.subject),
+        _str_field(msg.reply_to),
+        _optional(_message_id, msg.correlation_id),
+        _optional(_symbol, content_type),
+        _NULL,  # content-encoding
+        _NULL,  # absolute-expiry-time
+        _optional(_timestamp, msg.creation_time),
+    ])
+
+
+def _application_properties(properties: Dict[Any, Any]) -> bytes:
+    entries = []
+    for key, value in properties.items():
+        if type(key) is not str:
+            raise _Unsupported
+        entries.append(_string(key))
+        entries.append(_simple(value))
+    data = b"".join(entries)
+    return b"".join((_APPLICATION_PROPERTIES, b"\xd1", _pack_uint(len(data) + 4),
+                     _pack_uint(len(entries)), data))
+
+
+def encode_message(msg: Any, durable: bool,
+                   body: Optional[Callable[[Any, bytes], Union[bytes, bytearray]]] = None,
+                   ) -> Optional[bytes]:
+    """The AMQP bytes of a :class:`~proton_easy.Message` (``durable``: the send's default for a
+    message whose ``durable`` is None), or None when it needs proton's encoder. A body that is
+    not str, bytes or None is written by ``body(value, prefix)`` (None: left to proton)."""
+    if msg.annotations or msg.delivery_time is not None or msg.group_id is not None:
+        return None
+    try:
+        flag = msg.durable
+        head = [_header(bool(flag) if flag is not None else durable, msg.priority, msg.ttl),
+                _properties(msg)]
+        if msg.properties:
+            head.append(_application_properties(msg.properties))
+    except (_Unsupported, TypeError, ValueError, OverflowError, UnicodeError):
+        return None
+    value = msg.body
+    kind = type(value)
+    if value is None:
+        return b"".join(head)
+    if kind is str:
+        head += (_VALUE, _string(value))
+        return b"".join(head)
+    if kind is bytes:
+        head += (_VALUE, _binary(value))
+        return b"".join(head)
+    if body is None:
+        return None
+    head.append(_VALUE)
+    return bytes(body(value, b"".join(head)))
+
+
+# -- decoding ---------------------------------------------------------------------------
+def _value(data: bytes, pos: int) -> Tuple[Any, int]:
+    """One AMQP value at ``pos``, typed as proton's Data.get_object types it; and the next pos."""
+    code = data[pos]
+    pos += 1
+    if code == 0xa1:
+        end = pos + 1 + data[pos]
+        return data[pos + 1:end].decode(), end
+    if code == 0x40:
+        return None, pos
+    if code == 0xa3:
+        end = pos + 1 + data[pos]
+        return symbol(data[pos + 1:end].decode("ascii")), end
+    if code == 0x55:
+        return long(_unpack_b(data, pos)[0]), pos + 1
+    if code == 0x81:
+        return long(_unpack_q(data, pos)[0]), pos + 8
+    if code == 0x41:
+        return True, pos
+    if code == 0x42:
+        return False, pos
+    if code == 0x56:
+        return data[pos] != 0, pos + 1
+    if code == 0xa0:
+        end = pos + 1 + data[pos]
+        return bytes(data[pos + 1:end]), end
+    if code == 0xb1:
+        end = pos + 4 + _unpack_I(data, pos)[0]
+        return data[pos + 4:end].decode(), end
+    if code == 0xb0:
+        end = pos + 4 + _unpack_I(data, pos)[0]
+        return bytes(data[pos + 4:end]), end
+    if code == 0xb3:
+        end = pos + 4 + _unpack_I(data, pos)[0]
+        return symbol(data[pos + 4:end].decode("ascii")), end
+    if code == 0x82:
+        return _unpack_d(data, pos)[0], pos + 8
+    if code == 0x83:
+        return timestamp(_unpack_q(data, pos)[0]), pos + 8
+    if code == 0x44:
+        return ulong(0), pos
+    if code == 0x53:
+        return ulong(data[pos]), pos + 1
+    if code == 0x80:
+        return ulong(_unpack_Q(data, pos)[0]), pos + 8
+    if code == 0x43:
+        return uint(0), pos
+    if code == 0x52:
+        return uint(data[pos]), pos + 1
+    if code == 0x70:
+        return uint(_unpack_I(data, pos)[0]), pos + 4
+    if code == 0x54:
+        return int32(_unpack_b(data, pos)[0]), pos + 1
+    if code == 0x71:
+        return int32(_unpack_i(data, pos)[0]), pos + 4
+    if code == 0x50:
+        return ubyte(data[pos]), pos + 1
+    if code == 0x51:
+        return byte(_unpack_b(data, pos)[0]), pos + 1
+    if code == 0x60:
+        return ushort(_unpack_H(data, pos)[0]), pos + 2
+    if code == 0x61:
+        return short(_unpack_h(data, pos)[0]), pos + 2
+    if code == 0x72:
+        return float32(_unpack_f(data, pos)[0]), pos + 4
+    if code == 0x98:
+        return uuid.UUID(bytes=bytes(data[pos:pos + 16])), pos + 16
+    if code == 0x45:
+        return [], pos
+    if code == 0xc0 or code == 0xc1:  # list8, map8: size, count
+        end, count, pos = pos + 1 + data[pos], data[pos + 1], pos + 2
+    elif code == 0xd0 or code == 0xd1:  # list32, map32
+        end, count, pos = pos + 4 + _unpack_I(data, pos)[0], _unpack_I(data, pos + 4)[0], pos + 8
+    else:
+        raise _Unsupported  # arrays, described values, decimals, chars: proton reads them
+    if code == 0xc0 or code == 0xd0:
+        items = []
+        for _ in range(count):
+            item, pos = _value(data, pos)
+            items.append(item)
+        result: Any = items
+    else:
+        result = {}
+        for _ in range(count // 2):
+            key, pos = _value(data, pos)
+            result[key], pos = _value(data, pos)
+    if pos != end:
+        raise _Unsupported  # sizes that do not add up: let proton say what is wrong
+    return result, pos
+
+
+def _read_id(value: Any) -> Any:
+    """What proton's ``msgid2py`` makes of an id: ulong as int, str, bytes, UUID; else None."""
+    kind = type(value)
+    if kind is str or kind is bytes or kind is uuid.UUID or value is None:
+        return value
+    if kind is ulong:
+        return int(value)
+    if (kind is long or kind is int32) and value >= 0:
+        return int(value)
+    return None
+
+
+def _text(value: Any) -> Optional[str]:
+    if value is None or type(value) is str:
+        return value
+    raise _Unsupported
+
+
+def decode_into(out: Any, data: Any) -> bool:
+    """Decode ``data`` onto ``out``'s fields as :class:`~proton_easy._engine.codec.Reader` does;
+    False (``out`` half written) when the message needs proton's decoder."""
+    try:
+        return _decode_into(out, data)
+    except (_Unsupported, IndexError, TypeError, ValueError, struct.error, UnicodeError):
+        return False
+
+
+def _decode_into(out: Any, data: Any) -> bool:
+    end = len(data)
+    pos = 0
+    header: Any = None
+    props: Any = None
+    app: Any = None
+    ann: Any = None
+    body: Any = None
+    has_body = False
+    while pos < end:
+        if data[pos] != 0 or data[pos + 1] != 0x53:
+            return False
+        code = data[pos + 2]
+        value, pos = _value(data, pos + 3)
+        if code == 0x77 or code == 0x75:  # amqp-value, data
+            if has_body or (code == 0x75 and type(value) is not bytes):
+                return False
+            body, has_body = value, True
+        elif code == 0x73:
+            props = value
+        elif code == 0x70:
+            header = value
+        elif code == 0x74:
+            app = value
+        elif code == 0x72:
+            ann = value
+        elif code != 0x71:  # delivery annotations: not kept (nor by proton's Message fields)
+            return False  # amqp-sequence, footer, or something else
+    if pos != end:
+        return False
+    out.body = body
+    if app is not None and type(app) is not dict or ann is not None and type(ann) is not dict:
+        return False
+    out.properties = app or {}
+    out.annotations = ann or {}
+    durable, priority, ttl, count = False, 4, 0, 0
+    if header is not None:
+        if type(header) is not list:
+            return False
+        n = len(header)
+        if n > 0 and header[0] is not None:
+            durable = header[0]
+            if type(durable) is not bool:
+                return False
+        if n > 1 and header[1] is not None:
+            priority = header[1]
+            if type(priority) is not ubyte:
+                return False
+        if n > 2 and header[2] is not None:
+            ttl = header[2]
+            if type(ttl) is not uint:
+                return False
+        if n > 4 and header[4] is not None:
+            count = header[4]
+            if type(count) is not uint:
+                return False
+    out.durable = durable
+    out.priority = None if priority == 4 else int(priority)
+    out.ttl = ttl / 1000.0 or None
+    out.delivery_count = int(count)
+    out.redelivered = count > 0
+    if props is not None and type(props) is not list:
+        return False
+    fields: List[Any] = props or []
+    if len(fields) < 13:
+        fields = fields + [None] * (13 - len(fields))
+    out.id = _read_id(fields[0])
+    user_id = fields[1]
+    if user_id is not None and type(user_id) is not bytes:
+        return False
+    out.user_id = user_id or None
+    out.address = _text(fields[2])
+    out.subject = _text(fields[3])
+    out.reply_to = _text(fields[4])
+    out.correlation_id = _read_id(fields[5])
+    ctype = fields[6]
+    if ctype is not None and type(ctype) is not symbol:
+        return False
+    out.content_type = None if ctype in (None, "None", "") else str(ctype)
+    created = fields[9]
+    if created is not None and type(created) is not timestamp:
+        return False
+    out.creation_time = (created or 0) / 1000.0 or None
+    out.group_id = _text(fields[10])
+    return True
+
+
+__all__ = ["encode_message", "decode_into"]
