@@ -62,10 +62,21 @@ FIELD_MESSAGES: List[Message] = [
                              "k": b"bin", "l": "s" * 300}),
     Message("y" * 70000, properties={"p": "q"}, id="big"),
     Message("x", properties={f"k{n}": n for n in range(100)}),
+    Message("x", annotations={"x-opt-a": 1}), Message("x", delivery_time=time.time() + 60),
+    Message("reply", correlation_id="c", address="r",
+            annotations={proton.symbol("x-opt-jms-dest"): proton.byte(0)}),
+    Message("x", annotations={"a": 1}, delivery_time=1700000000.5),
+    Message("x", annotations={proton.ulong(7): "k"}, id=proton.ulong(300)),
+    Message("x", properties={
+        "a": proton.ulong(0), "b": proton.ulong(5), "c": proton.ulong(300), "d": proton.uint(0),
+        "e": proton.uint(5), "f": proton.uint(300), "g": proton.int32(5), "h": proton.int32(-300),
+        "i": proton.int32(200), "j": proton.ubyte(7), "k": proton.byte(-5), "l": proton.short(-2),
+        "m": proton.ushort(9), "n": proton.timestamp(5), "o": proton.float32(1.5),
+        "p": proton.symbol("s"), "q": uuid.UUID(int=1)}),
 ]
 PROTON_ENCODES: List[Message] = [
-    Message("x", annotations={"x-opt-a": 1}), Message("x", group_id="g"),
-    Message("x", delivery_time=time.time() + 60), Message("x", id=-1),
+    Message("x", group_id="g"), Message("x", id=-1),
+    Message("x", annotations={1: "int key"}), Message("x", properties={"c": proton.char("x")}),
     Message("x", id=True), Message("x", properties={"a": 2 ** 63}),
     Message("x", properties={"a": [1]}), Message("x", content_type="é"),
     Message("x", priority=256), Message("x", ttl=-1),

@@ -4,9 +4,10 @@ proton's ``Message.encode`` writes, and the same plain fields as
 into proton-c per message; requests and replies carry ids, a reply address and application
 properties).
 
-:func:`encode_message` covers a header (``durable``, ``priority``, ``ttl``), the properties of
-a :class:`~proton_easy.Message` but ``group_id``, application properties whose keys are str and
-values str, bytes, int, float, bool or None, and any body. :func:`decode_into` reads every
+:func:`encode_message` covers a header (``durable``, ``priority``, ``ttl``), message annotations
+(with a delivery time), the properties of a :class:`~proton_easy.Message` but ``group_id``,
+application properties whose keys are str and values str, bytes, int, float, bool, None, UUID
+or one of proton's typed numbers and symbols, and any body. :func:`decode_into` reads every
 section but an amqp-sequence body or a footer, and every type but arrays, described values,
 decimals and chars. Anything else returns None or False: the caller falls back to proton.
 
@@ -46,6 +47,7 @@ _FALSE = b"\x42"
 _HEADER = b"\x00\x53\x70"
 _PROPERTIES = b"\x00\x53\x73"
 _APPLICATION_PROPERTIES = b"\x00\x53\x74"
+_MESSAGE_ANNOTATIONS = b"\x00\x53\x72"
 _VALUE = b"\x00\x53\x77"
 _EMPTY_LIST = b"\x45"
 _DEFAULT_PRIORITY = 4
@@ -57,6 +59,10 @@ _pack_uint = struct.Struct(">I").pack
 _pack_ulong = struct.Struct(">Q").pack
 _pack_long = struct.Struct(">q").pack
 _pack_double = struct.Struct(">d").pack
+_pack_int = struct.Struct(">i").pack
+_pack_short = struct.Struct(">h").pack
+_pack_ushort = struct.Struct(">H").pack
+_pack_float = struct.Struct(">f").pack
 _unpack_b = struct.Struct(">b").unpack_from
 _unpack_h = struct.Struct(">h").unpack_from
 _unpack_H = struct.Struct(">H").unpack_from
@@ -96,12 +102,8 @@ def _message_id(value: Any) -> bytes:
     kind = type(value)
     if kind is str:
         return _string(value)
-    if kind is int and 0 <= value <= _ULONG_MAX:
-        if value == 0:
-            return b"\x44"  # ulong0
-        if value < 256:
-            return b"\x53" + bytes((value,))  # smallulong
-        return b"\x80" + _pack_ulong(value)
+    if (kind is int or kind is ulong) and 0 <= value <= _ULONG_MAX:
+        return _typed(ulong(value))
     if kind is uuid.UUID:
         raw: bytes = value.bytes
         return b"\x98" + raw
@@ -110,18 +112,56 @@ def _message_id(value: Any) -> bytes:
     raise _Unsupported
 
 
+def _small_or(short: bytes, long: bytes, pack: Callable[[int], bytes], value: int,
+              low: int = 0) -> bytes:
+    if low <= value < low + 256:
+        return short + bytes((value & 0xFF,))
+    return long + pack(value)
+
+
+def _typed(value: Any) -> bytes:
+    """A value of one of proton's AMQP types (an int or str subclass) as proton writes it."""
+    kind = type(value)
+    if kind is symbol:
+        return _symbol(value)
+    if kind is ulong:
+        if value == 0:
+            return b"\x44"
+        return _small_or(b"\x53", b"\x80", _pack_ulong, value)
+    if kind is uint:
+        if value == 0:
+            return b"\x43"
+        return _small_or(b"\x52", b"\x70", _pack_uint, value)
+    if kind is int32:
+        return _small_or(b"\x54", b"\x71", _pack_int, value, -128)
+    if kind is ubyte:
+        return b"\x50" + bytes((value,))
+    if kind is byte:
+        return b"\x51" + bytes((value & 0xFF,))
+    if kind is ushort:
+        return b"\x60" + _pack_ushort(value)
+    if kind is short:
+        return b"\x61" + _pack_short(value)
+    if kind is timestamp:
+        return b"\x83" + _pack_long(value)
+    if kind is float32:
+        return b"\x72" + _pack_float(value)
+    if kind is uuid.UUID:
+        raw: bytes = value.bytes
+        return b"\x98" + raw
+    raise _Unsupported
+
+
 def _simple(value: Any) -> bytes:
-    """An application property's value as proton writes it."""
+    """An application property's or annotation's value as proton writes it."""
     kind = type(value)
     if kind is str:
         return _string(value)
     if kind is bool:
         return _TRUE if value else _FALSE
     if kind is int:
-        if -128 <= value <= 127:
-            return b"\x55" + bytes((value & 0xFF,))  # smalllong
         if _LONG_MIN <= value <= _LONG_MAX:
-            return b"\x81" + _pack_long(value)
+            return _small_or(b"\x55", b"\x81", _pack_long, value, -128)  # (small)long
         raise _Unsupported
     if kind is float:
         return b"\x82" + _pack_double(value)
@@ -129,7 +169,30 @@ def _simple(value: Any) -> bytes:
         return _NULL
     if kind is bytes:
         return _binary(value)
-    raise _Unsupported
+    return _typed(value)
+
+
+def _map(section: bytes, entries: List[bytes]) -> bytes:
+    data = b"".join(entries)
+    return b"".join((section, b"\xd1", _pack_uint(len(data) + 4), _pack_uint(len(entries)),
+                     data))
+
+
+def _annotations(annotations: Dict[Any, Any], delivery_time: Optional[float]) -> bytes:
+    entries = []
+    for key, value in annotations.items():
+        kind = type(key)
+        if kind is str or kind is symbol:
+            entries.append(_symbol(key))  # proton makes str keys symbols
+        elif kind is ulong:
+            entries.append(_typed(key))
+        else:
+            raise _Unsupported
+        entries.append(_simple(value))
+    if delivery_time is not None:
+        entries.append(_symbol("x-opt-delivery-time"))
+        entries.append(_simple(int(delivery_time * 1000)))
+    return _map(_MESSAGE_ANNOTATIONS, entries)
 
 
 def _list(fields: List[bytes]) -> bytes:
@@ -211,9 +274,7 @@ def _application_properties(properties: Dict[Any, Any]) -> bytes:
             raise _Unsupported
         entries.append(_string(key))
         entries.append(_simple(value))
-    data = b"".join(entries)
-    return b"".join((_APPLICATION_PROPERTIES, b"\xd1", _pack_uint(len(data) + 4),
-                     _pack_uint(len(entries)), data))
+    return _map(_APPLICATION_PROPERTIES, entries)
 
 
 def encode_message(msg: Any, durable: bool,
@@ -222,12 +283,14 @@ def encode_message(msg: Any, durable: bool,
     """The AMQP bytes of a :class:`~proton_easy.Message` (``durable``: the send's default for a
     message whose ``durable`` is None), or None when it needs proton's encoder. A body that is
     not str, bytes or None is written by ``body(value, prefix)`` (None: left to proton)."""
-    if msg.annotations or msg.delivery_time is not None or msg.group_id is not None:
+    if msg.group_id is not None:
         return None
     try:
         flag = msg.durable
-        head = [_header(bool(flag) if flag is not None else durable, msg.priority, msg.ttl),
-                _properties(msg)]
+        head = [_header(bool(flag) if flag is not None else durable, msg.priority, msg.ttl)]
+        if msg.annotations or msg.delivery_time is not None:
+            head.append(_annotations(msg.annotations, msg.delivery_time))
+        head.append(_properties(msg))
         if msg.properties:
             head.append(_application_properties(msg.properties))
     except (_Unsupported, TypeError, ValueError, OverflowError, UnicodeError):
