@@ -63,6 +63,7 @@ _pack_int = struct.Struct(">i").pack
 _pack_short = struct.Struct(">h").pack
 _pack_ushort = struct.Struct(">H").pack
 _pack_float = struct.Struct(">f").pack
+_unpack_B = struct.Struct(">B").unpack_from
 _unpack_b = struct.Struct(">b").unpack_from
 _unpack_h = struct.Struct(">h").unpack_from
 _unpack_H = struct.Struct(">H").unpack_from
@@ -312,70 +313,57 @@ def encode_message(msg: Any, durable: bool,
 
 
 # -- decoding ---------------------------------------------------------------------------
+def _text_of(raw: Any) -> str:
+    return bytes(raw).decode()
+
+
+def _symbol_of(raw: Any) -> symbol:
+    return symbol(bytes(raw).decode("ascii"))
+
+
+_FIXED: Dict[int, Tuple[Callable[[Any, int], Tuple[Any, ...]], int, Callable[[Any], Any]]] = {
+    0x55: (_unpack_b, 1, long), 0x81: (_unpack_q, 8, long), 0x82: (_unpack_d, 8, float),
+    0x83: (_unpack_q, 8, timestamp), 0x53: (_unpack_B, 1, ulong), 0x80: (_unpack_Q, 8, ulong),
+    0x52: (_unpack_B, 1, uint), 0x70: (_unpack_I, 4, uint), 0x54: (_unpack_b, 1, int32),
+    0x71: (_unpack_i, 4, int32), 0x50: (_unpack_B, 1, ubyte), 0x51: (_unpack_b, 1, byte),
+    0x60: (_unpack_H, 2, ushort), 0x61: (_unpack_h, 2, short), 0x72: (_unpack_f, 4, float32),
+    0x56: (_unpack_B, 1, bool),
+}
+"""Fixed-width types: code -> (unpack, width, the type proton reads it as)."""
+
+_SIZED: Dict[int, Tuple[Callable[[Any, int], Tuple[Any, ...]], int, Callable[[Any], Any]]] = {
+    0xa1: (_unpack_B, 1, _text_of), 0xb1: (_unpack_I, 4, _text_of),
+    0xa0: (_unpack_B, 1, bytes), 0xb0: (_unpack_I, 4, bytes),
+    0xa3: (_unpack_B, 1, _symbol_of), 0xb3: (_unpack_I, 4, _symbol_of),
+}
+"""Strings, binaries and symbols: code -> (unpack of the size, its width, the type)."""
+
+_CONSTANT: Dict[int, Any] = {0x40: None, 0x41: True, 0x42: False, 0x44: ulong(0), 0x43: uint(0)}
+
+
 def _value(data: bytes, pos: int) -> Tuple[Any, int]:
     """One AMQP value at ``pos``, typed as proton's Data.get_object types it; and the next pos."""
     code = data[pos]
     pos += 1
-    if code == 0xa1:
+    if code == 0xa1:  # str8: the most common by far
         end = pos + 1 + data[pos]
+        if end > len(data):
+            raise _Unsupported  # cut short
         return data[pos + 1:end].decode(), end
-    if code == 0x40:
-        return None, pos
-    if code == 0xa3:
-        end = pos + 1 + data[pos]
-        return symbol(data[pos + 1:end].decode("ascii")), end
-    if code == 0x55:
-        return long(_unpack_b(data, pos)[0]), pos + 1
-    if code == 0x81:
-        return long(_unpack_q(data, pos)[0]), pos + 8
-    if code == 0x41:
-        return True, pos
-    if code == 0x42:
-        return False, pos
-    if code == 0x56:
-        return data[pos] != 0, pos + 1
-    if code == 0xa0:
-        end = pos + 1 + data[pos]
-        return bytes(data[pos + 1:end]), end
-    if code == 0xb1:
-        end = pos + 4 + _unpack_I(data, pos)[0]
-        return data[pos + 4:end].decode(), end
-    if code == 0xb0:
-        end = pos + 4 + _unpack_I(data, pos)[0]
-        return bytes(data[pos + 4:end]), end
-    if code == 0xb3:
-        end = pos + 4 + _unpack_I(data, pos)[0]
-        return symbol(data[pos + 4:end].decode("ascii")), end
-    if code == 0x82:
-        return _unpack_d(data, pos)[0], pos + 8
-    if code == 0x83:
-        return timestamp(_unpack_q(data, pos)[0]), pos + 8
-    if code == 0x44:
-        return ulong(0), pos
-    if code == 0x53:
-        return ulong(data[pos]), pos + 1
-    if code == 0x80:
-        return ulong(_unpack_Q(data, pos)[0]), pos + 8
-    if code == 0x43:
-        return uint(0), pos
-    if code == 0x52:
-        return uint(data[pos]), pos + 1
-    if code == 0x70:
-        return uint(_unpack_I(data, pos)[0]), pos + 4
-    if code == 0x54:
-        return int32(_unpack_b(data, pos)[0]), pos + 1
-    if code == 0x71:
-        return int32(_unpack_i(data, pos)[0]), pos + 4
-    if code == 0x50:
-        return ubyte(data[pos]), pos + 1
-    if code == 0x51:
-        return byte(_unpack_b(data, pos)[0]), pos + 1
-    if code == 0x60:
-        return ushort(_unpack_H(data, pos)[0]), pos + 2
-    if code == 0x61:
-        return short(_unpack_h(data, pos)[0]), pos + 2
-    if code == 0x72:
-        return float32(_unpack_f(data, pos)[0]), pos + 4
+    sized = _SIZED.get(code)
+    if sized is not None:
+        unpack, width, kind = sized
+        start = pos + width
+        end = start + unpack(data, pos)[0]
+        if end > len(data):
+            raise _Unsupported  # cut short
+        return kind(data[start:end]), end
+    fixed = _FIXED.get(code)
+    if fixed is not None:
+        unpack, width, kind = fixed
+        return kind(unpack(data, pos)[0]), pos + width
+    if code in _CONSTANT:
+        return _CONSTANT[code], pos
     if code == 0x98:
         return uuid.UUID(bytes=bytes(data[pos:pos + 16])), pos + 16
     if code == 0x45:
@@ -418,6 +406,15 @@ def _text(value: Any) -> Optional[str]:
     if value is None or type(value) is str:
         return value
     raise _Unsupported
+
+
+def _field(value: Any, kind: type, default: Any) -> Any:
+    """A header field: ``default`` when null, else a ``kind``."""
+    if value is None:
+        return default
+    if type(value) is not kind:
+        raise _Unsupported
+    return value
 
 
 def decode_into(out: Any, data: Any) -> bool:
@@ -464,27 +461,12 @@ def _decode_into(out: Any, data: Any) -> bool:
         return False
     out.properties = app or {}
     out.annotations = ann or {}
-    durable, priority, ttl, count = False, 4, 0, 0
-    if header is not None:
-        if type(header) is not list:
-            return False
-        n = len(header)
-        if n > 0 and header[0] is not None:
-            durable = header[0]
-            if type(durable) is not bool:
-                return False
-        if n > 1 and header[1] is not None:
-            priority = header[1]
-            if type(priority) is not ubyte:
-                return False
-        if n > 2 and header[2] is not None:
-            ttl = header[2]
-            if type(ttl) is not uint:
-                return False
-        if n > 4 and header[4] is not None:
-            count = header[4]
-            if type(count) is not uint:
-                return False
+    if header is not None and type(header) is not list:
+        return False
+    header = (header or []) + [None] * 5
+    durable, priority, ttl, count = (
+        _field(header[0], bool, False), _field(header[1], ubyte, 4),
+        _field(header[2], uint, 0), _field(header[4], uint, 0))
     out.durable = durable
     out.priority = None if priority == 4 else int(priority)
     out.ttl = ttl / 1000.0 or None

@@ -35,15 +35,32 @@ class Face(Protocol):
     async def close(self) -> None: ...
 
 
-class _Relay:
+class _OneWakeUp:
+    """At most one wake-up of an event loop in flight: :meth:`_once` asks the event loop to
+    call ``fn`` unless an earlier call is still on its way; ``fn`` resets ``_pending`` first."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._pending = False
+
+    def _once(self, fn: Callable[[], None]) -> None:
+        if self._pending:
+            return
+        self._pending = True
+        try:
+            self._loop.call_soon_threadsafe(fn)
+        except RuntimeError:  # the event loop is closed: nobody waits any more
+            log.debug("event loop closed: wake-up dropped")
+
+
+class _Relay(_OneWakeUp):
     """Wakes waiters of one event loop when futures finish on other threads: a finished future
     queues its waiter, and the first one queued since the last run asks the event loop, once, to
     wake every waiter queued by then."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        super().__init__(loop)
         self._ready: Deque[asyncio.Future[None]] = collections.deque()
-        self._pending = False
 
     def wake_on(self, fut: Future[Any], waiter: asyncio.Future[None]) -> None:
         """Wake ``waiter`` (on the event loop) once ``fut`` is done."""
@@ -51,13 +68,7 @@ class _Relay:
 
     def _done(self, waiter: asyncio.Future[None]) -> None:  # any thread
         self._ready.append(waiter)
-        if self._pending:
-            return  # a run is on its way and will find this one
-        self._pending = True
-        try:
-            self._loop.call_soon_threadsafe(self._run)
-        except RuntimeError:  # the event loop is closed: nobody waits any more
-            log.debug("event loop closed: wake-up dropped")
+        self._once(self._run)  # a run on its way finds this one too
 
     def _run(self) -> None:
         self._pending = False  # before draining: a waiter queued from now on asks again
@@ -144,7 +155,7 @@ async def wait(driver: Driver, fut: Future[Any], timeout: Optional[float] = None
     raise driver.timeout_error(job, limit, what, in_doubt)
 
 
-class Inbox:
+class Inbox(_OneWakeUp):
     """Waits on a job's hand-over queue (a ``queue.SimpleQueue`` the loop thread fills) from
     the event loop: the job calls :meth:`notify` on the loop thread after each put, which wakes
     the waiting coroutine with ``call_soon_threadsafe`` (at most one wake-up in flight).
@@ -155,19 +166,12 @@ class Inbox:
     """
 
     def __init__(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        super().__init__(asyncio.get_running_loop())
         self._waiter: Optional[asyncio.Future[None]] = None
-        self._pending = False
 
     def notify(self) -> None:
         """Wake the waiting coroutine (called on the loop thread, after a put)."""
-        if self._pending:
-            return  # a wake-up is on its way and will run after this put
-        self._pending = True
-        try:
-            self._loop.call_soon_threadsafe(self._wake)
-        except RuntimeError:  # the event loop is closed: nobody waits any more
-            log.debug("event loop closed: wake-up dropped")
+        self._once(self._wake)  # a wake-up on its way runs after this put
 
     def _wake(self) -> None:
         self._pending = False
