@@ -12,6 +12,7 @@ too (cluster bridges and replication use it).
 from __future__ import annotations
 
 import logging
+import os
 import re
 import secrets
 import shutil
@@ -22,6 +23,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ._access import SettingsArg
 from ._broker import ArtemisBroker, resolve_mode
+from ._docker import CONTAINER_SHARED_DIR
 from ._errors import BrokerStartError
 from ._local import free_port
 
@@ -54,7 +56,8 @@ class NodeSpec:
 
     ``role`` is ``"primary"``, ``"backup"`` or ``"node"`` (a cluster member without HA);
     ``ha`` is ``"shared-store"``, ``"replication"`` or None; ``peers`` the ``(host, port)``
-    of the other nodes' announced acceptors; ``data_dir`` the shared store (shared-store).
+    of the other nodes' announced acceptors; ``data_dir`` the shared store (shared-store),
+    as the node sees it, and ``host_data_dir`` the host folder mounted there (Docker).
 
     Example::
 
@@ -71,6 +74,7 @@ class NodeSpec:
     cluster_password: str = field(repr=False)
     peers: List[Tuple[str, int]] = field(default_factory=list)
     data_dir: Optional[str] = None
+    host_data_dir: Optional[str] = None
     announce: Optional[Tuple[str, int]] = None
     """The host and port announced to the cluster and to clients (default: the acceptor's)."""
 
@@ -157,14 +161,7 @@ class _Nodes:
     def __init__(self, *, broker_mode: Optional[str], user: str, password: Optional[str],
                  queues: Sequence[str], startup_timeout: float, java_memory: str,
                  java_options: Sequence[str], address_settings: SettingsArg) -> None:
-        mode = resolve_mode(broker_mode)
-        if mode == "docker":
-            if broker_mode == "docker":
-                raise ValueError("HA pairs and clusters run on the local distribution only, "
-                                 "not in Docker yet: broker_mode='local'")
-            log.info("HA pairs and clusters run on the local distribution (not in Docker yet)")
-            mode = "local"
-        self.broker_mode = mode
+        self.broker_mode = resolve_mode(broker_mode)
         self._user = user
         self._password = password if password is not None else secrets.token_hex(12)
         self._queues = tuple(queues)
@@ -198,10 +195,15 @@ class _Nodes:
 
     def _spec(self, role: str, ha: Optional[str]
               ) -> Callable[[List[Tuple[str, int]]], NodeSpec]:
+        data_dir, host_data_dir = self._shared, None
+        if self._shared is not None and self.broker_mode == "docker":
+            # one host folder, mounted at the same path in both nodes' containers
+            data_dir, host_data_dir = CONTAINER_SHARED_DIR, self._shared
+
         def make(peers: List[Tuple[str, int]]) -> NodeSpec:
             return NodeSpec(role=role, ha=ha, cluster_name=self._cluster_name,
                             cluster_user="cluster", cluster_password=self._cluster_password,
-                            peers=peers, data_dir=self._shared)
+                            peers=peers, data_dir=data_dir, host_data_dir=host_data_dir)
         return make
 
     @staticmethod
@@ -310,8 +312,10 @@ class ArtemisHAPair(_Nodes):
                          startup_timeout=startup_timeout, java_memory=java_memory,
                          java_options=java_options, address_settings=address_settings)
         self.mode = mode
-        if mode == "shared-store" and self.broker_mode == "local":
+        if mode == "shared-store":
             self._shared = tempfile.mkdtemp(prefix="proton-easy-shared-store-")
+            if self.broker_mode == "docker":
+                os.chmod(self._shared, 0o777)  # noqa: S103 - the containers' user writes it
         self._settled: Dict[int, int] = {}
         self.primary, self.backup = self._make(
             [self._spec("primary", mode), self._spec("backup", mode)])
