@@ -14,8 +14,10 @@ import uuid
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set
 
 import pytest
+from proton.reactor import Container
 
 import proton_easy as pe
+from proton_easy.handlers import Receiver, Sender
 from proton_easy.testing import ArtemisCluster, ArtemisHAPair
 
 SEND = 50_000
@@ -412,3 +414,148 @@ def test_cluster_node_killed_mid_stream_loses_nothing_durable(cluster: ArtemisCl
     cluster.restart_node(0)
     got = {m.body for node in cluster.nodes for m in _drain(node.address_url(amqp_address))}
     assert got == set(range(total))
+
+
+# -- the handler classes and serve through a kill -9 of the primary ----------------------------
+HANDLED = 20_000
+"""Durable messages a handler class sends, or receives, while the primary dies."""
+SERVE_IDLE = 15.0
+"""The idle seconds after which ``pe.serve`` returns (longer than a failover takes)."""
+
+
+def _killable(pair: ArtemisHAPair, artemis_ha_factory: Any) -> ArtemisHAPair:
+    """A pair whose primary a test may kill: the module's shared-store pair (failed back
+    afterwards by :func:`_restore`), or a fresh replicating pair (a two-node replica's
+    fail-back cannot be relied on; see the README)."""
+    if pair.mode == "replication":
+        fresh: ArtemisHAPair = artemis_ha_factory("replication")
+        return fresh
+    return pair
+
+
+def _restore(pair: ArtemisHAPair) -> None:
+    if pair.mode == "shared-store":
+        pair.fail_back()
+
+
+class _CountingSender(Sender):
+    """A Sender subclassed as users do: durable messages with sequential ids, and a signal
+    once a third of them is made."""
+
+    def __init__(self, url: str, third: threading.Event) -> None:
+        super().__init__(url, HANDLED)
+        self.third = third
+
+    def make_message(self, n: int) -> pe.Message:
+        if n == HANDLED // 3:
+            self.third.set()
+        return pe.Message(n, id=n, durable=True)
+
+
+class _CountingReceiver(Receiver):
+    """A Receiver subclassed as users do: keeps the bodies (dedupe drops what comes again)."""
+
+    def __init__(self, url: str, third: threading.Event) -> None:
+        super().__init__(url, HANDLED, dedupe=True, window=200, timeout=WAIT)
+        self.third = third
+        self.bodies: List[int] = []
+
+    def on_received(self, msg: pe.Message) -> None:
+        self.bodies.append(msg.body)
+        if len(self.bodies) == HANDLED // 3:
+            self.third.set()
+
+
+def _run_standalone(job: Any, errors: List[BaseException]) -> threading.Thread:
+    def run() -> None:
+        try:
+            Container(job).run()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_handler_classes_lose_nothing_through_a_kill(pair: ArtemisHAPair,
+                                                     artemis_ha_factory: Any) -> None:
+    """handlers.Sender and handlers.Receiver subclasses, each run standalone with
+    ``Container(job).run()`` and given only the primary's URL, while the primary is killed
+    with SIGKILL: the sender's every message is on the backup's queue, the receiver got every
+    message of its queue, and its queue on the backup is empty."""
+    pair = _killable(pair, artemis_ha_factory)
+    run = uuid.uuid4().hex[:8]
+    out_q, in_q = f"ha-handler-out-{run}", f"ha-handler-in-{run}"
+    pe.send_many(pair.primary.address_url(in_q),
+                 (pe.Message(i, id=i, durable=True) for i in range(1, HANDLED + 1)))
+    sent_third, received_third = threading.Event(), threading.Event()
+    sender = _CountingSender(pair.primary.address_url(out_q), sent_third)
+    receiver = _CountingReceiver(pair.primary.address_url(in_q), received_third)
+    errors: List[BaseException] = []
+    threads = [_run_standalone(sender, errors), _run_standalone(receiver, errors)]
+    _until("both handlers reach a third", lambda: sent_third.is_set()
+           and received_third.is_set(), errors)
+    pair.primary.kill()
+    pair.wait_active(pair.backup)
+    for thread in threads:
+        thread.join(WAIT)
+        assert not thread.is_alive(), "a handler did not end"
+    assert errors == [] and sender.error is None and receiver.error is None
+    assert sender.confirmed == HANDLED
+    on_backup = {m.body for m in _drain(pair.backup.address_url(out_q))}
+    assert on_backup == set(range(1, HANDLED + 1))
+    assert len(receiver.bodies) == HANDLED
+    assert set(receiver.bodies) == set(range(1, HANDLED + 1))
+    assert _drain(pair.backup.address_url(in_q)) == []
+    _restore(pair)
+
+
+def test_serve_carries_on_on_the_backup(pair: ArtemisHAPair, artemis_ha_factory: Any) -> None:
+    """``pe.serve(url, handler, timeout=)`` with only the primary's URL, and requests from a
+    Client, while the primary is killed: serve carries on on the backup, and every request is
+    answered right or ends in pe.Timeout; serve returns once no request came for a while."""
+    pair = _killable(pair, artemis_ha_factory)
+    q = f"ha-serve-{uuid.uuid4().hex[:8]}"
+    served: List[int] = []
+    errors: List[BaseException] = []
+
+    def server() -> None:
+        try:
+            served.append(pe.serve(pair.primary.address_url(q),
+                                   lambda msg: str(msg.body).upper(), timeout=SERVE_IDLE))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=server, daemon=True)
+    thread.start()
+    counts: Dict[str, int] = collections.Counter()
+    wrong: List[Any] = []
+    killed = threading.Event()
+    with pe.Client(pair.url, timeout=30) as client:
+        n = 0
+        while counts["answered after the kill"] < 20:
+            if errors:
+                raise errors[0]
+            if counts["answered"] == 20 and not killed.is_set():
+                pair.primary.kill()
+                killed.set()
+                pair.wait_active(pair.backup)
+            n += 1
+            body = f"req-{n}"
+            try:
+                reply = client.request(q, body, timeout=5)
+            except pe.Timeout:
+                counts["timeouts"] += 1
+                assert counts["timeouts"] < WAIT / 5, f"no answers: {dict(counts)}"
+                continue
+            if reply.body != body.upper():
+                wrong.append((body, reply.body))
+            counts["answered"] += 1
+            if killed.is_set():
+                counts["answered after the kill"] += 1
+    thread.join(WAIT)
+    assert not thread.is_alive(), "serve did not return"
+    assert errors == [] and wrong == []
+    assert served[0] >= counts["answered"]
+    _restore(pair)
