@@ -1,7 +1,10 @@
 """Artemis HA pairs and clusters: every job carries on through a kill -9 of the primary and
 through the fail-back, with only the primary's URL given (the client learns the backup from
 the broker's ``failover-server-list``) and with ``urls=``; and a cluster shares and
-redistributes a queue's messages, losing nothing durable when a node dies."""
+redistributes a queue's messages, losing nothing durable when a node dies.
+
+With the brokers in Docker (``PROTON_EASY_BROKER=docker``) the pairs and clusters run in
+containers, and only the tests marked ``ha_docker`` run (see tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from proton.reactor import Container
 import proton_easy as pe
 from proton_easy.handlers import Receiver, Sender
 from proton_easy.testing import ArtemisCluster, ArtemisHAPair
+from proton_easy.testing._cluster import ACTIVE_LINE, REPLICA_SYNCED_LINE, _node_log
 
 SEND = 50_000
 """Durable messages of the send_many that the kill interrupts."""
@@ -204,7 +208,9 @@ class _Jobs:
             raise self.errors[0]
 
 
-@pytest.mark.parametrize("learned", [True, False], ids=["learned", "urls"])
+@pytest.mark.parametrize("learned", [pytest.param(True, id="learned",
+                                                  marks=pytest.mark.ha_docker),
+                                     pytest.param(False, id="urls")])
 def test_every_job_carries_on_through_failover_and_failback(pair: ArtemisHAPair,
                                                             learned: bool, caplog: Any,
                                                             artemis_ha_factory: Any) -> None:
@@ -285,6 +291,7 @@ def test_every_job_carries_on_through_failover_and_failback(pair: ArtemisHAPair,
     assert pair.password not in caplog.text
 
 
+@pytest.mark.ha_docker
 def test_the_backup_is_learned_from_the_broker_unless_told_not_to(pair: ArtemisHAPair,
                                                                  caplog: Any) -> None:
     caplog.set_level(logging.INFO, logger="proton_easy")
@@ -299,6 +306,7 @@ def test_the_backup_is_learned_from_the_broker_unless_told_not_to(pair: ArtemisH
     assert "failover peers" not in caplog.text
 
 
+@pytest.mark.ha_docker
 def test_learned_peers_keep_the_credentials_and_never_step_down_to_clear_text() -> None:
     from proton_easy._options import learned_peers, parse_url
 
@@ -344,6 +352,7 @@ def test_cluster_consumer_on_another_node_gets_every_message(cluster: ArtemisClu
     assert sorted(got) == list(range(2000))
 
 
+@pytest.mark.ha_docker
 def test_cluster_messages_sent_before_the_consumer_are_redistributed(
         cluster: ArtemisCluster, amqp_address: str) -> None:
     first, second = cluster.nodes
@@ -478,6 +487,7 @@ def _run_standalone(job: Any, errors: List[BaseException]) -> threading.Thread:
     return thread
 
 
+@pytest.mark.ha_docker(modes=["replication"])
 def test_handler_classes_lose_nothing_through_a_kill(pair: ArtemisHAPair,
                                                      artemis_ha_factory: Any) -> None:
     """handlers.Sender and handlers.Receiver subclasses, each run standalone with
@@ -511,6 +521,7 @@ def test_handler_classes_lose_nothing_through_a_kill(pair: ArtemisHAPair,
     _restore(pair)
 
 
+@pytest.mark.ha_docker(modes=["shared-store"])
 def test_serve_carries_on_on_the_backup(pair: ArtemisHAPair, artemis_ha_factory: Any) -> None:
     """``pe.serve(url, handler, timeout=)`` with only the primary's URL, and requests from a
     Client, while the primary is killed: serve carries on on the backup, and every request is
@@ -559,3 +570,42 @@ def test_serve_carries_on_on_the_backup(pair: ArtemisHAPair, artemis_ha_factory:
     assert errors == [] and wrong == []
     assert served[0] >= counts["answered"]
     _restore(pair)
+
+
+# -- a replicating pair's fail-back ---------------------------------------------------------
+@pytest.mark.ha_docker
+def test_replication_fails_back_after_the_primary_synchronized(artemis_ha_factory: Any,
+                                                                caplog: Any) -> None:
+    """Twice: kill -9 of a replicating primary, the backup serves, then ``fail_back()``: the
+    restarted primary (``check-for-active-server``) first synchronizes from the active
+    backup, then the backup (``allow-failback``) hands back and restarts as its replica.
+    A client given only the primary's URL follows every move, nothing is lost, and the
+    backup does not serve once it handed back."""
+    caplog.set_level(logging.INFO, logger="proton_easy")
+    pair: ArtemisHAPair = artemis_ha_factory("replication")
+    q = f"ha-failback-{uuid.uuid4().hex[:8]}"
+    with pe.Client(pair.url, timeout=60) as client:
+        for cycle in range(2):
+            base = cycle * 3000
+            client.send_many(q, (pe.Message(i, durable=True) for i in range(base, base + 1000)))
+            pair.primary.kill()
+            pair.wait_active(pair.backup)
+            client.send_many(q, (pe.Message(i, durable=True)
+                                 for i in range(base + 1000, base + 2000)))
+            primary_since, backup_since = pair.mark(pair.primary), pair.mark(pair.backup)
+            pair.fail_back()
+            client.send_many(q, (pe.Message(i, durable=True)
+                                 for i in range(base + 2000, base + 3000)))
+            primary_log = _node_log(pair.primary)[primary_since:]
+            assert REPLICA_SYNCED_LINE in primary_log and ACTIVE_LINE in primary_log
+            assert primary_log.index(REPLICA_SYNCED_LINE) < primary_log.index(ACTIVE_LINE)
+            backup_log = _node_log(pair.backup)[backup_since:]
+            assert "AMQ221039" in backup_log  # restarting as a replica after the fail-back
+            assert f"127.0.0.1:{pair.primary.port}" in repr(client)
+            with pytest.raises(pe.ConnectError):
+                pe.receive(pair.backup.address_url(q), timeout=3, learn_failover=False)
+    got = [m.body for m in _drain(pair.primary.address_url(q))]
+    assert set(got) == set(range(6000))
+    backup = f"127.0.0.1:{pair.backup.port}"
+    assert f"failed over from amqp://admin@{backup} to amqp://admin@127.0.0.1:" \
+        f"{pair.primary.port}" in caplog.text
