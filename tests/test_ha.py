@@ -573,7 +573,6 @@ def test_serve_carries_on_on_the_backup(pair: ArtemisHAPair, artemis_ha_factory:
 
 
 # -- a replicating pair's fail-back ---------------------------------------------------------
-@pytest.mark.ha_docker
 def test_replication_fails_back_after_the_primary_synchronized(artemis_ha_factory: Any,
                                                                 caplog: Any) -> None:
     """Twice: kill -9 of a replicating primary, the backup serves, then ``fail_back()``: the

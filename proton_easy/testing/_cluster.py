@@ -1,5 +1,9 @@
 """Artemis HA pairs and clusters: several ArtemisBrokers that know each other, on loopback.
 
+In Docker mode each node is a container on the host's network, its acceptors on 127.0.0.1
+(see :meth:`._docker.DockerBackend._as_node`): the nodes and their clients meet on the
+host's loopback exactly as local nodes do.
+
 Each node is an :class:`~proton_easy.testing.ArtemisBroker` on its own free ports of
 127.0.0.1, made a cluster member by :class:`NodeSpec`: ``artemis create --clustered``, a
 cluster connection with *static* connectors to the other nodes (no UDP discovery: two pairs
@@ -258,9 +262,11 @@ class ArtemisHAPair(_Nodes):
     once the primary is gone); ``mode="replication"``: the backup keeps a copy of the
     primary's journal over the network. Each node listens on its own free ports of
     127.0.0.1, and the two form a cluster over loopback (static connectors, no multicast
-    discovery). The backup fails back (``allow-failback``): once the primary runs again, the
-    backup hands back and waits again. Clients connected to the primary learn the backup's
-    address from its Open frame (``failover-server-list``); :attr:`urls` lists both.
+    discovery), in local mode or in Docker (``broker_mode``). The backup fails back
+    (``allow-failback``): once the primary runs again (a replicating primary first
+    synchronizes from the active backup), the backup hands back and waits again. Clients
+    connected to the primary learn the backup's address from its Open frame
+    (``failover-server-list``); :attr:`urls` lists both.
 
     :attr:`primary` and :attr:`backup` are :class:`ArtemisBroker` objects: ``kill()``,
     ``restart()``, ``url``, ``address_url()``, ``log_tail()``. :meth:`wait_active` waits
@@ -293,10 +299,12 @@ class ArtemisHAPair(_Nodes):
 
         Args:
             mode: ``"shared-store"`` or ``"replication"``.
-            broker_mode: where the nodes run: ``"local"`` or ``None``/``"auto"``. Pairs and
-                clusters run on the local distribution only for now: ``None`` under
-                ``PROTON_EASY_BROKER=docker`` runs them locally, ``"docker"`` is a
-                ``ValueError``.
+            broker_mode: where the nodes run: ``"local"``, ``"docker"`` or
+                ``None``/``"auto"`` (as :func:`resolve_mode` says). In Docker each node is a
+                container on the host's network with every acceptor bound to 127.0.0.1 on
+                free ports of the host, so that what the nodes announce to each other and to
+                clients (``127.0.0.1:port``) is reachable from the host, as in local mode;
+                a shared store is a host folder mounted in both containers.
             user, password: the login on both nodes (a random password by default).
             queues: anycast queues to create up front on both nodes.
             startup_timeout: seconds each node may take to get ready (on each (re)start).

@@ -1,7 +1,10 @@
 """Running Artemis in Docker through testcontainers: the official image, or our own build.
 
 Containers publish their ports on 127.0.0.1 only, and clients connect to 127.0.0.1 (never to
-a bridge or gateway address, whatever testcontainers guesses from ``/.dockerenv``). Every
+a bridge or gateway address, whatever testcontainers guesses from ``/.dockerenv``). The nodes
+of an HA pair or a cluster run on the host's network instead, every acceptor bound to
+127.0.0.1 on free ports of the host: what they announce to each other and to clients is
+then reachable from the host, and nothing listens beyond loopback. Every
 container carries the labels :data:`OWNER_LABEL` (host, process id and process start time of
 the Python process that made it) and :data:`SESSION_LABEL`; the containers of processes that
 are gone (a killed pytest) are removed when the next process starts its first container, and
