@@ -14,7 +14,7 @@ collect_ignore: List[str] = [] if resolve_mode() == "docker" else ["test_docker.
 
 def pytest_collection_modifyitems(config: Any, items: List[Any]) -> None:
     """With the brokers in Docker, test_ha.py runs its tests marked ``ha_docker`` only: a
-    kill -9 of each kind of pair, the handler classes and serve through a kill, a cluster's
+    kill -9 of each kind of pair with the backup learned, serve through a kill, a cluster's
     redistribution (``ha_docker(modes=[...])``: for those pair modes only). The others (the
     ``urls=`` variants, the cluster's other jobs) do not depend on where the nodes run more
     than these do, and run on the local distribution."""

@@ -487,7 +487,6 @@ def _run_standalone(job: Any, errors: List[BaseException]) -> threading.Thread:
     return thread
 
 
-@pytest.mark.ha_docker(modes=["replication"])
 def test_handler_classes_lose_nothing_through_a_kill(pair: ArtemisHAPair,
                                                      artemis_ha_factory: Any) -> None:
     """handlers.Sender and handlers.Receiver subclasses, each run standalone with
