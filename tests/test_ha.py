@@ -1,7 +1,10 @@
 """Artemis HA pairs and clusters: every job carries on through a kill -9 of the primary and
 through the fail-back, with only the primary's URL given (the client learns the backup from
 the broker's ``failover-server-list``) and with ``urls=``; and a cluster shares and
-redistributes a queue's messages, losing nothing durable when a node dies."""
+redistributes a queue's messages, losing nothing durable when a node dies.
+
+With the brokers in Docker (``PROTON_EASY_BROKER=docker``) the pairs and clusters run in
+containers, and only the tests marked ``ha_docker`` run (see tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -14,9 +17,12 @@ import uuid
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set
 
 import pytest
+from proton.reactor import Container
 
 import proton_easy as pe
+from proton_easy.handlers import Receiver, Sender
 from proton_easy.testing import ArtemisCluster, ArtemisHAPair
+from proton_easy.testing._cluster import ACTIVE_LINE, REPLICA_SYNCED_LINE, _node_log
 
 SEND = 50_000
 """Durable messages of the send_many that the kill interrupts."""
@@ -202,7 +208,9 @@ class _Jobs:
             raise self.errors[0]
 
 
-@pytest.mark.parametrize("learned", [True, False], ids=["learned", "urls"])
+@pytest.mark.parametrize("learned", [pytest.param(True, id="learned",
+                                                  marks=pytest.mark.ha_docker),
+                                     pytest.param(False, id="urls")])
 def test_every_job_carries_on_through_failover_and_failback(pair: ArtemisHAPair,
                                                             learned: bool, caplog: Any,
                                                             artemis_ha_factory: Any) -> None:
@@ -283,6 +291,7 @@ def test_every_job_carries_on_through_failover_and_failback(pair: ArtemisHAPair,
     assert pair.password not in caplog.text
 
 
+@pytest.mark.ha_docker
 def test_the_backup_is_learned_from_the_broker_unless_told_not_to(pair: ArtemisHAPair,
                                                                  caplog: Any) -> None:
     caplog.set_level(logging.INFO, logger="proton_easy")
@@ -297,6 +306,7 @@ def test_the_backup_is_learned_from_the_broker_unless_told_not_to(pair: ArtemisH
     assert "failover peers" not in caplog.text
 
 
+@pytest.mark.ha_docker
 def test_learned_peers_keep_the_credentials_and_never_step_down_to_clear_text() -> None:
     from proton_easy._options import learned_peers, parse_url
 
@@ -342,6 +352,7 @@ def test_cluster_consumer_on_another_node_gets_every_message(cluster: ArtemisClu
     assert sorted(got) == list(range(2000))
 
 
+@pytest.mark.ha_docker
 def test_cluster_messages_sent_before_the_consumer_are_redistributed(
         cluster: ArtemisCluster, amqp_address: str) -> None:
     first, second = cluster.nodes
@@ -412,3 +423,187 @@ def test_cluster_node_killed_mid_stream_loses_nothing_durable(cluster: ArtemisCl
     cluster.restart_node(0)
     got = {m.body for node in cluster.nodes for m in _drain(node.address_url(amqp_address))}
     assert got == set(range(total))
+
+
+# -- the handler classes and serve through a kill -9 of the primary ----------------------------
+HANDLED = 20_000
+"""Durable messages a handler class sends, or receives, while the primary dies."""
+SERVE_IDLE = 15.0
+"""The idle seconds after which ``pe.serve`` returns (longer than a failover takes)."""
+
+
+def _killable(pair: ArtemisHAPair, artemis_ha_factory: Any) -> ArtemisHAPair:
+    """A pair whose primary a test may kill: the module's shared-store pair (failed back
+    afterwards by :func:`_restore`), or a fresh replicating pair (a two-node replica's
+    fail-back cannot be relied on; see the README)."""
+    if pair.mode == "replication":
+        fresh: ArtemisHAPair = artemis_ha_factory("replication")
+        return fresh
+    return pair
+
+
+def _restore(pair: ArtemisHAPair) -> None:
+    if pair.mode == "shared-store":
+        pair.fail_back()
+
+
+class _CountingSender(Sender):
+    """A Sender subclassed as users do: durable messages with sequential ids, and a signal
+    once a third of them is made."""
+
+    def __init__(self, url: str, third: threading.Event) -> None:
+        super().__init__(url, HANDLED)
+        self.third = third
+
+    def make_message(self, n: int) -> pe.Message:
+        if n == HANDLED // 3:
+            self.third.set()
+        return pe.Message(n, id=n, durable=True)
+
+
+class _CountingReceiver(Receiver):
+    """A Receiver subclassed as users do: keeps the bodies (dedupe drops what comes again)."""
+
+    def __init__(self, url: str, third: threading.Event) -> None:
+        super().__init__(url, HANDLED, dedupe=True, window=200, timeout=WAIT)
+        self.third = third
+        self.bodies: List[int] = []
+
+    def on_received(self, msg: pe.Message) -> None:
+        self.bodies.append(msg.body)
+        if len(self.bodies) == HANDLED // 3:
+            self.third.set()
+
+
+def _run_standalone(job: Any, errors: List[BaseException]) -> threading.Thread:
+    def run() -> None:
+        try:
+            Container(job).run()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_handler_classes_lose_nothing_through_a_kill(pair: ArtemisHAPair,
+                                                     artemis_ha_factory: Any) -> None:
+    """handlers.Sender and handlers.Receiver subclasses, each run standalone with
+    ``Container(job).run()`` and given only the primary's URL, while the primary is killed
+    with SIGKILL: the sender's every message is on the backup's queue, the receiver got every
+    message of its queue, and its queue on the backup is empty."""
+    pair = _killable(pair, artemis_ha_factory)
+    run = uuid.uuid4().hex[:8]
+    out_q, in_q = f"ha-handler-out-{run}", f"ha-handler-in-{run}"
+    pe.send_many(pair.primary.address_url(in_q),
+                 (pe.Message(i, id=i, durable=True) for i in range(1, HANDLED + 1)))
+    sent_third, received_third = threading.Event(), threading.Event()
+    sender = _CountingSender(pair.primary.address_url(out_q), sent_third)
+    receiver = _CountingReceiver(pair.primary.address_url(in_q), received_third)
+    errors: List[BaseException] = []
+    threads = [_run_standalone(sender, errors), _run_standalone(receiver, errors)]
+    _until("both handlers reach a third", lambda: sent_third.is_set()
+           and received_third.is_set(), errors)
+    pair.primary.kill()
+    pair.wait_active(pair.backup)
+    for thread in threads:
+        thread.join(WAIT)
+        assert not thread.is_alive(), "a handler did not end"
+    assert errors == [] and sender.error is None and receiver.error is None
+    assert sender.confirmed == HANDLED
+    on_backup = {m.body for m in _drain(pair.backup.address_url(out_q))}
+    assert on_backup == set(range(1, HANDLED + 1))
+    assert len(receiver.bodies) == HANDLED
+    assert set(receiver.bodies) == set(range(1, HANDLED + 1))
+    assert _drain(pair.backup.address_url(in_q)) == []
+    _restore(pair)
+
+
+@pytest.mark.ha_docker(modes=["shared-store"])
+def test_serve_carries_on_on_the_backup(pair: ArtemisHAPair, artemis_ha_factory: Any) -> None:
+    """``pe.serve(url, handler, timeout=)`` with only the primary's URL, and requests from a
+    Client, while the primary is killed: serve carries on on the backup, and every request is
+    answered right or ends in pe.Timeout; serve returns once no request came for a while."""
+    pair = _killable(pair, artemis_ha_factory)
+    q = f"ha-serve-{uuid.uuid4().hex[:8]}"
+    served: List[int] = []
+    errors: List[BaseException] = []
+
+    def server() -> None:
+        try:
+            served.append(pe.serve(pair.primary.address_url(q),
+                                   lambda msg: str(msg.body).upper(), timeout=SERVE_IDLE))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=server, daemon=True)
+    thread.start()
+    counts: Dict[str, int] = collections.Counter()
+    wrong: List[Any] = []
+    killed = threading.Event()
+    with pe.Client(pair.url, timeout=30) as client:
+        n = 0
+        while counts["answered after the kill"] < 20:
+            if errors:
+                raise errors[0]
+            if counts["answered"] == 20 and not killed.is_set():
+                pair.primary.kill()
+                killed.set()
+                pair.wait_active(pair.backup)
+            n += 1
+            body = f"req-{n}"
+            try:
+                reply = client.request(q, body, timeout=5)
+            except pe.Timeout:
+                counts["timeouts"] += 1
+                assert counts["timeouts"] < WAIT / 5, f"no answers: {dict(counts)}"
+                continue
+            if reply.body != body.upper():
+                wrong.append((body, reply.body))
+            counts["answered"] += 1
+            if killed.is_set():
+                counts["answered after the kill"] += 1
+    thread.join(WAIT)
+    assert not thread.is_alive(), "serve did not return"
+    assert errors == [] and wrong == []
+    assert served[0] >= counts["answered"]
+    _restore(pair)
+
+
+# -- a replicating pair's fail-back ---------------------------------------------------------
+def test_replication_fails_back_after_the_primary_synchronized(artemis_ha_factory: Any,
+                                                                caplog: Any) -> None:
+    """Twice: kill -9 of a replicating primary, the backup serves, then ``fail_back()``: the
+    restarted primary (``check-for-active-server``) first synchronizes from the active
+    backup, then the backup (``allow-failback``) hands back and restarts as its replica.
+    A client given only the primary's URL follows every move, nothing is lost, and the
+    backup does not serve once it handed back."""
+    caplog.set_level(logging.INFO, logger="proton_easy")
+    pair: ArtemisHAPair = artemis_ha_factory("replication")
+    q = f"ha-failback-{uuid.uuid4().hex[:8]}"
+    with pe.Client(pair.url, timeout=60) as client:
+        for cycle in range(2):
+            base = cycle * 3000
+            client.send_many(q, (pe.Message(i, durable=True) for i in range(base, base + 1000)))
+            pair.primary.kill()
+            pair.wait_active(pair.backup)
+            client.send_many(q, (pe.Message(i, durable=True)
+                                 for i in range(base + 1000, base + 2000)))
+            primary_since, backup_since = pair.mark(pair.primary), pair.mark(pair.backup)
+            pair.fail_back()
+            client.send_many(q, (pe.Message(i, durable=True)
+                                 for i in range(base + 2000, base + 3000)))
+            primary_log = _node_log(pair.primary)[primary_since:]
+            assert REPLICA_SYNCED_LINE in primary_log and ACTIVE_LINE in primary_log
+            assert primary_log.index(REPLICA_SYNCED_LINE) < primary_log.index(ACTIVE_LINE)
+            backup_log = _node_log(pair.backup)[backup_since:]
+            assert "AMQ221039" in backup_log  # restarting as a replica after the fail-back
+            assert f"127.0.0.1:{pair.primary.port}" in repr(client)
+            with pytest.raises(pe.ConnectError):
+                pe.receive(pair.backup.address_url(q), timeout=3, learn_failover=False)
+    got = [m.body for m in _drain(pair.primary.address_url(q))]
+    assert set(got) == set(range(6000))
+    backup = f"127.0.0.1:{pair.backup.port}"
+    assert f"failed over from amqp://admin@{backup} to amqp://admin@127.0.0.1:" \
+        f"{pair.primary.port}" in caplog.text

@@ -8,6 +8,7 @@ import threading
 from typing import Any, Dict, List
 
 import pytest
+from proton import symbol
 
 import proton_easy as pe
 
@@ -92,3 +93,21 @@ def test_backoff_does_not_start_afresh_after_fruitless_connections() -> None:
             break
     assert delays == [0.0, 0.1]
     assert b.fruitless and gave_up == [1]
+
+
+def test_a_broker_that_names_no_peer_leaves_the_learned_backup() -> None:
+    """A broker's Open names its backup; after a reconnect its Open names no one (an Artemis
+    primary right after a fail-back, its backup not yet back as a replica): the backup
+    learned before is kept, and when the broker is gone for good the client goes there."""
+    with AmqpPeer() as backup:
+        listed = [{"network-host": "127.0.0.1", "port": backup.port, "scheme": "amqp"}]
+        primary = AmqpPeer(properties={"failover-server-list": listed},
+                           faults=[Fault(on="transfer", do="drop", after=2, times=1)])
+        with primary, pe.Client(primary.url, timeout=10) as client:
+            client.send("warm-up", "x")                # learned: the backup
+            # from now on its Open names no one (and says something else, as Artemis does)
+            primary.properties = {symbol("product"): "scripted"}
+            client.send("q", "dropped, then re-sent")  # reconnects to the primary
+            primary.stop()
+            assert _call(lambda: client.send("q", "after")) is None  # on the backup
+        assert backup.bodies("q") == ["after"]

@@ -153,7 +153,10 @@ class Connection(MessagingHandler):
 
     def _learn(self, connection: Any) -> None:
         """Take the failover peers the broker just named (each open): they replace those
-        learned before, and the URL this connection was made with stays among them."""
+        learned before, and the URL this connection was made with stays among them. A broker
+        that names none leaves them as they were: its backup may not have announced itself
+        yet (an Artemis primary just after a fail-back names no one until its backup is back
+        as a replica), and the backup learned before is still where the next failover goes."""
         current = next((u for u in self.failover_urls if str(u) == self.current_url), None)
         if current is None:
             return
@@ -165,7 +168,8 @@ class Connection(MessagingHandler):
         given = {(u.host, u.port) for u in self.options.urls}
         learned: List[ParsedURL] = []
         seen = set(given)
-        for peer in ([current] if (current.host, current.port) not in given else []) + named:
+        peers = named or self.learned  # naming none is no news: keep what was learned
+        for peer in ([current] if (current.host, current.port) not in given else []) + peers:
             if (peer.host, peer.port) in seen or (peer.scheme == "amqps" and not self._tls_ok):
                 continue
             seen.add((peer.host, peer.port))

@@ -1,5 +1,9 @@
 """Artemis HA pairs and clusters: several ArtemisBrokers that know each other, on loopback.
 
+In Docker mode each node is a container on the host's network, its acceptors on 127.0.0.1
+(see :meth:`._docker.DockerBackend._as_node`): the nodes and their clients meet on the
+host's loopback exactly as local nodes do.
+
 Each node is an :class:`~proton_easy.testing.ArtemisBroker` on its own free ports of
 127.0.0.1, made a cluster member by :class:`NodeSpec`: ``artemis create --clustered``, a
 cluster connection with *static* connectors to the other nodes (no UDP discovery: two pairs
@@ -12,6 +16,7 @@ too (cluster bridges and replication use it).
 from __future__ import annotations
 
 import logging
+import os
 import re
 import secrets
 import shutil
@@ -22,6 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ._access import SettingsArg
 from ._broker import ArtemisBroker, resolve_mode
+from ._docker import CONTAINER_SHARED_DIR
 from ._errors import BrokerStartError
 from ._local import free_port
 
@@ -54,7 +60,8 @@ class NodeSpec:
 
     ``role`` is ``"primary"``, ``"backup"`` or ``"node"`` (a cluster member without HA);
     ``ha`` is ``"shared-store"``, ``"replication"`` or None; ``peers`` the ``(host, port)``
-    of the other nodes' announced acceptors; ``data_dir`` the shared store (shared-store).
+    of the other nodes' announced acceptors; ``data_dir`` the shared store (shared-store),
+    as the node sees it, and ``host_data_dir`` the host folder mounted there (Docker).
 
     Example::
 
@@ -71,6 +78,7 @@ class NodeSpec:
     cluster_password: str = field(repr=False)
     peers: List[Tuple[str, int]] = field(default_factory=list)
     data_dir: Optional[str] = None
+    host_data_dir: Optional[str] = None
     announce: Optional[Tuple[str, int]] = None
     """The host and port announced to the cluster and to clients (default: the acceptor's)."""
 
@@ -157,14 +165,7 @@ class _Nodes:
     def __init__(self, *, broker_mode: Optional[str], user: str, password: Optional[str],
                  queues: Sequence[str], startup_timeout: float, java_memory: str,
                  java_options: Sequence[str], address_settings: SettingsArg) -> None:
-        mode = resolve_mode(broker_mode)
-        if mode == "docker":
-            if broker_mode == "docker":
-                raise ValueError("HA pairs and clusters run on the local distribution only, "
-                                 "not in Docker yet: broker_mode='local'")
-            log.info("HA pairs and clusters run on the local distribution (not in Docker yet)")
-            mode = "local"
-        self.broker_mode = mode
+        self.broker_mode = resolve_mode(broker_mode)
         self._user = user
         self._password = password if password is not None else secrets.token_hex(12)
         self._queues = tuple(queues)
@@ -198,10 +199,15 @@ class _Nodes:
 
     def _spec(self, role: str, ha: Optional[str]
               ) -> Callable[[List[Tuple[str, int]]], NodeSpec]:
+        data_dir, host_data_dir = self._shared, None
+        if self._shared is not None and self.broker_mode == "docker":
+            # one host folder, mounted at the same path in both nodes' containers
+            data_dir, host_data_dir = CONTAINER_SHARED_DIR, self._shared
+
         def make(peers: List[Tuple[str, int]]) -> NodeSpec:
             return NodeSpec(role=role, ha=ha, cluster_name=self._cluster_name,
                             cluster_user="cluster", cluster_password=self._cluster_password,
-                            peers=peers, data_dir=self._shared)
+                            peers=peers, data_dir=data_dir, host_data_dir=host_data_dir)
         return make
 
     @staticmethod
@@ -256,9 +262,11 @@ class ArtemisHAPair(_Nodes):
     once the primary is gone); ``mode="replication"``: the backup keeps a copy of the
     primary's journal over the network. Each node listens on its own free ports of
     127.0.0.1, and the two form a cluster over loopback (static connectors, no multicast
-    discovery). The backup fails back (``allow-failback``): once the primary runs again, the
-    backup hands back and waits again. Clients connected to the primary learn the backup's
-    address from its Open frame (``failover-server-list``); :attr:`urls` lists both.
+    discovery), in local mode or in Docker (``broker_mode``). The backup fails back
+    (``allow-failback``): once the primary runs again (a replicating primary first
+    synchronizes from the active backup), the backup hands back and waits again. Clients
+    connected to the primary learn the backup's address from its Open frame
+    (``failover-server-list``); :attr:`urls` lists both.
 
     :attr:`primary` and :attr:`backup` are :class:`ArtemisBroker` objects: ``kill()``,
     ``restart()``, ``url``, ``address_url()``, ``log_tail()``. :meth:`wait_active` waits
@@ -291,10 +299,12 @@ class ArtemisHAPair(_Nodes):
 
         Args:
             mode: ``"shared-store"`` or ``"replication"``.
-            broker_mode: where the nodes run: ``"local"`` or ``None``/``"auto"``. Pairs and
-                clusters run on the local distribution only for now: ``None`` under
-                ``PROTON_EASY_BROKER=docker`` runs them locally, ``"docker"`` is a
-                ``ValueError``.
+            broker_mode: where the nodes run: ``"local"``, ``"docker"`` or
+                ``None``/``"auto"`` (as :func:`resolve_mode` says). In Docker each node is a
+                container on the host's network with every acceptor bound to 127.0.0.1 on
+                free ports of the host, so that what the nodes announce to each other and to
+                clients (``127.0.0.1:port``) is reachable from the host, as in local mode;
+                a shared store is a host folder mounted in both containers.
             user, password: the login on both nodes (a random password by default).
             queues: anycast queues to create up front on both nodes.
             startup_timeout: seconds each node may take to get ready (on each (re)start).
@@ -310,8 +320,10 @@ class ArtemisHAPair(_Nodes):
                          startup_timeout=startup_timeout, java_memory=java_memory,
                          java_options=java_options, address_settings=address_settings)
         self.mode = mode
-        if mode == "shared-store" and self.broker_mode == "local":
+        if mode == "shared-store":
             self._shared = tempfile.mkdtemp(prefix="proton-easy-shared-store-")
+            if self.broker_mode == "docker":
+                os.chmod(self._shared, 0o777)  # noqa: S103 - the containers' user writes it
         self._settled: Dict[int, int] = {}
         self.primary, self.backup = self._make(
             [self._spec("primary", mode), self._spec("backup", mode)])

@@ -1,7 +1,10 @@
 """Running Artemis in Docker through testcontainers: the official image, or our own build.
 
 Containers publish their ports on 127.0.0.1 only, and clients connect to 127.0.0.1 (never to
-a bridge or gateway address, whatever testcontainers guesses from ``/.dockerenv``). Every
+a bridge or gateway address, whatever testcontainers guesses from ``/.dockerenv``). The nodes
+of an HA pair or a cluster run on the host's network instead, every acceptor bound to
+127.0.0.1 on free ports of the host: what they announce to each other and to clients is
+then reachable from the host, and nothing listens beyond loopback. Every
 container carries the labels :data:`OWNER_LABEL` (host, process id and process start time of
 the Python process that made it) and :data:`SESSION_LABEL`; the containers of processes that
 are gone (a killed pytest) are removed when the next process starts its first container, and
@@ -24,13 +27,14 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ._access import Access
 from ._certs import KEYSTORE_PASSWORD_ENV, Certs, make_certs
 from ._errors import BrokerStartError, BrokerUnavailable
 from ._image import OFFICIAL_IMAGE, docker_client, ensure_image, image_present, try_pull
-from ._local import READY_LINE, free_port
+from ._local import READY_LINE, free_port, instance_broker_xml
 from ._tls_config import (
     CONTAINER_CERTS_DIR,
     CONTAINER_ETC_OVERRIDE,
@@ -52,6 +56,21 @@ PUBLISH_HOST = "127.0.0.1"
 OWNER_LABEL = "org.proton-easy.owner"
 #: A random id per Python process (a pytest session), on each of its containers.
 SESSION_LABEL = "org.proton-easy.session"
+#: Where a shared-store pair's host folder is mounted in both nodes' containers.
+CONTAINER_SHARED_DIR = "/var/lib/artemis-shared"
+#: The image's user and group id (the official image's too): owner of the files copied in.
+CONTAINER_UID = 1001
+
+# A cluster or HA node's container starts twice. The first start creates the instance and
+# exits (`artemis version`); then its broker.xml is rewritten (loopback acceptors on the
+# node's ports, the cluster connection, the HA policy) and marked, and every later start
+# runs the broker.
+_NODE_MARK = "proton_easy: cluster node"
+_NODE_ENTRYPOINT = [
+    "/bin/bash", "-c",
+    f"if grep -qs '{_NODE_MARK}' etc/broker.xml; then exec /docker-run.sh run; fi; "
+    "exec /docker-run.sh version",
+]
 
 # The image runs `artemis create $EXTRA_ARGS` on first start; these match the local path.
 _CREATE_ARGS = (
@@ -370,6 +389,9 @@ class DockerBackend:
         self.create_seconds: Optional[float] = None
         self.instance_dir = None
         self.log_path = None
+        self.node: Any = None
+        """A cluster or HA node's part (``_cluster.NodeSpec``): the container then runs on
+        the host's network with its acceptors on 127.0.0.1 only (see :meth:`_as_node`)."""
 
     def _status(self) -> str:
         if self._container is None:
@@ -399,10 +421,20 @@ class DockerBackend:
         if self._container is None:
             return ""
         try:
+            if self.node is not None:  # one stream in time order: offsets into it hold
+                both = self._container.get_wrapped_container().logs()
+                return bytes(both).decode("utf-8", "replace")
             out, err = self._container.get_logs()
         except Exception as exc:  # container gone
             return f"(no container logs: {exc})"
         return (out or b"").decode("utf-8", "replace") + (err or b"").decode("utf-8", "replace")
+
+    def _ready_lines(self) -> Tuple[str, ...]:
+        return tuple(self.node.ready_lines()) if self.node is not None else (READY_LINE,)
+
+    def _ready_counts(self) -> Dict[str, int]:
+        text = self._logs()
+        return {line: text.count(line) for line in self._ready_lines()}
 
     def log_tail(self, n: int) -> str:
         # an image's entry script might echo the `artemis create` arguments
@@ -441,10 +473,13 @@ class DockerBackend:
         container = DockerContainer(self._image)
         for key, value in cfg.env.items():
             container.with_env(key, value)
-        publish(container, cfg.amqp_port, self.port)
-        # the default bridge, said explicitly: testcontainers would otherwise look for the
-        # network of "the container we run in" wherever /.dockerenv exists
-        container.with_kwargs(labels=container_labels(), network="bridge")
+        if self.node is not None:
+            self._as_node(container)
+        else:
+            publish(container, cfg.amqp_port, self.port)
+            # the default bridge, said explicitly: testcontainers would otherwise look for
+            # the network of "the container we run in" wherever /.dockerenv exists
+            container.with_kwargs(labels=container_labels(), network="bridge")
         if cfg.files and not hasattr(container, "with_copy_into_container"):
             raise BrokerUnavailable(
                 "tls, allow_anonymous, users, permissions or address_settings in Docker mode "
@@ -472,10 +507,63 @@ class DockerBackend:
         self._container = container
         self.host = PUBLISH_HOST  # never the address testcontainers would guess
         try:
-            self._wait_ready(1, timeout - (time.monotonic() - began))
+            baseline = {line: 0 for line in self._ready_lines()}
+            if self.node is not None:
+                self._configure_node(timeout - (time.monotonic() - began))
+                baseline = self._ready_counts()
+                container.get_wrapped_container().start()
+            self._wait_ready(baseline, timeout - (time.monotonic() - began))
         except BaseException:
             self._remove()
             raise
+
+    def _as_node(self, container: Any) -> None:
+        """Make ``container`` a cluster or HA node: on the host's network (what a node
+        announces to the others and, in ``failover-server-list``, to clients is then
+        ``127.0.0.1:port`` of this host, as in local mode) with every acceptor bound to
+        127.0.0.1 on free ports of the host; the shared store mounted, if any."""
+        node = self.node
+        core = free_port()
+        while core == self.port:
+            core = free_port()
+        self.core_port = core
+        container.with_env("EXTRA_ARGS", " ".join(
+            (self._config.env["EXTRA_ARGS"], *node.create_args())))
+        container.with_kwargs(labels=container_labels(), network_mode="host",
+                              entrypoint=list(_NODE_ENTRYPOINT))
+        if node.host_data_dir is not None and node.data_dir is not None:
+            container.with_volume_mapping(node.host_data_dir, node.data_dir, "rw")
+
+    def _configure_node(self, timeout: float) -> None:
+        """The node container's first start created the instance: rewrite its broker.xml."""
+        wrapped = self._container.get_wrapped_container()
+        began = time.monotonic()
+        try:
+            status = wrapped.wait(timeout=max(timeout, 1.0))
+        except Exception as exc:
+            raise BrokerStartError(f"the Artemis instance was not created within "
+                                   f"{timeout:g} s: {exc}", self.log_tail(40)) from None
+        self.create_seconds = time.monotonic() - began
+        if status.get("StatusCode") != 0:
+            raise BrokerStartError("`artemis create` failed in the container",
+                                   self.log_tail(40))
+        assert self.port is not None and self.core_port is not None
+        text = self.read_file("etc/broker.xml").decode("utf-8")
+        text = instance_broker_xml(text, PUBLISH_HOST, self.port, self.core_port, self.node)
+        self._write_file("etc/broker.xml", f"{text.rstrip()}\n<!-- {_NODE_MARK} -->\n")
+
+    def _write_file(self, path: str, text: str) -> None:
+        """Write ``path`` (relative to the instance folder) into the container, as its user."""
+        data = text.encode("utf-8")
+        full = PurePosixPath(CONTAINER_INSTANCE_DIR) / path.lstrip("/")
+        info = tarfile.TarInfo(full.name)
+        info.size, info.mode, info.uid, info.gid = len(data), 0o644, CONTAINER_UID, CONTAINER_UID
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            tar.addfile(info, io.BytesIO(data))
+        if not self._container.get_wrapped_container().put_archive(str(full.parent),
+                                                                   archive.getvalue()):
+            raise BrokerStartError(f"could not write {path} into the container")
 
     def _add_tls(self, container: Any) -> None:
         """Make certificates, copy the broker's into the container, publish the TLS ports."""
@@ -497,21 +585,28 @@ class DockerBackend:
         publish(container, CONTAINER_TLS_PORT, self.tls_port)
         publish(container, CONTAINER_MUTUAL_TLS_PORT, self.mutual_tls_port)
 
-    def _wait_ready(self, count: int, timeout: float) -> None:
+    def _wait_ready(self, baseline: Dict[str, int], timeout: float) -> None:
+        """Wait until one of the ready lines is in the logs more often than in ``baseline``
+        (their counts before this start)."""
         deadline = time.monotonic() + max(timeout, 1.0)
+
+        def ready() -> bool:
+            return any(n > baseline.get(line, 0) for line, n in self._ready_counts().items())
+
         while True:
-            if self._logs().count(READY_LINE) >= count:
+            if ready():
                 return
             if not self.running:
                 time.sleep(0.5)  # let the last log lines arrive
-                if self._logs().count(READY_LINE) >= count:
+                if ready():
                     return
                 raise BrokerStartError(
                     "the Artemis container exited before it was ready", self.log_tail(40)
                 )
             if time.monotonic() > deadline:
+                lines = " or ".join(self._ready_lines())
                 raise BrokerStartError(
-                    f"the Artemis container was not ready ({READY_LINE}) within {timeout:g} s",
+                    f"the Artemis container was not ready ({lines}) within {timeout:g} s",
                     self.log_tail(40),
                 )
             time.sleep(0.25)
@@ -577,11 +672,11 @@ class DockerBackend:
     def restart(self, timeout: float) -> None:
         if self._container is None:
             raise BrokerStartError("restart(): the broker was never started")
-        seen = self._logs().count(READY_LINE)
+        baseline = self._ready_counts()
         wrapped = self._container.get_wrapped_container()
         if self._status() == "paused":
             wrapped.unpause()
         if self.running:
             wrapped.stop(timeout=int(self._stop_timeout))
         wrapped.start()
-        self._wait_ready(seen + 1, timeout)
+        self._wait_ready(baseline, timeout)

@@ -88,6 +88,21 @@ def acceptors_xml(host: str, amqp_port: int, core_port: int) -> str:
     )
 
 
+def instance_broker_xml(text: str, host: str, amqp_port: int, core_port: int,
+                        node: Any = None) -> str:
+    """``broker.xml`` as ``artemis create`` wrote it, with :func:`acceptors_xml` on
+    ``host`` and, for a cluster or HA node (``_cluster.NodeSpec``), its cluster part.
+
+    Example::
+
+        text = instance_broker_xml(text, "127.0.0.1", 40001, 40002)
+    """
+    new, count = _ACCEPTORS_RE.subn(acceptors_xml(host, amqp_port, core_port), text, 1)
+    if count != 1:
+        raise BrokerStartError("no <acceptors> block found in broker.xml")
+    return str(node.broker_xml(new, host, amqp_port)) if node is not None else new
+
+
 def _read_from(path: Path, offset: int) -> str:
     try:
         with open(path, "rb") as handle:
@@ -328,11 +343,7 @@ class LocalBackend:
         assert self.instance_dir is not None
         broker_xml = self.instance_dir / "etc" / "broker.xml"
         text = broker_xml.read_text(encoding="utf-8")
-        new, count = _ACCEPTORS_RE.subn(acceptors_xml(self.host, self.port, core), text, 1)
-        if count != 1:
-            raise BrokerStartError(f"no <acceptors> block found in {broker_xml}")
-        if self.node is not None:
-            new = self.node.broker_xml(new, self.host, self.port)
+        new = instance_broker_xml(text, self.host, self.port, core, self.node)
         broker_xml.write_text(new, encoding="utf-8")
         acc = None
         if self._tls:
