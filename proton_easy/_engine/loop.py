@@ -124,13 +124,18 @@ class _LeanIOHandler(IOHandler):
     """
 
     _selector: Any
-    _flushing = False
+    dirty = False
+    """True when a ``PN_TRANSPORT`` event was dropped since the last :meth:`flush`."""
 
     def on_reactor_quiesced(self, event: Any) -> None:
         """proton's: wait for the sockets (and timers), then handle what they report."""
         r = event.reactor
-        if not r.quiesced:
-            return
+        if r.quiesced:
+            self.wait(r)
+
+    def wait(self, r: Any) -> None:
+        """Wait for the sockets (and timers) of the quiesced reactor ``r``, then handle what
+        they report."""
         _ = r.timer_deadline  # (drops cancelled timers)
         readable, writable, expired = self._selector.select(r.timeout)
         now = r.mark()
@@ -182,17 +187,10 @@ class _LeanIOHandler(IOHandler):
 
     def flush(self, now: float) -> None:
         """Write what every connected socket's transport holds, as far as the socket takes it
-        without blocking, and update the selector (the rest waits for the socket to be
-        writable, as before)."""
-        if self._flushing:
-            return
-        self._flushing = True
-        try:
-            self._flush(now)
-        finally:
-            self._flushing = False
-
-    def _flush(self, now: float) -> None:
+        without blocking (the rest waits for the socket to be writable, as before), and update
+        the selector for those written to, or for all after a ``PN_TRANSPORT`` event was
+        dropped (``dirty``)."""
+        dirty, self.dirty = self.dirty, False
         for sel in list(self._selector._selectables):
             if type(sel) is not _Selectable or sel._terminal:
                 continue  # e.g. proton's ConnectSelectable (still connecting), the waker
@@ -203,6 +201,8 @@ class _LeanIOHandler(IOHandler):
                 pending = transport.pending()
                 if pending > 0:
                     transport.pop(sel.send(transport.peek(pending)))
+                elif not dirty:
+                    continue
             except Exception:  # noqa: BLE001 - a full socket (BlockingIOError), a closed one:
                 pass  # the selector's writable event meets it and handles it, as before
             try:
@@ -289,6 +289,7 @@ class RawDeliveryCollector(Collector):
                 if conn == ffi.NULL or not _ignores_transport(
                         _attachments(lib.pn_connection_attachments(conn))):
                     return wrap(Event.wrap(event))  # type: ignore[no-untyped-call, no-any-return]
+                self.io.dirty = True  # (the next flush updates the sockets)
                 lib.pn_collector_pop(impl)
                 continue
             else:
@@ -400,6 +401,7 @@ class LoopContainer(Container):
     """
 
     def __init__(self, *handlers: Any) -> None:
+        self._lean_io: Optional[_LeanIOHandler] = None
         if not _LEAN_CONTAINER:
             super().__init__(*handlers)
             self.global_handler = _GuardedHandler(self.global_handler)
@@ -413,6 +415,7 @@ class LoopContainer(Container):
             self._collector.io = cast(_LeanIOHandler, io)
             self._collector.reactor = weakref.ref(self)
         self.global_handler = _GuardedHandler(_GlobalOverrides(io))
+        self._lean_io = self._collector.io
         self.trigger = None
         self.container_id = str(uuid.uuid4())
         self.allow_insecure_mechs = True
@@ -420,6 +423,20 @@ class LoopContainer(Container):
         self.sasl_enabled = True
         self.user = None
         self.password = None
+
+
+    def push_event(self, obj: Any, etype: Any) -> None:
+        """proton's, except that with a :class:`_LeanIOHandler` the reactor's "quiesced"
+        (pushed by ``process`` when it has run out of events, right before it returns) is not
+        an event: the IO handler, its only taker, waits for the sockets right here."""
+        io = self._lean_io
+        if io is None or etype is not Event.REACTOR_QUIESCED or obj is not self:
+            super().push_event(obj, etype)
+            return
+        try:
+            io.wait(self)
+        except Exception:  # noqa: BLE001 - the loop thread must go on
+            log.exception("error while waiting for the connections' sockets")
 
 
 class _LoopHandler(Handler):
