@@ -152,7 +152,7 @@ class _LeanIOHandler(IOHandler):
         """What ``on_selectable_readable`` does for a connected socket, without its event;
         False (nothing done) for any other selectable, or when the read ends the socket or
         fails (the event then handles it, as before)."""
-        if type(sel) is not _Selectable or sel._terminal or getattr(sel, "handler", None):
+        if type(sel) is not _Selectable or sel.is_terminal or getattr(sel, "handler", None):
             return False
         transport = getattr(sel, "_transport", None)
         if transport is None:
@@ -172,7 +172,7 @@ class _LeanIOHandler(IOHandler):
     def update(self, transport: Any, selectable: Any, now: float) -> None:  # type: ignore[override]
         """What ``IOHandler.update`` does, with the selector told directly when it can be."""
         selector = self._selector
-        if (type(selectable) is not _Selectable or selectable._terminal
+        if (type(selectable) is not _Selectable or selectable.is_terminal
                 or selectable not in selector._selectables):
             IOHandler.update(transport, selectable, now)
             return
@@ -192,8 +192,8 @@ class _LeanIOHandler(IOHandler):
         dropped (``dirty``)."""
         dirty, self.dirty = self.dirty, False
         for sel in list(self._selector._selectables):
-            if type(sel) is not _Selectable or sel._terminal:
-                continue  # e.g. proton's ConnectSelectable (still connecting), the waker
+            if type(sel) is not _Selectable or sel.is_terminal or getattr(sel, "handler", None):
+                continue  # proton's ConnectSelectable (still connecting), the waker ...
             transport = getattr(sel, "_transport", None)
             if transport is None:
                 continue
