@@ -6,7 +6,10 @@ and wakes the reactor through that pipe (:class:`_Waker`); calls queued while a 
 share it.
 
 Delivery events, one or more per message, skip proton's generic dispatch when the link's
-handler has an ``on_raw_delivery(delivery)`` method: see :class:`RawDeliveryCollector`.
+handler has an ``on_raw_delivery(delivery)`` method (and a Sender's flow events go to its
+``on_raw_flow(link)``): see :class:`RawDeliveryCollector`. The loop's IO
+(:class:`_LeanIOHandler`) reads, writes and waits for its sockets without proton's
+per-change selectable events: a message sent and confirmed makes no proton event object.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from proton.reactor import Container, EventInjector
 from . import compat
 
 log = logging.getLogger("proton_easy")
+_proton_log = logging.getLogger("proton")  # (where proton's IO handler logs)
 
 _Selectable: Any
 try:  # the plain selectable of a connected socket (see _LeanIOHandler)
@@ -159,13 +163,19 @@ class _LeanIOHandler(IOHandler):
             return False
         try:
             capacity = transport.capacity()
-            if capacity > 0:
+        except ProtonException:
+            return False  # (the event's handling meets it again, as before)
+        if capacity > 0:
+            try:
                 data = sel.recv(capacity)
+            except OSError as exc:  # what proton's on_selectable_readable does
+                _proton_log.error("Couldn't recv: %r", exc)
+                transport.close_tail()
+                data = None
+            if data is not None:
                 if not data:
                     return False  # end of stream: the event's handling closes the transport
                 transport.push(data)
-        except (OSError, ProtonException):
-            return False
         self.update(transport, sel, now)
         return True
 
@@ -308,10 +318,9 @@ class RawDeliveryCollector(Collector):
                 lib.pn_collector_pop(impl)
 
 
-if _RAW_COLLECTOR:
-    _PN_DELIVERY = compat.lib.PN_DELIVERY
-    _PN_LINK_FLOW = getattr(compat.lib, "PN_LINK_FLOW", None)
-    _PN_TRANSPORT = getattr(compat.lib, "PN_TRANSPORT", None)
+_PN_DELIVERY = getattr(compat.lib, "PN_DELIVERY", None)
+_PN_LINK_FLOW = getattr(compat.lib, "PN_LINK_FLOW", None)
+_PN_TRANSPORT = getattr(compat.lib, "PN_TRANSPORT", None)
 _RAW_FLOW = _RAW_COLLECTOR and _PN_LINK_FLOW is not None and _PN_TRANSPORT is not None and all(
     hasattr(compat.lib, name) for name in ("pn_event_link", "pn_link_is_sender",
                                            "pn_event_connection", "pn_connection_attachments"))
@@ -423,7 +432,6 @@ class LoopContainer(Container):
         self.sasl_enabled = True
         self.user = None
         self.password = None
-
 
     def push_event(self, obj: Any, etype: Any) -> None:
         """proton's, except that with a :class:`_LeanIOHandler` the reactor's "quiesced"
