@@ -280,7 +280,8 @@ class RawDeliveryCollector(Collector):
             kind = lib.pn_event_type(event)
             if kind == _PN_DELIVERY:
                 dlv = lib.pn_event_delivery(event)
-                handler = _handler(lib.pn_link_attachments(lib.pn_delivery_link(dlv)))
+                record = lib.pn_record_get_py(lib.pn_link_attachments(lib.pn_delivery_link(dlv)))
+                handler = None if record == ffi.NULL else ffi.from_handle(record).get("_handler")
                 raw = getattr(handler, "on_raw_delivery", None)
                 if raw is None:
                     return wrap(Event.wrap(event))  # type: ignore[no-untyped-call, no-any-return]
@@ -289,7 +290,8 @@ class RawDeliveryCollector(Collector):
                 link = lib.pn_event_link(event)
                 if not lib.pn_link_is_sender(link):
                     return wrap(Event.wrap(event))  # type: ignore[no-untyped-call, no-any-return]
-                handler = _handler(lib.pn_link_attachments(link))
+                record = lib.pn_record_get_py(lib.pn_link_attachments(link))
+                handler = None if record == ffi.NULL else ffi.from_handle(record).get("_handler")
                 raw = getattr(handler, "on_raw_flow", None)
                 if raw is None or not getattr(handler, "raw_flow", False):
                     return wrap(Event.wrap(event))  # type: ignore[no-untyped-call, no-any-return]
@@ -332,12 +334,6 @@ def _attachments(record: Any) -> Any:
     ffi = compat.ffi
     record = compat.lib.pn_record_get_py(record)
     return None if record == ffi.NULL else ffi.from_handle(record)
-
-
-def _handler(record: Any) -> Any:
-    """The handler proton keeps in an endpoint's record, or None."""
-    attrs = _attachments(record)
-    return None if attrs is None else attrs.get("_handler")
 
 
 _QUIET: Dict[Tuple[type, ...], bool] = {}
