@@ -158,6 +158,19 @@ class Reader:
             self._body = Data(lib.pn_message_body(msg))
             self._properties = Data(lib.pn_message_properties(msg))
             self._annotations = Data(lib.pn_message_annotations(msg))
+            self._calls = (  # looked up once: read_into calls each once per message
+                lib.pn_message_decode, lib.pn_message_body, lib.pn_message_properties,
+                lib.pn_message_annotations, lib.pn_message_get_id,
+                lib.pn_message_get_correlation_id,
+                lib.pn_message_get_reply_to, lib.pn_message_get_subject,
+                lib.pn_message_is_durable, lib.pn_message_get_ttl, lib.pn_message_get_priority,
+                lib.pn_message_get_content_type, lib.pn_message_get_address,
+                lib.pn_message_get_user_id, lib.pn_message_get_group_id,
+                lib.pn_message_get_creation_time, lib.pn_message_get_delivery_count,
+                lib.pn_message_clear)
+            self._data_calls = (lib.pn_data_rewind, lib.pn_data_next, lib.pn_data_type,
+                                lib.pn_data_get_binary, lib.pn_data_get_string, lib.PN_BINARY,
+                                lib.PN_STRING)
 
     def read_into(self, out: Any, data: Any) -> None:
         """Decode one message (``data``: bytes, bytearray or memoryview) onto ``out``."""
@@ -167,46 +180,51 @@ class Reader:
             pm.decode(bytes(data))
             copy_fields(pm, out)
             return
-        lib, ffi, msgid2py = compat.lib, compat.ffi, self._msgid2py
-        msg = self._msg
-        self._pm._check(lib.pn_message_decode(msg, ffi.from_buffer(data), len(data)))
-        out.body = self._value(self._body, lib.pn_message_body(msg))
-        props = self._value(self._properties, lib.pn_message_properties(msg))
+        (decode, body, properties, annotations, get_id, get_correlation_id, get_reply_to,
+         get_subject, is_durable, get_ttl, get_priority, get_content_type, get_address,
+         get_user_id, get_group_id,
+         get_creation_time, get_delivery_count, clear) = self._calls
+        ffi, msgid2py, value, string, msg = compat.ffi, self._msgid2py, self._value, _string, \
+            self._msg
+        self._pm._check(decode(msg, ffi.from_buffer(data), len(data)))
+        out.body = value(self._body, body(msg))  # (asking for a section decodes it)
+        props = value(self._properties, properties(msg))
         out.properties = dict(props) if props else {}
-        ann = self._value(self._annotations, lib.pn_message_annotations(msg))
+        ann = value(self._annotations, annotations(msg))
         out.annotations = dict(ann) if ann else {}
-        out.id = plain(msgid2py(lib.pn_message_get_id(msg)))
-        out.correlation_id = plain(msgid2py(lib.pn_message_get_correlation_id(msg)))
-        out.reply_to = _string(lib.pn_message_get_reply_to(msg))
-        out.subject = _string(lib.pn_message_get_subject(msg))
-        out.durable = bool(lib.pn_message_is_durable(msg))
-        out.ttl = lib.pn_message_get_ttl(msg) / 1000.0 or None
-        priority = lib.pn_message_get_priority(msg)
+        msg_id = msgid2py(get_id(msg))
+        out.id = None if msg_id is None else plain(msg_id)
+        msg_id = msgid2py(get_correlation_id(msg))
+        out.correlation_id = None if msg_id is None else plain(msg_id)
+        out.reply_to = string(get_reply_to(msg))
+        out.subject = string(get_subject(msg))
+        out.durable = bool(is_durable(msg))
+        out.ttl = get_ttl(msg) / 1000.0 or None
+        priority = get_priority(msg)
         out.priority = None if priority == 4 else priority  # 4 is AMQP's default
-        ctype = _string(lib.pn_message_get_content_type(msg))
+        ctype = string(get_content_type(msg))
         out.content_type = None if ctype in (None, "None", "") else ctype
-        out.address = _string(lib.pn_message_get_address(msg))
-        user_id = lib.pn_message_get_user_id(msg)
+        out.address = string(get_address(msg))
+        user_id = get_user_id(msg)
         out.user_id = ffi.unpack(user_id.start, user_id.size) if user_id.size else None
-        out.group_id = _string(lib.pn_message_get_group_id(msg))
-        out.creation_time = lib.pn_message_get_creation_time(msg) / 1000.0 or None
-        count = lib.pn_message_get_delivery_count(msg)
+        out.group_id = string(get_group_id(msg))
+        out.creation_time = get_creation_time(msg) / 1000.0 or None
+        count = get_delivery_count(msg)
         out.delivery_count = count
         out.redelivered = count > 0
-        lib.pn_message_clear(msg)  # a next message without some section must not see this one's
+        clear(msg)  # a next message without some section must not see this one's
 
-    @staticmethod
-    def _value(data: Data, impl: Any) -> Any:
+    def _value(self, data: Data, impl: Any) -> Any:
         """The value in ``data`` (whose pointer is ``impl``: asking for it decodes it)."""
-        lib, ffi = compat.lib, compat.ffi
-        lib.pn_data_rewind(impl)
-        if not lib.pn_data_next(impl):
+        rewind, next_, type_, get_binary, get_string, binary, string = self._data_calls
+        rewind(impl)
+        if not next_(impl):
             return None
-        kind = lib.pn_data_type(impl)
-        if kind == lib.PN_BINARY:
-            value = lib.pn_data_get_binary(impl)
-            return ffi.unpack(value.start, value.size)
-        if kind == lib.PN_STRING:
-            value = lib.pn_data_get_string(impl)
-            return ffi.unpack(value.start, value.size).decode("utf8")
+        kind = type_(impl)
+        if kind == binary:
+            value = get_binary(impl)
+            return compat.ffi.unpack(value.start, value.size)
+        if kind == string:
+            value = get_string(impl)
+            return compat.ffi.unpack(value.start, value.size).decode("utf8")
         return plain(data.get_object())

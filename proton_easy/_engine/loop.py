@@ -6,7 +6,10 @@ and wakes the reactor through that pipe (:class:`_Waker`); calls queued while a 
 share it.
 
 Delivery events, one or more per message, skip proton's generic dispatch when the link's
-handler has an ``on_raw_delivery(delivery)`` method: see :class:`RawDeliveryCollector`.
+handler has an ``on_raw_delivery(delivery)`` method (and a Sender's flow events go to its
+``on_raw_flow(link)``): see :class:`RawDeliveryCollector`. The loop's IO
+(:class:`_LeanIOHandler`) reads, writes and waits for its sockets without proton's
+per-change selectable events: a message sent and confirmed makes no proton event object.
 """
 
 from __future__ import annotations
@@ -15,19 +18,23 @@ import collections
 import logging
 import os
 import threading
+import time
 import uuid
+import weakref
 from concurrent.futures import Future
-from typing import Any, Callable, Deque, List, Optional
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, cast
 
-from proton import Collector, Event, Handler
+from proton import Collector, Event, Handler, ProtonException
+from proton.handlers import IOHandler
 from proton.reactor import Container, EventInjector
 
 from . import compat
 
 log = logging.getLogger("proton_easy")
+_proton_log = logging.getLogger("proton")  # (where proton's IO handler logs)
 
 _Selectable: Any
-try:  # the plain selectable of a connected socket (written to early: see _write_now)
+try:  # the plain selectable of a connected socket (see _LeanIOHandler)
     from proton._selectable import Selectable as _Selectable
 except ImportError:  # pragma: no cover - a proton that moved it: no early writes
     _Selectable = None
@@ -86,48 +93,142 @@ class _GuardedEvent(Event):
 class _GuardedHandler(Handler):
     """Dispatches every event to ``base``, routing what it raises (:func:`route_error`): the
     container's global handler, where proton's IO handler resolves host names
-    (``socket.gaierror`` from ``on_connection_bound``).
+    (``socket.gaierror`` from ``on_connection_bound``)."""
 
-    With ``io`` (proton's ``IOHandler``, whose selector this reads), what the connections
-    have to write is written as soon as the events are processed, before the selector waits
-    (see :func:`_write_now`): proton would otherwise wait for the selector to report the
-    socket writable, one more wake-up of the loop per message sent on an idle connection."""
-
-    def __init__(self, base: Any, io: Any = None) -> None:
+    def __init__(self, base: Any) -> None:
         self.base = base
         self.handlers: List[Any] = []
-        selector = getattr(io, "_selector", None)
-        self._writing = getattr(selector, "_writing", None)
-        self._io = io if isinstance(self._writing, set) and callable(
-            getattr(io, "update", None)) else None
 
     def on_unhandled(self, method: str, event: Any) -> None:
         try:
-            if self._io is not None and method == "on_reactor_quiesced" and self._writing:
-                _write_now(self._io, self._writing, event.reactor)
             event.dispatch(self.base)
         except Exception as exc:  # noqa: BLE001 - the loop thread must go on
             route_error(event, exc)
 
 
-def _write_now(io: Any, writing: Any, reactor: Any) -> None:
-    """Write what the transports of ``writing`` (the selectables waiting to write) hold, as far
-    as their sockets take it without blocking; the rest waits for the selector, as before."""
-    for sel in list(writing):
-        if type(sel) is not _Selectable:  # e.g. proton's ConnectSelectable, still connecting
-            continue
+class _LeanIOHandler(IOHandler):
+    """proton's IO handler, minus one event per change of a socket's interest.
+
+    proton's ``IOHandler.update`` (after every read, write, tick and ``PN_TRANSPORT`` event)
+    sets what a socket's selectable waits for, then pushes a ``SELECTABLE_UPDATED`` event,
+    whose only handling is this handler's ``on_selectable_updated``: telling the selector. Here
+    the selector is told at once when the selectable is a connected socket it already holds
+    (the selector is read only when the loop is quiesced, after every event); anything else
+    (a selectable becoming terminal, one not registered yet) still goes through the event.
+
+    ``PN_TRANSPORT`` events ("the transport has output") of connections whose handlers ignore
+    them are not dispatched at all (see :class:`RawDeliveryCollector`): :meth:`flush`, called
+    by the collector each time it runs out of events, writes what the connections hold and
+    updates every connected socket instead. What a connection has to write is so written as
+    soon as the events are processed, before the selector waits: proton would otherwise wait
+    for the selector to report the socket writable, one more pass of the loop per message.
+
+    A connected socket the selector reports readable is read at once, rather than through a
+    ``SELECTABLE_READABLE`` event whose only handling is this handler's.
+    """
+
+    _selector: Any
+    dirty = False
+    """True when a ``PN_TRANSPORT`` event was dropped since the last :meth:`flush`."""
+
+    def on_reactor_quiesced(self, event: Any) -> None:
+        """proton's: wait for the sockets (and timers), then handle what they report."""
+        r = event.reactor
+        if r.quiesced:
+            self.wait(r)
+
+    def wait(self, r: Any) -> None:
+        """Wait for the sockets (and timers) of the quiesced reactor ``r``, then handle what
+        they report."""
+        _ = r.timer_deadline  # (drops cancelled timers)
+        readable, writable, expired = self._selector.select(r.timeout)
+        now = r.mark()
+        for sel in readable:
+            if not self._read(sel, now):
+                sel.readable()
+        for sel in writable:
+            sel.writable()
+        for sel in expired:
+            sel.expired()
+        r.yield_()
+
+    def _read(self, sel: Any, now: float) -> bool:
+        """What ``on_selectable_readable`` does for a connected socket, without its event;
+        False (nothing done) for any other selectable, or when the read ends the socket or
+        fails (the event then handles it, as before)."""
+        if type(sel) is not _Selectable or sel.is_terminal or getattr(sel, "handler", None):
+            return False
         transport = getattr(sel, "_transport", None)
-        if transport is None or sel.is_terminal:
-            continue
+        if transport is None:
+            return False
         try:
-            pending = transport.pending()
-            if pending <= 0:
+            capacity = transport.capacity()
+        except ProtonException:
+            return False  # (the event's handling meets it again, as before)
+        if capacity > 0:
+            try:
+                data = sel.recv(capacity)
+            except OSError as exc:  # what proton's on_selectable_readable does
+                _proton_log.error("Couldn't recv: %r", exc)
+                transport.close_tail()
+                data = None
+            if data is not None:
+                if not data:
+                    return False  # end of stream: the event's handling closes the transport
+                transport.push(data)
+        self.update(transport, sel, now)
+        return True
+
+    def update(self, transport: Any, selectable: Any, now: float) -> None:  # type: ignore[override]
+        """What ``IOHandler.update`` does, with the selector told directly when it can be."""
+        selector = self._selector
+        if (type(selectable) is not _Selectable or selectable.is_terminal
+                or selectable not in selector._selectables):
+            IOHandler.update(transport, selectable, now)
+            return
+        try:
+            selectable.reading = transport.capacity() > 0
+            selectable.writing = transport.pending() > 0
+        except ProtonException:
+            IOHandler.update(transport, selectable, now)  # proton's way of ending it
+            return
+        selectable.deadline = transport.tick(now)
+        selector.update(selectable)
+
+    def flush(self, now: float) -> None:
+        """Write what every connected socket's transport holds, as far as the socket takes it
+        without blocking (the rest waits for the socket to be writable, as before), and update
+        the selector for those written to, or for all after a ``PN_TRANSPORT`` event was
+        dropped (``dirty``)."""
+        dirty, self.dirty = self.dirty, False
+        for sel in list(self._selector._selectables):
+            if type(sel) is not _Selectable or sel.is_terminal or getattr(sel, "handler", None):
+                continue  # proton's ConnectSelectable (still connecting), the waker ...
+            transport = getattr(sel, "_transport", None)
+            if transport is None:
                 continue
-            sent = sel.send(transport.peek(pending))
-        except Exception:  # noqa: BLE001 - a full socket (BlockingIOError), a closed one:
-            continue  # the selector's writable event meets it and handles it, as before
-        transport.pop(sent)
-        io.update(transport, sel, reactor.now)
+            try:
+                pending = transport.pending()
+                if pending > 0:
+                    transport.pop(sel.send(transport.peek(pending)))
+                elif not dirty:
+                    continue
+            except Exception:  # noqa: BLE001 - a full socket (BlockingIOError), a closed one:
+                pass  # the selector's writable event meets it and handles it, as before
+            try:
+                self.update(transport, sel, now)
+            except Exception:  # noqa: BLE001 - (called between events: nothing may escape)
+                log.debug("error updating a socket's selectable", exc_info=True)
+
+
+def _lean_io_available() -> bool:
+    selector = getattr(IOHandler(), "_selector", None)
+    return (_Selectable is not None and isinstance(getattr(selector, "_selectables", None), set)
+            and callable(getattr(selector, "update", None)))
+
+
+_LEAN_IO = _lean_io_available()
+"""True when proton's IO handler has the selector :class:`_LeanIOHandler` relies on."""
 
 
 _RAW_COLLECTOR = compat.NATIVE and hasattr(Collector(), "_impl") and hasattr(Event, "wrap")
@@ -150,6 +251,18 @@ class RawDeliveryCollector(Collector):
     fails its job (a Client's loop); False: errors propagate, so that a plain
     ``Container(job).run()`` raises them as before."""
 
+    io: Optional[_LeanIOHandler] = None
+    """A Client's loop: its IO handler, which :meth:`peek` asks to write and update the
+    sockets each time it runs out of events; ``PN_TRANSPORT`` events of connections whose
+    handlers ignore them are then dropped (see :class:`_LeanIOHandler`)."""
+
+    reactor: Optional[Callable[[], Any]] = None
+    """With ``io``: a weak reference to the container (whose clock the IO updates read)."""
+
+    def _now(self) -> float:
+        reactor = self.reactor() if self.reactor is not None else None
+        return float(reactor.now) if reactor is not None else time.time()
+
     def peek(self) -> Optional[Event]:
         wrap = _guarded if self.guard_events else _unguarded
         lib, ffi = compat.lib, compat.ffi
@@ -157,17 +270,44 @@ class RawDeliveryCollector(Collector):
         while True:
             event = lib.pn_collector_peek(impl)
             if event == ffi.NULL:
-                return None
-            if lib.pn_event_type(event) != lib.PN_DELIVERY:
-                return wrap(Event.wrap(event))  # type: ignore[no-untyped-call, no-any-return]
-            dlv = lib.pn_event_delivery(event)
-            record = lib.pn_record_get_py(lib.pn_link_attachments(lib.pn_delivery_link(dlv)))
-            handler = None if record == ffi.NULL else ffi.from_handle(record).get("_handler")
-            raw = getattr(handler, "on_raw_delivery", None)
-            if raw is None:
+                io = self.io
+                if io is None:
+                    return None
+                io.flush(self._now())  # (may make events: a flow, a transport)
+                event = lib.pn_collector_peek(impl)
+                if event == ffi.NULL:
+                    return None
+            kind = lib.pn_event_type(event)
+            if kind == _PN_DELIVERY:
+                dlv = lib.pn_event_delivery(event)
+                record = lib.pn_record_get_py(lib.pn_link_attachments(lib.pn_delivery_link(dlv)))
+                handler = None if record == ffi.NULL else ffi.from_handle(record).get("_handler")
+                raw = getattr(handler, "on_raw_delivery", None)
+                if raw is None:
+                    return wrap(Event.wrap(event))  # type: ignore[no-untyped-call, no-any-return]
+                arg = dlv
+            elif kind == _PN_LINK_FLOW and _RAW_FLOW:
+                link = lib.pn_event_link(event)
+                if not lib.pn_link_is_sender(link):
+                    return wrap(Event.wrap(event))  # type: ignore[no-untyped-call, no-any-return]
+                record = lib.pn_record_get_py(lib.pn_link_attachments(link))
+                handler = None if record == ffi.NULL else ffi.from_handle(record).get("_handler")
+                raw = getattr(handler, "on_raw_flow", None)
+                if raw is None or not getattr(handler, "raw_flow", False):
+                    return wrap(Event.wrap(event))  # type: ignore[no-untyped-call, no-any-return]
+                arg = link
+            elif kind == _PN_TRANSPORT and self.io is not None and _RAW_FLOW:
+                conn = lib.pn_event_connection(event)
+                if conn == ffi.NULL or not _ignores_transport(
+                        _attachments(lib.pn_connection_attachments(conn))):
+                    return wrap(Event.wrap(event))  # type: ignore[no-untyped-call, no-any-return]
+                self.io.dirty = True  # (the next flush updates the sockets)
+                lib.pn_collector_pop(impl)
+                continue
+            else:
                 return wrap(Event.wrap(event))  # type: ignore[no-untyped-call, no-any-return]
             try:
-                raw(dlv)
+                raw(arg)
             except Exception as exc:  # noqa: BLE001 - the loop thread must go on
                 fail = getattr(handler, "_fail", None)
                 if not self.guard_events:
@@ -175,9 +315,54 @@ class RawDeliveryCollector(Collector):
                 if callable(fail):
                     fail(exc)
                 else:
-                    log.exception("error in on_raw_delivery")
+                    log.exception("error in a raw event handler")
             finally:
                 lib.pn_collector_pop(impl)
+
+
+_PN_DELIVERY = getattr(compat.lib, "PN_DELIVERY", None)
+_PN_LINK_FLOW = getattr(compat.lib, "PN_LINK_FLOW", None)
+_PN_TRANSPORT = getattr(compat.lib, "PN_TRANSPORT", None)
+_RAW_FLOW = _RAW_COLLECTOR and _PN_LINK_FLOW is not None and _PN_TRANSPORT is not None and all(
+    hasattr(compat.lib, name) for name in ("pn_event_link", "pn_link_is_sender",
+                                           "pn_event_connection", "pn_connection_attachments"))
+"""True when flow and transport events can be read raw (see :class:`RawDeliveryCollector`)."""
+
+
+def _attachments(record: Any) -> Any:
+    """The attributes proton keeps in an endpoint's record (a dict), or None."""
+    ffi = compat.ffi
+    record = compat.lib.pn_record_get_py(record)
+    return None if record == ffi.NULL else ffi.from_handle(record)
+
+
+_QUIET: Dict[Tuple[type, ...], bool] = {}
+
+
+def _ignores_transport(attrs: Any) -> bool:
+    """True when a ``PN_TRANSPORT`` event of the connection with these attributes would do
+    nothing but proton's IO update: neither its handler (with its children) nor proton's
+    reconnecting connector has an ``on_transport`` or an ``on_unhandled`` of its own."""
+    if attrs is None:
+        return False
+    handler = attrs.get("_handler")
+    if handler is None:
+        return False
+    parts = [handler, attrs.get("_overrides")]
+    key = tuple(type(h) for h in parts) + tuple(
+        type(c) for h in parts if h is not None for c in getattr(h, "handlers", ()))
+    quiet = _QUIET.get(key)
+    if quiet is None:
+        quiet = _QUIET[key] = all(_quiet(h) for h in parts if h is not None)
+    return quiet
+
+
+def _quiet(handler: Any) -> bool:
+    if getattr(handler, "on_transport", None) is not None:
+        return False
+    if getattr(type(handler), "on_unhandled", Handler.on_unhandled) is not Handler.on_unhandled:
+        return False
+    return all(_quiet(child) for child in getattr(handler, "handlers", ()))
 
 
 def _guarded(event: Any) -> Any:
@@ -192,7 +377,8 @@ def _unguarded(event: Any) -> Any:
 
 
 class _LoopCollector(RawDeliveryCollector):
-    """The collector of a Client's loop: no event's error escapes it."""
+    """The collector of a Client's loop: no event's error escapes it (and, with ``io``, see
+    :class:`_LeanIOHandler`)."""
 
     guard_events = True
 
@@ -220,6 +406,7 @@ class LoopContainer(Container):
     """
 
     def __init__(self, *handlers: Any) -> None:
+        self._lean_io: Optional[_LeanIOHandler] = None
         if not _LEAN_CONTAINER:
             super().__init__(*handlers)
             self.global_handler = _GuardedHandler(self.global_handler)
@@ -228,7 +415,12 @@ class LoopContainer(Container):
         self._collector = _LoopCollector()  # (nothing was collected yet)
         self.ssl = None  # type: ignore[assignment]  # ... which is redone here, minus the SSL domains
         io = self.global_handler
-        self.global_handler = _GuardedHandler(_GlobalOverrides(io), io=io)
+        if _LEAN_IO and type(io) is IOHandler:
+            io.__class__ = _LeanIOHandler  # same state, leaner updates (and flush)
+            self._collector.io = cast(_LeanIOHandler, io)
+            self._collector.reactor = weakref.ref(self)
+        self.global_handler = _GuardedHandler(_GlobalOverrides(io))
+        self._lean_io = self._collector.io
         self.trigger = None
         self.container_id = str(uuid.uuid4())
         self.allow_insecure_mechs = True
@@ -236,6 +428,19 @@ class LoopContainer(Container):
         self.sasl_enabled = True
         self.user = None
         self.password = None
+
+    def push_event(self, obj: Any, etype: Any) -> None:
+        """proton's, except that with a :class:`_LeanIOHandler` the reactor's "quiesced"
+        (pushed by ``process`` when it has run out of events, right before it returns) is not
+        an event: the IO handler, its only taker, waits for the sockets right here."""
+        io = self._lean_io
+        if io is None or etype is not Event.REACTOR_QUIESCED or obj is not self:
+            super().push_event(obj, etype)
+            return
+        try:
+            io.wait(self)
+        except Exception:  # noqa: BLE001 - the loop thread must go on
+            log.exception("error while waiting for the connections' sockets")
 
 
 class _LoopHandler(Handler):

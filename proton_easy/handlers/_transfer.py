@@ -157,6 +157,18 @@ class Sender(_Lean, Job):
         if link.is_sender and link.credit:
             self._guard(self._pump, link)  # make_message and the iterable are user code
 
+    @property
+    def raw_flow(self) -> bool:
+        """True when a Client's loop may hand this job's flow events to :meth:`on_raw_flow`
+        (False when a subclass overrides ``on_link_flow``)."""
+        return type(self).on_link_flow is Sender.on_link_flow
+
+    def on_raw_flow(self, link: Any) -> None:
+        """``on_link_flow`` for the raw ``pn_link_t`` of the sender link (see
+        :mod:`proton_easy._engine.raw`)."""
+        if _raw.link_credit(link) > 0:
+            self._guard(self._pump_link, link)
+
     def on_raw_delivery(self, dlv: Any) -> None:
         if not _raw.updated(dlv):
             return
@@ -178,7 +190,9 @@ class Sender(_Lean, Job):
         self._guard(self._check_done)  # on_all_accepted is user code
 
     def _pump(self, sender: Any) -> None:
-        link = _raw.link_impl(sender)
+        self._pump_link(_raw.link_impl(sender))
+
+    def _pump_link(self, link: Any) -> None:
         tags = self._tags
         unsettled = self._unsettled
         while _raw.link_credit(link) > 0 and not self.done:
