@@ -1080,6 +1080,8 @@ def print_goals(bench: Bench, rows: List[Dict]) -> None:
         print("   (proton_easy sends durable messages, its default, and so does the C engine "
               "here; the hand-written and\n   BlockingConnection peers send non-durable ones: "
               "--non-durable compares like with like)")
+    else:
+        print("   (--non-durable: proton_easy sends non-durable messages, as its peers do)")
     print(f"{'job':<38} {'value':>9} {'peer':<26} {'peer':>9} {'ratio':>7} {'goal':>8} "
           f"{'met':>4} {'CPU us':>7} {'RSS MB':>7}")
     for r in table:
@@ -1124,6 +1126,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     if args.non_durable:  # the workers (processes of their own) read it at import
         os.environ["PROTON_EASY_BENCH_DURABLE"] = "no"
+        global DURABLE
+        DURABLE = False  # (and the report says so)
 
     config = Config.quick() if args.quick else Config.full()
     if args.rounds:
