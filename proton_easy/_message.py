@@ -334,9 +334,10 @@ def _describe(value: Any) -> str:
 class Decoder:
     """Turns AMQP message bytes into plain :class:`Message` objects.
 
-    One proton message is reused for every decode, and its fields are read straight from
-    proton-c: no ``proton.Message`` properties, no Data wrappers made per message. Not
-    thread-safe: one per receiving link (or per thread).
+    The common message is read in Python (:func:`proton_easy._engine.wire.decode_into`);
+    what that does not read (arrays, described values, an amqp-sequence body ...) goes to
+    :class:`~proton_easy._engine.codec.Reader`, which reuses one proton message and reads its
+    fields straight from proton-c. Not thread-safe: one per receiving link (or per thread).
 
     >>> Decoder().decode(encode("hello")).body
     'hello'

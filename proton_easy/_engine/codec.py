@@ -3,7 +3,8 @@
 With ``cproton`` (:data:`~proton_easy._engine.compat.NATIVE`) values are encoded through one
 reused ``pn_data_t`` into a buffer of the right size, and messages are decoded by reading each
 field straight from proton-c. Otherwise the same results come from proton's public
-``Data.encode``, ``Message.encode`` and ``Message.decode``.
+``Data.encode``, ``Message.encode`` and ``Message.decode``. The common message is encoded and
+decoded in Python by :mod:`proton_easy._engine.wire`; what it does not cover comes here.
 
 >>> reader = Reader()
 >>> class Fields: pass
