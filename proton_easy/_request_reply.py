@@ -14,7 +14,7 @@ import queue
 import threading
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Protocol, Tuple
 
 from . import _otel
 from ._driver import Driver
@@ -36,6 +36,22 @@ the next request of a thread that just got its reply (:class:`RequestChannel`), 
 goes back to its other work."""
 
 
+class ReplyWaiter(Protocol):
+    """What a request's reply is handed to on the loop thread: a ``concurrent.futures.Future``
+    (the blocking verbs wait on one), or anything with its setters, as the asyncio face's
+    lighter :class:`~proton_easy.aio._wait.Reply`."""
+
+    def done(self) -> bool: ...
+
+    def cancelled(self) -> bool: ...
+
+    def set_result(self, result: Any) -> None: ...
+
+    def set_exception(self, exception: BaseException) -> None: ...
+
+    def exception(self) -> Optional[BaseException]: ...
+
+
 class RequestChannel(Requester):
     """The client's one reply receiver: threads add requests and wait on their own Future.
 
@@ -48,11 +64,11 @@ class RequestChannel(Requester):
 
     def __init__(self, linger: Optional[Callable[[float], bool]] = None) -> None:
         super().__init__(None, None, timeout=None, window=None)
-        self._waiters: Dict[Any, Future[Any]] = {}
+        self._waiters: Dict[Any, ReplyWaiter] = {}
         self._linger = linger
         self._quick = True  # the last wait for a next request ended with one
 
-    def submit(self, msg: Message, address: str, waiter: Future[Any],
+    def submit(self, msg: Message, address: str, waiter: ReplyWaiter,
                payload: Optional[bytes] = None) -> None:
         """Send one request whose reply resolves ``waiter`` (on the loop thread); ``payload`` is
         ``msg`` already encoded for its ``reply_to`` (re-encoded if the reply queue changed)."""
@@ -118,7 +134,8 @@ class Requests:
         """Send ``message`` to ``address`` and wait up to ``timeout`` seconds for its reply."""
         driver = self._driver
         limit = driver.timeout if timeout is None else timeout
-        waiter, forget = self.submit(address, message, limit)
+        waiter: Future[Message] = Future()
+        forget = self.submit(address, message, limit, waiter)
         try:
             reply: Message = driver.wait(waiter, limit)
             return reply
@@ -129,10 +146,11 @@ class Requests:
                 forget()
             raise
 
-    def submit(self, address: str, message: Any,
-               limit: float) -> Tuple[Future[Message], Callable[[], None]]:
-        """Hand one request to the loop without waiting: (the Future its reply resolves, a
-        function that makes the channel forget it, for a caller that gives up)."""
+    def submit(self, address: str, message: Any, limit: float,
+               waiter: ReplyWaiter) -> Callable[[], None]:
+        """Hand one request to the loop without waiting for it: its reply (or error) goes to
+        ``waiter``; returns a function that makes the channel forget the request, for a caller
+        that gives up."""
         driver = self._driver
         _check_seconds("timeout", limit)
         channel = self.channel()
@@ -140,17 +158,16 @@ class Requests:
         corr = msg.correlation_id
         msg.reply_to = channel.reply_to  # None until the reply queue exists: the loop re-encodes
         payload = encode(msg)  # here: a TypeError before any I/O, and less work for the loop
-        waiter: Future[Message] = Future()
         if not driver.post(lambda: channel.submit(msg, address, waiter, payload)):
             raise RuntimeError("the client is closed")
 
         def forget() -> None:
             driver.post(lambda: channel.cancel(corr))
 
-        return waiter, forget
+        return forget
 
     @staticmethod
-    def timed_out(address: str, waiter: Future[Message], forget: Callable[[], None],
+    def timed_out(address: str, waiter: ReplyWaiter, forget: Callable[[], None],
                   limit: float) -> BaseException:
         """The error for a request whose wait ran out (the channel forgets it)."""
         if waiter.done() and not waiter.cancelled() and waiter.exception() is not None:

@@ -18,7 +18,7 @@ from ..handlers._transfer import Sender
 from . import _consumer, _serve
 from ._consumer import Consumer
 from ._transaction import Transaction
-from ._wait import call, result, wait
+from ._wait import Reply, call, result, wait
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -291,7 +291,8 @@ class Client:
         driver = sync._driver
         driver.check_open()
         limit = driver.timeout if timeout is None else timeout
-        waiter, forget = sync._requests.submit(address, message, limit)
+        waiter = Reply(asyncio.get_running_loop())
+        forget = sync._requests.submit(address, message, limit, waiter)
         try:
             reply: Message = await wait(driver, waiter, limit)
             return reply

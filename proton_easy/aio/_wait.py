@@ -13,7 +13,18 @@ import logging
 import queue
 import weakref
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, Callable, Deque, List, Optional, Protocol, Tuple, TypeVar
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Deque,
+    List,
+    Optional,
+    Protocol,
+    Tuple,
+    TypeVar,
+    Union,
+)
 
 from .._driver import Driver, Patience
 
@@ -79,6 +90,63 @@ class _Relay(_OneWakeUp):
                 waiter.set_result(None)
 
 
+class Reply:
+    """The one result the loop thread hands to one task: a lighter ``concurrent.futures.Future``
+    for a caller that only awaits (no condition variable, no callbacks). Set once, on the loop
+    thread; the setter wakes the task through its event loop's :class:`_Relay`, with the other
+    results set in the same run of the loop thread.
+
+    >>> reply = Reply(asyncio.get_running_loop())   # doctest: +SKIP
+    >>> reply.set_result("pong"); await _settled(reply, None); reply.result()   # doctest: +SKIP
+    'pong'
+    """
+
+    __slots__ = ("waiter", "_relay", "_done", "_result", "_error")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.waiter: asyncio.Future[None] = loop.create_future()
+        self._relay = _relay(loop)
+        self._done = False
+        self._result: Any = None
+        self._error: Optional[BaseException] = None
+
+    def done(self) -> bool:
+        """True once a result or an error was set."""
+        return self._done
+
+    def cancelled(self) -> bool:
+        """Never: the task that awaits it gives up on its own (a Future's signature)."""
+        return False
+
+    def set_result(self, result: Any) -> None:
+        """Hand over the result (any thread; only the first result or error counts)."""
+        if not self._done:
+            self._result, self._done = result, True
+            self._relay._done(self.waiter)
+
+    def set_exception(self, error: BaseException) -> None:
+        """Hand over an error instead (any thread; only the first result or error counts)."""
+        if not self._done:
+            self._error, self._done = error, True
+            self._relay._done(self.waiter)
+
+    def exception(self) -> Optional[BaseException]:
+        """The error set, or None (also while not done: call it once done)."""
+        return self._error
+
+    def result(self) -> Any:
+        """The result, or the error raised (once done)."""
+        if not self._done:
+            raise asyncio.InvalidStateError("no result yet")
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+
+Waitable = Union[Future[Any], Reply]
+"""What the waits here take: a loop-thread Future, or a :class:`Reply`."""
+
+
 _RELAYS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Relay] = \
     weakref.WeakKeyDictionary()
 
@@ -90,17 +158,21 @@ def _relay(loop: asyncio.AbstractEventLoop) -> _Relay:
     return relay
 
 
-async def _settled(fut: Future[Any], patience: Optional[Patience]) -> bool:
+async def _settled(fut: Waitable, patience: Optional[Patience]) -> bool:
     """Wait until ``fut`` is done (True) or ``patience`` expires (False; None: never).
     Cancelling the caller leaves ``fut`` alone."""
     if fut.done():
         return True
-    loop = asyncio.get_running_loop()
-    waiter: asyncio.Future[None] = loop.create_future()
-    _relay(loop).wake_on(fut, waiter)
+    if isinstance(fut, Reply):
+        waiter = fut.waiter  # woken by the loop thread when the result is set
+    else:
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        _relay(loop).wake_on(fut, waiter)
     if patience is None:
         await waiter
         return True
+    loop = asyncio.get_running_loop()
     timer: List[asyncio.TimerHandle] = []
 
     def tick() -> None:  # asked after each slice: the limit may have moved on
@@ -135,7 +207,7 @@ async def call(driver: Driver, fn: Callable[[], T], timeout: Optional[float] = N
     return await result(fut, driver.timeout if timeout is None else timeout)
 
 
-async def wait(driver: Driver, fut: Future[Any], timeout: Optional[float] = None, *,
+async def wait(driver: Driver, fut: Waitable, timeout: Optional[float] = None, *,
                progress: Optional[Callable[[], int]] = None, job: Any = None,
                what: Optional[str] = None) -> Any:
     """:meth:`Driver.wait <proton_easy._driver.Driver.wait>`, awaited: at most ``timeout``
