@@ -99,3 +99,52 @@ def test_heartbeats_and_sends_survive_idle_periods(amqp_url: str, amqp_address: 
         assert client._conn.drops == 0
         got = client.receive(amqp_address, count=3, timeout=10)
     assert [m.body for m in got] == [0, 1, 2]
+
+
+class _TransportWatcher(MessagingHandler):
+    """A user's own handler in the same container, on a connection of its own, that wants
+    ``PN_TRANSPORT`` events: the lean IO must not take them away from it."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
+        self.transports = 0
+        self.opened = False
+
+    def on_start(self, event: Any) -> None:
+        self.conn = event.container.connect(self.url)
+
+    def on_transport(self, event: Any) -> None:
+        self.transports += 1
+
+    def on_connection_opened(self, event: Any) -> None:
+        self.opened = True
+        event.connection.close()
+
+
+def test_handler_classes_in_a_plain_container_lose_nothing_beside_a_handler_of_its_own(
+        amqp_url: str, amqp_address: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from proton.reactor import Container
+
+    from proton_easy.handlers import Receiver
+
+    wrapped: List[int] = []
+    original = Event.wrap
+
+    def counting_wrap(impl: Any) -> Any:
+        wrapped.append(1)
+        return original(impl)
+
+    monkeypatch.setattr(Event, "wrap", staticmethod(counting_wrap))
+    sender = Sender(f"{amqp_url}/{amqp_address}", messages=list(range(200)), durable=False)
+    watcher = _TransportWatcher(amqp_url)
+    Container(sender, watcher).run()
+    sent_events = len(wrapped)
+    receiver = Receiver(f"{amqp_url}/{amqp_address}", count=200, timeout=10)
+    Container(receiver).run()
+    monkeypatch.setattr(Event, "wrap", staticmethod(original))
+    assert sender.confirmed == 200
+    assert [m.body for m in receiver.messages] == list(range(200))  # all, in order
+    assert watcher.opened and watcher.transports > 0  # its own events still reach it
+    if loop._RAW_FLOW and loop._LEAN_IO:  # ~8 event objects per message the proton way
+        assert sent_events < 200, sent_events

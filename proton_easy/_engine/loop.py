@@ -25,7 +25,7 @@ from concurrent.futures import Future
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, cast
 
 from proton import Collector, Event, Handler, ProtonException
-from proton.handlers import IOHandler
+from proton.handlers import IOHandler, OutgoingMessageHandler
 from proton.reactor import Container, EventInjector
 
 from . import compat
@@ -288,13 +288,15 @@ class RawDeliveryCollector(Collector):
                 arg = dlv
             elif kind == _PN_LINK_FLOW and _RAW_FLOW:
                 link = lib.pn_event_link(event)
-                if not lib.pn_link_is_sender(link):
-                    return wrap(Event.wrap(event))  # type: ignore[no-untyped-call, no-any-return]
                 record = lib.pn_record_get_py(lib.pn_link_attachments(link))
                 handler = None if record == ffi.NULL else ffi.from_handle(record).get("_handler")
-                raw = getattr(handler, "on_raw_flow", None)
+                sender = lib.pn_link_is_sender(link)
+                raw = getattr(handler, "on_raw_flow", None) if sender else None
                 if raw is None or not getattr(handler, "raw_flow", False):
-                    return wrap(Event.wrap(event))  # type: ignore[no-untyped-call, no-any-return]
+                    if not _ignores_flow(handler, link, bool(sender)):
+                        return wrap(Event.wrap(event))  # type: ignore[no-untyped-call, no-any-return]
+                    lib.pn_collector_pop(impl)  # (its dispatch would call nothing)
+                    continue
                 arg = link
             elif kind == _PN_TRANSPORT and self.io is not None and _RAW_FLOW:
                 conn = lib.pn_event_connection(event)
@@ -357,12 +359,56 @@ def _ignores_transport(attrs: Any) -> bool:
     return quiet
 
 
-def _quiet(handler: Any) -> bool:
-    if getattr(handler, "on_transport", None) is not None:
+def _quiet(handler: Any, method: str = "on_transport", receiver: bool = False) -> bool:
+    """True when dispatching an event to ``handler`` calls no ``method`` (nor any
+    ``on_unhandled`` of its own) on it or on its children. (proton's OutgoingMessageHandler,
+    a child of every MessagingHandler, takes a ``receiver`` link's ``on_link_flow`` to do
+    nothing: it acts on sender links only.)"""
+    if getattr(handler, method, None) is not None and not (
+            receiver and method == "on_link_flow" and type(handler) is OutgoingMessageHandler):
         return False
     if getattr(type(handler), "on_unhandled", Handler.on_unhandled) is not Handler.on_unhandled:
         return False
-    return all(_quiet(child) for child in getattr(handler, "handlers", ()))
+    return all(_quiet(child, method, receiver) for child in getattr(handler, "handlers", ()))
+
+
+_QUIET_FLOW: Dict[Tuple[Any, ...], bool] = {}
+
+
+def _ignores_flow(handler: Any, link: Any, sender: bool) -> bool:
+    """True when a ``PN_LINK_FLOW`` event of ``link`` (a ``pn_link_t``), whose handler is
+    ``handler``, would call nothing: neither the handler (with its children), nor the
+    connection's overrides, nor proton's IO handler takes it. A receiver's job raises one
+    each time it grants credit, and brokers answer a sender's messages with flow frames."""
+    if handler is None:
+        return False
+    lib = compat.lib
+    attrs = _attachments(lib.pn_connection_attachments(
+        lib.pn_session_connection(lib.pn_link_session(link))))
+    overrides = attrs.get("_overrides") if attrs is not None else None
+    parts = [handler, overrides]
+    key = (sender,) + tuple(type(h) for h in parts) + tuple(
+        type(c) for h in parts if h is not None for c in getattr(h, "handlers", ()))
+    quiet = _QUIET_FLOW.get(key)
+    if quiet is None:
+        quiet = _QUIET_FLOW[key] = all(
+            _quiet(h, "on_link_flow", not sender) for h in parts if h is not None)
+    return quiet
+
+
+_QUIET_AT_REST: Dict[Tuple[type, ...], bool] = {}
+
+
+def _ignores_quiesced(root: Any) -> bool:
+    """True when the handlers under a container's root handler take no ``REACTOR_QUIESCED``
+    (so that only the IO handler does: see :class:`_InlineQuiesced`)."""
+    children = getattr(root, "handlers", ())
+    key = (type(root),) + tuple(type(c) for c in children) + tuple(
+        type(g) for c in children for g in getattr(c, "handlers", ()))
+    quiet = _QUIET_AT_REST.get(key)
+    if quiet is None:
+        quiet = _QUIET_AT_REST[key] = _quiet(root, "on_reactor_quiesced")
+    return quiet
 
 
 def _guarded(event: Any) -> Any:
@@ -384,20 +430,69 @@ class _LoopCollector(RawDeliveryCollector):
 
 
 def use_raw_deliveries(container: Any) -> None:
-    """Give a plain proton ``Container`` the delivery short cut of :class:`RawDeliveryCollector`
-    (for the handler classes run as ``Container(handler).run()``); other handlers' events are
-    dispatched as before. A no-op where the short cut is not available."""
+    """Give a plain proton ``Container`` the short cuts of a Client's loop (for the handler
+    classes run as ``Container(handler).run()``): the delivery and flow short cuts of
+    :class:`RawDeliveryCollector`, and proton's IO handler as a :class:`_LeanIOHandler`. Other
+    handlers' events are dispatched as before (a connection whose handler takes
+    ``PN_TRANSPORT`` events still gets them). A no-op where the short cuts are not available,
+    and for a container that has them already."""
     if not _RAW_COLLECTOR:
         return
     collector = getattr(container, "_collector", None)
-    if type(collector) is Collector:
-        collector.__class__ = RawDeliveryCollector  # same state, one method more
+    if type(collector) is not Collector:
+        return
+    collector.__class__ = RawDeliveryCollector  # same state, methods more
+    raw = cast(RawDeliveryCollector, collector)
+    overrides = getattr(container, "global_handler", None)
+    io = getattr(overrides, "base", None) if (
+        _GlobalOverrides is not None and type(overrides) is _GlobalOverrides) else None
+    if _LEAN_IO and type(io) is IOHandler:
+        io.__class__ = _LeanIOHandler  # same state, leaner updates (and flush)
+        raw.io = cast(_LeanIOHandler, io)
+        raw.reactor = weakref.ref(container)
+        if type(container) is Container:
+            container.__class__ = _PlainContainer  # same state, quiesced inline
+            cast(_PlainContainer, container)._lean_io = raw.io
 
 
 _LEAN_CONTAINER = _RAW_COLLECTOR and _GlobalOverrides is not None
 
 
-class LoopContainer(Container):
+class _InlineQuiesced:
+    """For a container whose IO handler is a :class:`_LeanIOHandler`: the reactor's
+    "quiesced" (pushed by ``process`` when it has run out of events, right before it returns)
+    is not an event when the IO handler is its only taker; the IO handler waits for the
+    sockets right here. (A mixin: proton finds ``event.container`` by a class named
+    Container or a direct base so named.)"""
+
+    _lean_io: Optional[_LeanIOHandler] = None
+
+    def _inline_quiesced(self) -> bool:
+        """True when no handler but the IO handler takes the quiesced event."""
+        return _ignores_quiesced(self.handler)  # type: ignore[attr-defined]
+
+    def _waited(self, error: Exception) -> None:
+        """What becomes of an error of the IO handler's wait: raised, as the event would."""
+        raise error
+
+    def push_event(self, obj: Any, etype: Any) -> None:
+        """proton's, except for the reactor's quiesced (see the class)."""
+        io = self._lean_io
+        if (io is None or etype is not Event.REACTOR_QUIESCED or obj is not self
+                or not self._inline_quiesced()):
+            super().push_event(obj, etype)  # type: ignore[misc]
+            return
+        try:
+            io.wait(self)
+        except Exception as exc:  # noqa: BLE001 - handed on
+            self._waited(exc)
+
+
+class _PlainContainer(_InlineQuiesced, Container):
+    """What :func:`use_raw_deliveries` makes of a plain proton ``Container`` (same state)."""
+
+
+class LoopContainer(_InlineQuiesced, Container):
     """The loop's Container: natively without the two SSL domains proton builds eagerly
     (~100 ms per Container), and with a :class:`RawDeliveryCollector`; with proton's public
     API only, a plain Container. Either way its global handler (proton's IO) is guarded.
@@ -429,18 +524,11 @@ class LoopContainer(Container):
         self.user = None
         self.password = None
 
-    def push_event(self, obj: Any, etype: Any) -> None:
-        """proton's, except that with a :class:`_LeanIOHandler` the reactor's "quiesced"
-        (pushed by ``process`` when it has run out of events, right before it returns) is not
-        an event: the IO handler, its only taker, waits for the sockets right here."""
-        io = self._lean_io
-        if io is None or etype is not Event.REACTOR_QUIESCED or obj is not self:
-            super().push_event(obj, etype)
-            return
-        try:
-            io.wait(self)
-        except Exception:  # noqa: BLE001 - the loop thread must go on
-            log.exception("error while waiting for the connections' sockets")
+    def _inline_quiesced(self) -> bool:
+        return True  # the loop's own handlers take no quiesced
+
+    def _waited(self, error: Exception) -> None:
+        log.exception("error while waiting for the connections' sockets")  # the loop goes on
 
 
 class _LoopHandler(Handler):
