@@ -239,6 +239,37 @@ async def test_a_thousand_concurrent_requests_on_one_client(amqp_url: str,
         assert await server == 1000
 
 
+async def test_concurrent_waits_each_end_at_their_own_limit() -> None:
+    """The waits of one event loop share one timer: a short limit that comes after long ones
+    still ends on time, a wait whose result comes ends then, and the long ones end too."""
+    import threading
+    from concurrent.futures import Future
+
+    from proton_easy.aio import _wait
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    ended: List[Any] = []
+
+    async def waits(limit: float, fut: "Future[Any]") -> None:
+        try:
+            ended.append((await _wait.result(fut, limit), limit))
+        except asyncio.TimeoutError:
+            ended.append(("timeout", limit, round(loop.time() - started, 1)))
+
+    answered: Future[Any] = Future()
+    tasks = [asyncio.create_task(waits(1.5, Future())) for _ in range(50)]
+    await asyncio.sleep(0)
+    tasks.append(asyncio.create_task(waits(0.2, Future())))
+    tasks.append(asyncio.create_task(waits(5, answered)))
+    threading.Timer(0.4, answered.set_result, ("answer",)).start()
+    await asyncio.gather(*tasks)
+    assert ended[0][:2] == ("timeout", 0.2) and ended[0][2] < 0.6, ended[0]
+    assert ended[1] == ("answer", 5)
+    assert sorted(ended[2:]) == [("timeout", 1.5, e[2]) for e in sorted(ended[2:])]
+    assert all(1.5 <= e[2] < 2.5 for e in ended[2:]), ended[2:]
+
+
 # -- cancellation and asyncio's own timeouts --------------------------------------------------
 async def test_cancel_mid_consume_a_hundred_times_loses_nothing(amqp_url: str,
                                                                 amqp_address: str) -> None:

@@ -87,7 +87,11 @@ def _sized(short: bytes, long: bytes, data: bytes) -> bytes:
 
 
 def _string(value: str) -> bytes:
-    return _sized(b"\xa1", b"\xb1", value.encode())
+    data = value.encode()
+    size = len(data)
+    if size < 256:
+        return b"\xa1" + bytes((size,)) + data
+    return b"".join((b"\xb1", _pack_uint(size), data))
 
 
 def _binary(value: bytes) -> bytes:
@@ -209,7 +213,13 @@ def _list(fields: List[bytes]) -> bytes:
     return b"".join((b"\xd0", _pack_uint(len(data) + 4), _pack_uint(count), data))
 
 
+_PLAIN_HEADERS = (_HEADER + _EMPTY_LIST, _HEADER + b"\xc0\x02\x01" + _TRUE)
+"""The header of a message with no priority or ttl: (not durable, durable)."""
+
+
 def _header(durable: bool, priority: Optional[int], ttl: Optional[float]) -> bytes:
+    if ttl is None and (priority is None or priority == _DEFAULT_PRIORITY):
+        return _PLAIN_HEADERS[1 if durable else 0]
     fields = [_TRUE if durable else _NULL, _NULL, _NULL]
     if priority is not None and priority != _DEFAULT_PRIORITY:
         if type(priority) is not int or not 0 <= priority <= 255:
@@ -222,10 +232,6 @@ def _header(durable: bool, priority: Optional[int], ttl: Optional[float]) -> byt
         if millis:
             fields[2] = b"\x70" + _pack_uint(millis)
     return _HEADER + _list(fields)
-
-
-def _optional(encode: Callable[[Any], bytes], value: Any) -> bytes:
-    return _NULL if value is None else encode(value)
 
 
 def _timestamp(seconds: Any) -> bytes:
@@ -254,17 +260,18 @@ def _properties(msg: Any) -> bytes:
     content_type = msg.content_type
     if content_type is not None and type(content_type) is not str:
         raise _Unsupported
+    mid, corr, created = msg.id, msg.correlation_id, msg.creation_time
     return _PROPERTIES + _list([
-        _optional(_message_id, msg.id),
-        _optional(_binary, user_id),
+        _NULL if mid is None else _message_id(mid),
+        _NULL if user_id is None else _binary(user_id),
         _str_field(msg.address),
         _str_field(msg.subject),
         _str_field(msg.reply_to),
-        _optional(_message_id, msg.correlation_id),
-        _optional(_symbol, content_type),
+        _NULL if corr is None else _message_id(corr),
+        _NULL if content_type is None else _symbol(content_type),
         _NULL,  # content-encoding
         _NULL,  # absolute-expiry-time
-        _optional(_timestamp, msg.creation_time),
+        _NULL if created is None else _timestamp(created),
     ])
 
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import heapq
+import itertools
 import logging
+import math
 import queue
 import weakref
 from concurrent.futures import Future
@@ -72,6 +75,7 @@ class _Relay(_OneWakeUp):
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(loop)
         self._ready: Deque[asyncio.Future[None]] = collections.deque()
+        self.patiences = _Patiences(loop)
 
     def wake_on(self, fut: Future[Any], waiter: asyncio.Future[None]) -> None:
         """Wake ``waiter`` (on the event loop) once ``fut`` is done."""
@@ -88,6 +92,52 @@ class _Relay(_OneWakeUp):
             waiter = ready.popleft()
             if not waiter.done():
                 waiter.set_result(None)
+
+
+class _Patiences:
+    """The limits of one event loop's waits, on one timer of the event loop (not one per
+    wait): each wait is asked again every slice of its :class:`Patience`, and woken (with
+    its future not done) once its patience has run out.
+
+    >>> _relay(asyncio.get_running_loop()).patiences.watch(waiter, patience)   # doctest: +SKIP
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._due: List[Tuple[float, int, asyncio.Future[None], Patience]] = []  # a heap
+        self._order = itertools.count()  # (ties never compare the futures)
+        self._timer: Optional[asyncio.TimerHandle] = None
+        self._at = math.inf
+
+    def watch(self, waiter: asyncio.Future[None], patience: Patience) -> None:
+        """Wake ``waiter`` once ``patience`` runs out (nothing happens to a done waiter)."""
+        at = self._loop.time() + patience.slice
+        heapq.heappush(self._due, (at, next(self._order), waiter, patience))
+        if at < self._at:
+            self._arm(at)
+
+    def _arm(self, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._at = at
+        self._timer = self._loop.call_at(at, self._check)
+
+    def _check(self) -> None:
+        self._timer, self._at = None, math.inf
+        now = self._loop.time()
+        due = self._due
+        while due and (due[0][0] <= now or due[0][2].done()):
+            _, _, waiter, patience = heapq.heappop(due)
+            if waiter.done():
+                continue
+            if patience.expired(now):
+                waiter.set_result(None)
+            else:  # progress, or a reconnect: the limit has moved on
+                heapq.heappush(due, (now + patience.slice, next(self._order), waiter, patience))
+                if patience.slice <= 0:
+                    break  # (asked again at the next run, not in a loop here)
+        if due:
+            self._arm(due[0][0])
 
 
 class Reply:
@@ -163,31 +213,17 @@ async def _settled(fut: Waitable, patience: Optional[Patience]) -> bool:
     Cancelling the caller leaves ``fut`` alone."""
     if fut.done():
         return True
-    if isinstance(fut, Reply):
+    if type(fut) is Reply:
         waiter = fut.waiter  # woken by the loop thread when the result is set
+        relay = fut._relay
     else:
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
-        _relay(loop).wake_on(fut, waiter)
-    if patience is None:
-        await waiter
-        return True
-    loop = asyncio.get_running_loop()
-    timer: List[asyncio.TimerHandle] = []
-
-    def tick() -> None:  # asked after each slice: the limit may have moved on
-        if waiter.done():
-            return
-        if patience.expired(loop.time()):
-            waiter.set_result(None)
-        else:
-            timer[0] = loop.call_later(patience.slice, tick)
-
-    timer.append(loop.call_later(patience.slice, tick))
-    try:
-        await waiter
-    finally:
-        timer[0].cancel()
+        relay = _relay(loop)
+        relay.wake_on(fut, waiter)  # type: ignore[arg-type]
+    if patience is not None:
+        relay.patiences.watch(waiter, patience)
+    await waiter
     return fut.done()
 
 
