@@ -183,7 +183,27 @@ def _map(section: bytes, entries: List[bytes]) -> bytes:
                      data))
 
 
+_ONE_ANNOTATION: Dict[Tuple[Any, type, Any, type], bytes] = {}
+"""Encoded sections of one annotation (a reply's ``x-opt-jms-dest``, say), by key and value
+and their types (``byte(0)``, ``0`` and ``False`` are equal keys otherwise)."""
+
+
 def _annotations(annotations: Dict[Any, Any], delivery_time: Optional[float]) -> bytes:
+    if delivery_time is None and len(annotations) == 1:
+        (key, value), = annotations.items()
+        kind = type(value)
+        if kind in _CACHEABLE:
+            memo = (key, type(key), value, kind)
+            done = _ONE_ANNOTATION.get(memo)
+            if done is None:
+                done = _annotation_map(annotations, None)
+                if len(_ONE_ANNOTATION) < 256:
+                    _ONE_ANNOTATION[memo] = done
+            return done
+    return _annotation_map(annotations, delivery_time)
+
+
+def _annotation_map(annotations: Dict[Any, Any], delivery_time: Optional[float]) -> bytes:
     entries = []
     for key, value in annotations.items():
         kind = type(key)
@@ -198,6 +218,10 @@ def _annotations(annotations: Dict[Any, Any], delivery_time: Optional[float]) ->
         entries.append(_symbol("x-opt-delivery-time"))
         entries.append(_simple(int(delivery_time * 1000)))
     return _map(_MESSAGE_ANNOTATIONS, entries)
+
+
+_CACHEABLE = frozenset((str, symbol, int, bool, byte, ubyte, short, ushort, int32, uint, ulong))
+"""Annotation value types that are immutable and hash by value."""
 
 
 def _list(fields: List[bytes]) -> bytes:
