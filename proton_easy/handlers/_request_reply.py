@@ -181,7 +181,7 @@ class Requester(_Lean, Job):
 
     def _top_up(self) -> None:
         if not self.done:
-            _links.top_up(self.receiver, self.window or 100, batch=False)
+            _links.top_up(self.receiver, self.window or 100)  # (a flow per few replies)
 
     def _send_unsent(self) -> None:
         if self.reply_to is None or self.done:
@@ -443,7 +443,7 @@ class Responder(_Lean, Job):
         wanted = self.window
         if self.count is not None:
             wanted = min(wanted, self.count - self.served)
-        _links.top_up(self.receiver, wanted, self.inflight, batch=False)
+        _links.top_up(self.receiver, wanted, self.inflight)  # (a flow per few requests)
 
     def _idle(self) -> None:
         if self.inflight:
