@@ -21,7 +21,7 @@ from ._errors import AMQPError, ConnectionLost, Timeout, TransactionError, link_
 from ._message import Encoded, Message, encode
 from .handlers import _links
 from .handlers._job import default_durable, resolve
-from .handlers._transactions import TxInbox, TxJob, TxOutbox
+from .handlers._transactions import TxInbox, TxJob, TxOutbox, tx_sender_handler
 
 
 class _Closable(Protocol):
@@ -143,7 +143,8 @@ class _TxContext(TxJob):
     def _target(self, address: str) -> TxOutbox:
         box = self._targets.get(address)
         if box is None:
-            link = _links.open_sender(self, address, "tx-sender", session=self.session)
+            link = _links.open_sender(self, address, "tx-sender", session=self.session,
+                                      handler=tx_sender_handler(self))
             box = self._targets[address] = self._outboxes[link.name] = TxOutbox(self, link)
         return box
 

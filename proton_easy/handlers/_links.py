@@ -162,14 +162,15 @@ def describe(link: Any) -> str:
 # -- one link factory ---------------------------------------------------------------------------
 def open_sender(job: Any, address: Optional[str], kind_name: str, *,
                 session: Any = None, at_most_once: bool = False, durable: bool = False,
-                options: Any = None) -> Any:
-    """Create a sender link for ``job`` (its handler) to ``address`` (None: the anonymous
-    relay) on ``session`` (default: the job's connection), remembered by the job so that its
-    end closes the link. ``kind_name`` names the link's role in its unique name."""
+                options: Any = None, handler: Any = None) -> Any:
+    """Create a sender link for ``job`` (its handler, unless ``handler`` stands in for it) to
+    ``address`` (None: the anonymous relay) on ``session`` (default: the job's connection),
+    remembered by the job so that its end closes the link. ``kind_name`` names the link's
+    role in its unique name."""
     name, kind = resolve(address)
     return job.add_link(job.container.create_sender(
         session if session is not None else job.connection, name,
-        name=link_name(kind_name, name), handler=job,
+        name=link_name(kind_name, name), handler=job if handler is None else handler,
         options=options if options is not None else LinkSetup(
             kind, at_most_once=at_most_once, durable=durable)))
 

@@ -21,6 +21,7 @@ import proton
 from proton import Delivery, Described, Terminus, symbol, ulong
 from proton.reactor import LinkOption
 
+from .._engine import raw as _raw
 from .._engine.disposition import declared_txn_id
 from .._engine.disposition import delivery_outcome as _delivery_outcome
 from .._engine.disposition import error_condition as _error_condition  # noqa: F401
@@ -411,6 +412,52 @@ class TxJob(Job):
         super()._complete()
 
 
+_OUTCOME_HOOKS = ("on_accepted", "on_rejected", "on_released", "on_settled", "on_delivery")
+_OUTCOMES = frozenset((_raw.ACCEPTED, *_raw.REFUSED))
+
+
+class _TxSenderLink(proton.Handler):
+    """The handler of a transaction's sender link, standing in for its job: the broker's answer
+    to each message sent in the transaction goes to the job's :meth:`TxJob._outcome` straight
+    from the raw delivery (no proton event objects, no dispatch through the job's
+    MessagingHandler children: the hot path of a transactional send); every other event of
+    the link (flow, open, close, errors) is dispatched to the job as before. With proton's
+    public API only, delivery events take that way too.
+
+    >>> # _links.open_sender(job, "orders", "tx-sender", handler=_TxSenderLink(job))
+    """
+
+    def __init__(self, job: TxJob) -> None:
+        self.job = job
+        self.handlers: List[Any] = []
+
+    def on_raw_delivery(self, dlv: Any) -> None:
+        """What proton's OutgoingMessageHandler does with an update, for a raw delivery: the
+        outcome (proton 0.40 reads a transactional one as none: then the settlement tells),
+        then the settlement, then the local settle."""
+        if _raw.incoming(dlv) or not _raw.updated(dlv):
+            return
+        job = self.job
+        settled = _raw.remote_settled(dlv)
+        if _raw.remote_state(dlv) in _OUTCOMES or settled:
+            job._guard(job._outcome, _raw.wrap(dlv))
+        if settled:
+            _raw.settle_now(dlv)
+
+    def on_unhandled(self, method: str, *args: Any) -> None:
+        args[0].dispatch(self.job)
+
+
+def tx_sender_handler(job: TxJob) -> Any:
+    """The handler for a sender link of ``job``'s transactions: a :class:`_TxSenderLink`,
+    unless the job's class overrides one of proton's outcome hooks (then the job itself, and
+    the hooks are called as before)."""
+    cls = type(job)
+    if any(getattr(cls, hook, None) is not getattr(TxJob, hook, None) for hook in _OUTCOME_HOOKS):
+        return job
+    return _TxSenderLink(job)
+
+
 class TxOutbox:
     """One transactional sender link and the encoded messages waiting for it, each with a token
     (what :meth:`TxJob.on_tx_outcome` is told). Used by :class:`TxSender` and by the blocking
@@ -538,6 +585,7 @@ class TxSender(TxJob):
     def open_links(self) -> None:
         super().open_links()
         self.sender = _links.open_sender(self, self.address, "tx-sender", session=self.session,
+                                         handler=tx_sender_handler(self),
                                          durable=self.durable)
         self._outbox = TxOutbox(self, self.sender)
         if not self._has_more():
