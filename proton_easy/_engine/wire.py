@@ -350,6 +350,15 @@ def _value(data: bytes, pos: int) -> Tuple[Any, int]:
         if end > len(data):
             raise _Unsupported  # cut short
         return data[pos + 1:end].decode(), end
+    if code == 0xa0:  # vbin8: a bytes body
+        end = pos + 1 + data[pos]
+        if end > len(data):
+            raise _Unsupported  # cut short
+        return bytes(data[pos + 1:end]), end
+    if code == 0x45:  # list0: the empty properties of a message without ids
+        return [], pos
+    if code in _CONSTANT:  # null, true, false (a durable header's first field) ...
+        return _CONSTANT[code], pos
     sized = _SIZED.get(code)
     if sized is not None:
         unpack, width, kind = sized
@@ -362,8 +371,6 @@ def _value(data: bytes, pos: int) -> Tuple[Any, int]:
     if fixed is not None:
         unpack, width, kind = fixed
         return kind(unpack(data, pos)[0]), pos + width
-    if code in _CONSTANT:
-        return _CONSTANT[code], pos
     if code == 0x98:
         return uuid.UUID(bytes=bytes(data[pos:pos + 16])), pos + 16
     if code == 0x45:
@@ -406,15 +413,6 @@ def _text(value: Any) -> Optional[str]:
     if value is None or type(value) is str:
         return value
     raise _Unsupported
-
-
-def _field(value: Any, kind: type, default: Any) -> Any:
-    """A header field: ``default`` when null, else a ``kind``."""
-    if value is None:
-        return default
-    if type(value) is not kind:
-        raise _Unsupported
-    return value
 
 
 def decode_into(out: Any, data: Any) -> bool:
@@ -463,18 +461,43 @@ def _decode_into(out: Any, data: Any) -> bool:
     out.annotations = ann or {}
     if header is not None and type(header) is not list:
         return False
-    header = (header or []) + [None] * 5
-    durable, priority, ttl, count = (
-        _field(header[0], bool, False), _field(header[1], ubyte, 4),
-        _field(header[2], uint, 0), _field(header[4], uint, 0))
-    out.durable = durable
-    out.priority = None if priority == 4 else int(priority)
-    out.ttl = ttl / 1000.0 or None
-    out.delivery_count = int(count)
-    out.redelivered = count > 0
+    if header:
+        header = header + [None] * 5
+        durable, priority, ttl, count = header[0], header[1], header[2], header[4]
+        # Each field null (its default) or of its type (as _field checks, inline: per message)
+        if durable is None:
+            durable = False
+        elif type(durable) is not bool:
+            return False
+        if priority is None:
+            priority = 4
+        elif type(priority) is not ubyte:
+            return False
+        if ttl is None:
+            ttl = 0
+        elif type(ttl) is not uint:
+            return False
+        if count is None:
+            count = 0
+        elif type(count) is not uint:
+            return False
+        out.durable = durable
+        out.priority = None if priority == 4 else int(priority)
+        out.ttl = ttl / 1000.0 or None
+        out.delivery_count = int(count)
+        out.redelivered = count > 0
+    else:  # no header, or an empty one: every field its default
+        out.durable = False
+        out.priority = out.ttl = None
+        out.delivery_count = 0
+        out.redelivered = False
     if props is not None and type(props) is not list:
         return False
-    fields: List[Any] = props or []
+    if not props:  # no properties (or an empty list): every field null
+        out.id = out.user_id = out.address = out.subject = out.reply_to = None
+        out.correlation_id = out.content_type = out.creation_time = out.group_id = None
+        return True
+    fields: List[Any] = props
     if len(fields) < 13:
         fields = fields + [None] * (13 - len(fields))
     out.id = _read_id(fields[0])
