@@ -424,10 +424,50 @@ def decode_into(out: Any, data: Any) -> bool:
         return False
 
 
+_NO_HEADER = (False, None, None, 0, False)
+"""The header fields of a message without a header (or with an empty one)."""
+
+_HEADERS: Dict[bytes, Tuple[Any, ...]] = {_EMPTY_LIST: _NO_HEADER}
+"""Header sections read before (their bytes) -> their fields: a stream of messages mostly
+repeats one or two headers (durable or not, the same priority and time to live)."""
+
+_HEADERS_KEPT = 64
+
+
+def _header_fields(value: Any) -> Optional[Tuple[Any, ...]]:
+    """The fields (durable, priority, ttl, delivery_count, redelivered) of a header section's
+    value, as proton reads them; None when proton must read it."""
+    if value is None or value == []:
+        return _NO_HEADER
+    if type(value) is not list:
+        return None
+    value = value + [None] * 5
+    durable, priority, ttl, count = value[0], value[1], value[2], value[4]
+    # Each field null (its default) or of its type
+    if durable is None:
+        durable = False
+    elif type(durable) is not bool:
+        return None
+    if priority is None:
+        priority = 4
+    elif type(priority) is not ubyte:
+        return None
+    if ttl is None:
+        ttl = 0
+    elif type(ttl) is not uint:
+        return None
+    if count is None:
+        count = 0
+    elif type(count) is not uint:
+        return None
+    return (durable, None if priority == 4 else int(priority), ttl / 1000.0 or None,
+            int(count), count > 0)
+
+
 def _decode_into(out: Any, data: Any) -> bool:
     end = len(data)
     pos = 0
-    header: Any = None
+    header: Any = _NO_HEADER
     props: Any = None
     app: Any = None
     ann: Any = None
@@ -437,6 +477,25 @@ def _decode_into(out: Any, data: Any) -> bool:
         if data[pos] != 0 or data[pos + 1] != 0x53:
             return False
         code = data[pos + 2]
+        if code == 0x70:  # a header: most likely one seen before
+            start = pos + 3
+            kind = data[start]
+            stop = start + 2 + data[start + 1] if kind == 0xc0 else start + 1
+            key = bytes(data[start:stop]) if kind == 0xc0 or kind == 0x45 else None
+            header = _HEADERS.get(key) if key is not None else None
+            if header is not None:
+                pos = stop
+                continue
+            value, pos = _value(data, start)
+            header = _header_fields(value)
+            if header is None:
+                return False
+            if key is not None and pos == stop:  # (a list8 or list0, read whole)
+                if len(_HEADERS) >= _HEADERS_KEPT:
+                    _HEADERS.clear()
+                    _HEADERS[_EMPTY_LIST] = _NO_HEADER
+                _HEADERS[key] = header
+            continue
         value, pos = _value(data, pos + 3)
         if code == 0x77 or code == 0x75:  # amqp-value, data
             if has_body or (code == 0x75 and type(value) is not bytes):
@@ -444,8 +503,6 @@ def _decode_into(out: Any, data: Any) -> bool:
             body, has_body = value, True
         elif code == 0x73:
             props = value
-        elif code == 0x70:
-            header = value
         elif code == 0x74:
             app = value
         elif code == 0x72:
@@ -459,38 +516,7 @@ def _decode_into(out: Any, data: Any) -> bool:
         return False
     out.properties = app or {}
     out.annotations = ann or {}
-    if header is not None and type(header) is not list:
-        return False
-    if header:
-        header = header + [None] * 5
-        durable, priority, ttl, count = header[0], header[1], header[2], header[4]
-        # Each field null (its default) or of its type (as _field checks, inline: per message)
-        if durable is None:
-            durable = False
-        elif type(durable) is not bool:
-            return False
-        if priority is None:
-            priority = 4
-        elif type(priority) is not ubyte:
-            return False
-        if ttl is None:
-            ttl = 0
-        elif type(ttl) is not uint:
-            return False
-        if count is None:
-            count = 0
-        elif type(count) is not uint:
-            return False
-        out.durable = durable
-        out.priority = None if priority == 4 else int(priority)
-        out.ttl = ttl / 1000.0 or None
-        out.delivery_count = int(count)
-        out.redelivered = count > 0
-    else:  # no header, or an empty one: every field its default
-        out.durable = False
-        out.priority = out.ttl = None
-        out.delivery_count = 0
-        out.redelivered = False
+    out.durable, out.priority, out.ttl, out.delivery_count, out.redelivered = header
     if props is not None and type(props) is not list:
         return False
     if not props:  # no properties (or an empty list): every field null
