@@ -244,3 +244,56 @@ def test_error_texts_hide_passwords() -> None:
 
 def test_timeout_is_a_builtin_timeout_error() -> None:
     assert issubclass(pe.Timeout, TimeoutError) and issubclass(pe.Timeout, pe.AMQPError)
+
+
+class _Clock:
+    """A container stand-in for Job timers: ``now`` moves only when told, and ``run`` fires the
+    tasks that are due, as proton's timer tick does."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.tasks: list = []
+
+    def schedule(self, delay: float, handler: object) -> SimpleNamespace:
+        task = SimpleNamespace(deadline=self.now + delay, handler=handler, cancelled=False)
+        task.cancel = lambda: setattr(task, "cancelled", True)
+        self.tasks.append(task)
+        return task
+
+    def run(self, until: float) -> None:
+        while True:
+            due = [t for t in self.tasks if not t.cancelled and t.deadline <= until]
+            if not due:
+                break
+            task = min(due, key=lambda t: t.deadline)
+            self.tasks.remove(task)
+            self.now = max(self.now, task.deadline)
+            task.handler.on_timer_task(None)
+        self.now = until
+
+
+def test_a_re_armed_timer_fires_once_at_its_last_due_time() -> None:
+    from proton_easy.handlers import Job
+
+    clock, fired = _Clock(), []
+    job = Job("amqp://127.0.0.1:1")
+    job.container = clock
+    job.set_timer("idle", 5, lambda: fired.append(("first", clock.now)))
+    for step in range(1, 4):  # re-armed later and later: still one pending task
+        clock.now = 100.0 + step
+        job.set_timer("idle", 5, lambda: fired.append(("last", clock.now)))
+    assert len([t for t in clock.tasks if not t.cancelled]) == 1
+    clock.run(107.9)
+    assert fired == []
+    clock.run(120)
+    assert fired == [("last", 108.0)]
+    job.set_timer("idle", 5, lambda: fired.append(("again", clock.now)))  # after it fired
+    job.set_timer("idle", 1, lambda: fired.append(("sooner", clock.now)))  # earlier: replaced
+    clock.run(130)
+    assert fired[1:] == [("sooner", 121.0)]
+    job.set_timer("idle", 5, lambda: fired.append(("cancelled", clock.now)))
+    job.set_timer("idle", None, None)
+    job.set_timer("other", 5, lambda: fired.append(("done", clock.now)))
+    job.done = True  # a job that ended calls no timer
+    clock.run(200)
+    assert fired[1:] == [("sooner", 121.0)]

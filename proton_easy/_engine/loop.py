@@ -259,14 +259,45 @@ class RawDeliveryCollector(Collector):
     reactor: Optional[Callable[[], Any]] = None
     """With ``io``: a weak reference to the container (whose clock the IO updates read)."""
 
+    _raw_links: Optional[Dict[Any, Tuple[Any, Any]]] = None
+    """Receiving links (``pn_link_t`` pointers, each with a reference taken) -> their handler
+    and its ``on_raw_delivery``: found once per link, not per message. A link is forgotten when
+    it is closed or detached here (or freed), so neither it nor its job is kept longer than
+    that; at most :data:`_RAW_LINKS_KEPT` are kept (all are forgotten when there are more)."""
+
     def _now(self) -> float:
         reactor = self.reactor() if self.reactor is not None else None
         return float(reactor.now) if reactor is not None else time.time()
+
+    def _keep_link(self, links: Dict[Any, Tuple[Any, Any]], link: Any,
+                   found: Tuple[Any, Any]) -> None:
+        lib = compat.lib
+        if not _KEEP_LINKS or lib.pn_link_state(link) & _PN_LOCAL_CLOSED:
+            return  # (closed here already: nothing more is read from it)
+        if len(links) >= _RAW_LINKS_KEPT:
+            self._forget_links(links)
+        lib.pn_incref(link)  # (its pointer cannot be reused for another link while kept)
+        links[link] = found
+
+    @staticmethod
+    def _forget_links(links: Dict[Any, Tuple[Any, Any]], link: Any = None) -> None:
+        """Forget ``link`` (every link when None) and release its reference."""
+        lib = compat.lib
+        if link is not None:
+            if links.pop(link, None) is not None:
+                lib.pn_decref(link)
+            return
+        for kept in list(links):
+            del links[kept]
+            lib.pn_decref(kept)
 
     def peek(self) -> Optional[Event]:
         wrap = _guarded if self.guard_events else _unguarded
         lib, ffi = compat.lib, compat.ffi
         impl = self._impl
+        links = self._raw_links
+        if links is None:
+            links = self._raw_links = {}
         while True:
             event = lib.pn_collector_peek(impl)
             if event == ffi.NULL:
@@ -280,11 +311,17 @@ class RawDeliveryCollector(Collector):
             kind = lib.pn_event_type(event)
             if kind == _PN_DELIVERY:
                 dlv = lib.pn_event_delivery(event)
-                record = lib.pn_record_get_py(lib.pn_link_attachments(lib.pn_delivery_link(dlv)))
-                handler = None if record == ffi.NULL else ffi.from_handle(record).get("_handler")
-                raw = getattr(handler, "on_raw_delivery", None)
-                if raw is None:
-                    return wrap(Event.wrap(event))  # type: ignore[no-untyped-call, no-any-return]
+                link = lib.pn_delivery_link(dlv)
+                found = links.get(link)
+                if found is None:
+                    attrs = _attachments(lib.pn_link_attachments(link))
+                    handler = None if attrs is None else attrs.get("_handler")
+                    raw = getattr(handler, "on_raw_delivery", None)
+                    if raw is None:
+                        return wrap(Event.wrap(event))  # type: ignore[no-untyped-call, no-any-return]
+                    self._keep_link(links, link, (handler, raw))
+                else:
+                    handler, raw = found
                 arg = dlv
             elif kind == _PN_LINK_FLOW and _RAW_FLOW:
                 link = lib.pn_event_link(event)
@@ -307,6 +344,8 @@ class RawDeliveryCollector(Collector):
                 lib.pn_collector_pop(impl)
                 continue
             else:
+                if links and kind in _LINK_ENDS:
+                    self._forget_links(links, lib.pn_event_link(event))
                 return wrap(Event.wrap(event))  # type: ignore[no-untyped-call, no-any-return]
             try:
                 raw(arg)
@@ -325,6 +364,14 @@ class RawDeliveryCollector(Collector):
 _PN_DELIVERY = getattr(compat.lib, "PN_DELIVERY", None)
 _PN_LINK_FLOW = getattr(compat.lib, "PN_LINK_FLOW", None)
 _PN_TRANSPORT = getattr(compat.lib, "PN_TRANSPORT", None)
+_PN_LOCAL_CLOSED = getattr(compat.lib, "PN_LOCAL_CLOSED", None)
+_LINK_ENDS = frozenset(getattr(compat.lib, name, None) for name in (
+    "PN_LINK_LOCAL_CLOSE", "PN_LINK_LOCAL_DETACH", "PN_LINK_FINAL")) - {None}
+"""The events after which :class:`RawDeliveryCollector` forgets a link."""
+_RAW_LINKS_KEPT = 64
+_KEEP_LINKS = len(_LINK_ENDS) == 3 and _PN_LOCAL_CLOSED is not None and all(
+    hasattr(compat.lib, name) for name in ("pn_event_link", "pn_link_state"))
+"""True when :class:`RawDeliveryCollector` can tell a link's end, and so keep links."""
 _RAW_FLOW = _RAW_COLLECTOR and _PN_LINK_FLOW is not None and _PN_TRANSPORT is not None and all(
     hasattr(compat.lib, name) for name in ("pn_event_link", "pn_link_is_sender",
                                            "pn_event_connection", "pn_connection_attachments"))

@@ -40,6 +40,7 @@ NATIVE = compat.NATIVE
 """True: handles are proton-c pointers; False: proton's ``Delivery``/``Link`` objects."""
 
 link_credit: Callable[[Any], int]
+link_queued: Callable[[Any], int]
 incoming: Callable[[Any], bool]
 updated: Callable[[Any], bool]
 remote_state: Callable[[Any], int]
@@ -51,6 +52,7 @@ if NATIVE:
     _SND_SETTLED = lib.PN_SND_SETTLED
 
     link_credit = lib.pn_link_credit
+    link_queued = lib.pn_link_queued
 
     def incoming(dlv: Any) -> bool:
         """True for a delivery that came in (on a receiver link), False for one sent."""
@@ -80,10 +82,10 @@ if NATIVE:
         """The bytes of a complete incoming message, taken off its link; None when the delivery
         is not a complete incoming message (an outgoing one, or more frames still to come).
         A pre-settled (at-most-once) delivery is settled here as well."""
-        link = lib.pn_delivery_link(dlv)
-        if not lib.pn_link_is_receiver(link) or not lib.pn_delivery_readable(dlv) \
-                or lib.pn_delivery_partial(dlv):
+        # (readable: the current delivery of a receiver link, in every proton-c release)
+        if not lib.pn_delivery_readable(dlv) or lib.pn_delivery_partial(dlv):
             return None
+        link = lib.pn_delivery_link(dlv)
         size = lib.pn_delivery_pending(dlv)
         data = bytearray(size)
         got = lib.pn_link_recv(link, ffi.from_buffer(data), size)
@@ -121,6 +123,9 @@ else:
 
     def link_credit(link: Any) -> int:
         return int(link.credit)
+
+    def link_queued(link: Any) -> int:
+        return int(link.queued)
 
     def incoming(dlv: Any) -> bool:
         return bool(dlv.link.is_receiver)
@@ -213,6 +218,6 @@ def set_condition(dlv: Any, name: str, description: str) -> None:
 
 
 __all__ = ["ACCEPTED", "REJECTED", "RELEASED", "MODIFIED", "REFUSED", "NATIVE", "link_credit",
-           "updated", "remote_state", "remote_settled", "settle_now", "link_impl",
-           "delivery_impl", "send", "receive", "settle", "hold", "release", "wrap",
+           "link_queued", "updated", "remote_state", "remote_settled", "settle_now",
+           "link_impl", "delivery_impl", "send", "receive", "settle", "hold", "release", "wrap",
            "remote_condition", "set_condition", "incoming"]

@@ -381,6 +381,15 @@ def _value(data: bytes, pos: int) -> Tuple[Any, int]:
         if end > len(data):
             raise _Unsupported  # cut short
         return data[pos + 1:end].decode(), end
+    if code == 0xa0:  # vbin8: a bytes body
+        end = pos + 1 + data[pos]
+        if end > len(data):
+            raise _Unsupported  # cut short
+        return bytes(data[pos + 1:end]), end
+    if code == 0x45:  # list0: the empty properties of a message without ids
+        return [], pos
+    if code in _CONSTANT:  # null, true, false (a durable header's first field) ...
+        return _CONSTANT[code], pos
     sized = _SIZED.get(code)
     if sized is not None:
         unpack, width, kind = sized
@@ -393,8 +402,6 @@ def _value(data: bytes, pos: int) -> Tuple[Any, int]:
     if fixed is not None:
         unpack, width, kind = fixed
         return kind(unpack(data, pos)[0]), pos + width
-    if code in _CONSTANT:
-        return _CONSTANT[code], pos
     if code == 0x98:
         return uuid.UUID(bytes=bytes(data[pos:pos + 16])), pos + 16
     if code == 0x45:
@@ -439,15 +446,6 @@ def _text(value: Any) -> Optional[str]:
     raise _Unsupported
 
 
-def _field(value: Any, kind: type, default: Any) -> Any:
-    """A header field: ``default`` when null, else a ``kind``."""
-    if value is None:
-        return default
-    if type(value) is not kind:
-        raise _Unsupported
-    return value
-
-
 def decode_into(out: Any, data: Any) -> bool:
     """Decode ``data`` onto ``out``'s fields as :class:`~proton_easy._engine.codec.Reader` does;
     False (``out`` half written) when the message needs proton's decoder."""
@@ -457,10 +455,50 @@ def decode_into(out: Any, data: Any) -> bool:
         return False
 
 
+_NO_HEADER = (False, None, None, 0, False)
+"""The header fields of a message without a header (or with an empty one)."""
+
+_HEADERS: Dict[bytes, Tuple[Any, ...]] = {_EMPTY_LIST: _NO_HEADER}
+"""Header sections read before (their bytes) -> their fields: a stream of messages mostly
+repeats one or two headers (durable or not, the same priority and time to live)."""
+
+_HEADERS_KEPT = 64
+
+
+def _header_fields(value: Any) -> Optional[Tuple[Any, ...]]:
+    """The fields (durable, priority, ttl, delivery_count, redelivered) of a header section's
+    value, as proton reads them; None when proton must read it."""
+    if value is None or value == []:
+        return _NO_HEADER
+    if type(value) is not list:
+        return None
+    value = value + [None] * 5
+    durable, priority, ttl, count = value[0], value[1], value[2], value[4]
+    # Each field null (its default) or of its type
+    if durable is None:
+        durable = False
+    elif type(durable) is not bool:
+        return None
+    if priority is None:
+        priority = 4
+    elif type(priority) is not ubyte:
+        return None
+    if ttl is None:
+        ttl = 0
+    elif type(ttl) is not uint:
+        return None
+    if count is None:
+        count = 0
+    elif type(count) is not uint:
+        return None
+    return (durable, None if priority == 4 else int(priority), ttl / 1000.0 or None,
+            int(count), count > 0)
+
+
 def _decode_into(out: Any, data: Any) -> bool:
     end = len(data)
     pos = 0
-    header: Any = None
+    header: Any = _NO_HEADER
     props: Any = None
     app: Any = None
     ann: Any = None
@@ -470,6 +508,25 @@ def _decode_into(out: Any, data: Any) -> bool:
         if data[pos] != 0 or data[pos + 1] != 0x53:
             return False
         code = data[pos + 2]
+        if code == 0x70:  # a header: most likely one seen before
+            start = pos + 3
+            kind = data[start]
+            stop = start + 2 + data[start + 1] if kind == 0xc0 else start + 1
+            key = bytes(data[start:stop]) if kind == 0xc0 or kind == 0x45 else None
+            header = _HEADERS.get(key) if key is not None else None
+            if header is not None:
+                pos = stop
+                continue
+            value, pos = _value(data, start)
+            header = _header_fields(value)
+            if header is None:
+                return False
+            if key is not None and pos == stop:  # (a list8 or list0, read whole)
+                if len(_HEADERS) >= _HEADERS_KEPT:
+                    _HEADERS.clear()
+                    _HEADERS[_EMPTY_LIST] = _NO_HEADER
+                _HEADERS[key] = header
+            continue
         value, pos = _value(data, pos + 3)
         if code == 0x77 or code == 0x75:  # amqp-value, data
             if has_body or (code == 0x75 and type(value) is not bytes):
@@ -477,8 +534,6 @@ def _decode_into(out: Any, data: Any) -> bool:
             body, has_body = value, True
         elif code == 0x73:
             props = value
-        elif code == 0x70:
-            header = value
         elif code == 0x74:
             app = value
         elif code == 0x72:
@@ -492,20 +547,14 @@ def _decode_into(out: Any, data: Any) -> bool:
         return False
     out.properties = app or {}
     out.annotations = ann or {}
-    if header is not None and type(header) is not list:
-        return False
-    header = (header or []) + [None] * 5
-    durable, priority, ttl, count = (
-        _field(header[0], bool, False), _field(header[1], ubyte, 4),
-        _field(header[2], uint, 0), _field(header[4], uint, 0))
-    out.durable = durable
-    out.priority = None if priority == 4 else int(priority)
-    out.ttl = ttl / 1000.0 or None
-    out.delivery_count = int(count)
-    out.redelivered = count > 0
+    out.durable, out.priority, out.ttl, out.delivery_count, out.redelivered = header
     if props is not None and type(props) is not list:
         return False
-    fields: List[Any] = props or []
+    if not props:  # no properties (or an empty list): every field null
+        out.id = out.user_id = out.address = out.subject = out.reply_to = None
+        out.correlation_id = out.content_type = out.creation_time = out.group_id = None
+        return True
+    fields: List[Any] = props
     if len(fields) < 13:
         fields = fields + [None] * (13 - len(fields))
     out.id = _read_id(fields[0])

@@ -145,18 +145,25 @@ class Job(MessagingHandler):
     def set_timer(self, name: str, seconds: Optional[float], callback: Any) -> None:
         """Call ``callback()`` on the loop after ``seconds`` unless the job is done first;
         setting a timer of the same name again replaces it, ``seconds=None`` cancels it."""
-        old = self._timers.pop(name, None)
-        if old is not None:
-            old.cancel()
-        if seconds is not None and self.container is not None and not self.done:
-            job = self
-
-            class _Tick:
-                def on_timer_task(self, event: Any) -> None:
-                    if not job.done:
-                        job._guard(callback)
-
-            self._timers[name] = self.container.schedule(seconds, _Tick())
+        timers = self._timers
+        timer = timers.get(name)
+        container = self.container
+        if seconds is None or container is None or self.done:
+            if timer is not None:
+                del timers[name]
+                timer.cancel()
+            return
+        now = getattr(container, "now", None)
+        due = now + seconds if isinstance(now, float) else None
+        if (timer is not None and due is not None and timer.armed and timer.fires_at is not None
+                and timer.fires_at <= due):
+            # Re-armed later (an idle timer, per message): its task fires first and waits out
+            # the rest then; a proton task per call would cost far more, and pile up until due.
+            timer.due, timer.callback = due, callback
+            return
+        if timer is not None:
+            timer.cancel()
+        timers[name] = _Timer(self, container, seconds, due, callback)
 
     # -- how a job ends -----------------------------------------------------------------------
     def finish(self, result: Any = None) -> None:
@@ -343,6 +350,39 @@ class Job(MessagingHandler):
                 return
             log.debug("%s hook raised", type(self).__name__, exc_info=True)
             self._fail(exc)
+
+
+class _Timer:
+    """A job's named timer (see :meth:`Job.set_timer`): a proton task that calls ``callback``
+    at ``due`` (the container's clock), or at its own deadline when ``due`` is unknown."""
+
+    __slots__ = ("job", "container", "due", "fires_at", "callback", "task", "armed")
+
+    def __init__(self, job: Job, container: Any, seconds: float, due: Optional[float],
+                 callback: Any) -> None:
+        self.job = job
+        self.container = container
+        self.due = due
+        self.fires_at = due  # the task's deadline
+        self.callback = callback
+        self.armed = True
+        self.task = container.schedule(seconds, self)
+
+    def cancel(self) -> None:
+        self.armed = False
+        self.task.cancel()
+
+    def on_timer_task(self, event: Any) -> None:
+        if not self.armed or self.job.done:
+            return
+        container = self.container
+        now = container.now
+        if self.due is not None and self.due > now:  # re-armed since it was scheduled
+            self.fires_at = self.due
+            self.task = container.schedule(self.due - now, self)
+            return
+        self.armed = False
+        self.job._guard(self.callback)
 
 
 def _message_source(messages: Union[int, Iterable[Any]],

@@ -13,6 +13,7 @@ from proton import Data, Described, Link, Terminus, symbol
 from proton.reactor import LinkOption
 
 from .. import _otel
+from .._engine import raw as _raw
 from .._options import split_address
 
 log = logging.getLogger("proton_easy")
@@ -281,13 +282,19 @@ def check_subscription(kind: Optional[str], subscription: Optional[str], durable
 
 
 # -- one credit policy --------------------------------------------------------------------------
-def top_up(link: Any, wanted: int, held: int = 0, *, batch: bool = True) -> int:
+def top_up(link: Any, wanted: int, held: int = 0, *, batch: bool = True,
+           handle: Any = None) -> int:
     """Grant ``link`` credit so that credit + messages arrived (queued by proton, or ``held``
     by the job) reach ``wanted``; return the credit granted. With ``batch`` credit goes out in
-    batches of half of ``wanted`` or more (one flow frame per few messages, not per message)."""
+    batches of half of ``wanted`` or more (one flow frame per few messages, not per message).
+    ``handle``: the link's ``_raw.link_impl``, when the caller has it (credit and queue are
+    then read through it: cheaper, for a check made per message)."""
     if link is None or wanted <= 0:
         return 0
-    outstanding: int = link.credit + link.queued + held
+    if handle is None:
+        outstanding: int = link.credit + link.queued + held
+    else:
+        outstanding = _raw.link_credit(handle) + _raw.link_queued(handle) + held
     missing = wanted - outstanding
     if missing <= 0 or (batch and 2 * missing < wanted and outstanding > 0):
         return 0

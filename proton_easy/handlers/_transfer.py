@@ -332,6 +332,8 @@ class Receiver(_Lean, Job):
         self.receiver: Any = None
         self._highest_id = 0
         self._decoder = Decoder()
+        self._handle_of: Any = None  # the receiver link whose raw handle is self._handle
+        self._handle: Any = None
         self._go_lean()
 
     def on_received(self, msg: Message) -> None:
@@ -363,7 +365,8 @@ class Receiver(_Lean, Job):
 
     def _wanted(self) -> int:
         if self.count:
-            return min(self.window, self.count - self.received)
+            left = self.count - self.received
+            return left if left < self.window else self.window  # (min(): slower, per message)
         return self.window
 
     def _held(self) -> int:
@@ -378,8 +381,10 @@ class Receiver(_Lean, Job):
             missing = self._wanted() - recv.credit - recv.queued
             if missing > 0:
                 recv.drain(missing)  # credit with the drain flag: "send what you have"
-        else:
-            _links.top_up(recv, self._wanted(), self._held())
+        else:  # (per message: credit and queue read through the link's raw handle)
+            if self._handle_of is not recv:
+                self._handle_of, self._handle = recv, _raw.link_impl(recv)
+            _links.top_up(recv, self._wanted(), self._held(), handle=self._handle)
 
     def on_link_remote_open(self, event: Any) -> None:
         super().on_link_remote_open(event)
