@@ -251,7 +251,7 @@ async def test_concurrent_waits_each_end_at_their_own_limit() -> None:
     started = loop.time()
     ended: List[Any] = []
 
-    async def waits(limit: float, fut: "Future[Any]") -> None:
+    async def waits(limit: float, fut: Future[Any]) -> None:
         try:
             ended.append((await _wait.result(fut, limit), limit))
         except asyncio.TimeoutError:
