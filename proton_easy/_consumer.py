@@ -53,6 +53,7 @@ class ConsumerJob(Receiver):
         self.notify = notify  # called on the loop after each put (the asyncio face's wake-up)
         self.notify_at = 1  # ... once this many are queued (a receive waits for its count)
         self.ended = False  # the end marker is queued (set on the loop, before the put)
+        self._staged: List[Tuple[Any, Any]] = []  # arrived in this pass of the loop
 
     @property
     def ack_batch(self) -> int:
@@ -62,9 +63,24 @@ class ConsumerJob(Receiver):
 
     def deliver(self, msg: Message, dlv: Any) -> None:
         _raw.hold(dlv)
-        self.queue.put((msg, dlv))
-        if self.notify is not None and (self.notify_at == 1
-                                        or self.queue.qsize() >= self.notify_at):
+        staged = self._staged
+        staged.append((msg, dlv))
+        if len(staged) == 1:
+            # handed over once the loop has processed what it read: the consuming thread
+            # (or task) wakes once for all the messages of one pass, not once per message
+            at_rest = getattr(self.container, "at_rest", None)
+            if at_rest is None:
+                self._hand_over()
+            else:
+                at_rest(self._hand_over)
+
+    def _hand_over(self) -> None:
+        staged, self._staged = self._staged, []
+        put = self.queue.put
+        for item in staged:
+            put(item)
+        if staged and self.notify is not None and (
+                self.notify_at == 1 or self.queue.qsize() >= self.notify_at):
             self.notify()
 
     def settle_one(self, dlv: Any, outcome: int) -> None:
@@ -109,6 +125,9 @@ class ConsumerJob(Receiver):
         self._drop_queued()
 
     def _drop_queued(self) -> None:
+        staged, self._staged = self._staged, []
+        for _, dlv in staged:
+            _raw.release(dlv)
         while True:
             try:
                 msg, dlv = self.queue.get_nowait()
@@ -118,7 +137,7 @@ class ConsumerJob(Receiver):
                 _raw.release(dlv)
 
     def _held(self) -> int:
-        return self.queue.qsize()
+        return self.queue.qsize() + len(self._staged)
 
 
 class Consumer(Iterator[Message]):

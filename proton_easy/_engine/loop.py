@@ -265,6 +265,24 @@ class RawDeliveryCollector(Collector):
     it is closed or detached here (or freed), so neither it nor its job is kept longer than
     that; at most :data:`_RAW_LINKS_KEPT` are kept (all are forgotten when there are more)."""
 
+    _rest: Optional[List[Callable[[], None]]] = None
+
+    def at_rest(self, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` once the events in hand are processed, before the loop writes and
+        waits for its sockets: once for all that happened meanwhile (a consumer's wake-up
+        for every message read in one pass, say)."""
+        if self._rest is None:
+            self._rest = []
+        self._rest.append(fn)
+
+    def _run_at_rest(self) -> None:
+        rest, self._rest = self._rest, None
+        for fn in rest or ():
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - the loop thread must go on
+                log.exception("error in a call made at the end of the loop's events")
+
     def _now(self) -> float:
         reactor = self.reactor() if self.reactor is not None else None
         return float(reactor.now) if reactor is not None else time.time()
@@ -301,6 +319,8 @@ class RawDeliveryCollector(Collector):
         while True:
             event = lib.pn_collector_peek(impl)
             if event == ffi.NULL:
+                if self._rest:
+                    self._run_at_rest()
                 io = self.io
                 if io is None:
                     return None
@@ -570,6 +590,15 @@ class LoopContainer(_InlineQuiesced, Container):
         self.sasl_enabled = True
         self.user = None
         self.password = None
+
+    def at_rest(self, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` on the loop thread once the events in hand are processed (see
+        :meth:`RawDeliveryCollector.at_rest`); at once with proton's public API only."""
+        collector = self._collector
+        if isinstance(collector, RawDeliveryCollector):
+            collector.at_rest(fn)
+        else:
+            fn()
 
     def _inline_quiesced(self) -> bool:
         return True  # the loop's own handlers take no quiesced
