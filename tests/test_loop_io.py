@@ -148,3 +148,27 @@ def test_handler_classes_in_a_plain_container_lose_nothing_beside_a_handler_of_i
     assert watcher.opened and watcher.transports > 0  # its own events still reach it
     if loop._RAW_FLOW and loop._LEAN_IO:  # ~8 event objects per message the proton way
         assert sent_events < 200, sent_events
+
+
+@native
+def test_calls_at_rest_run_once_after_the_events_in_hand_and_survive_errors(
+        amqp_url: str) -> None:
+    """What consume's hand-over relies on: a call made at rest runs on the loop thread after
+    the work in hand, once, in order; one that fails is logged and the others still run."""
+    ran: List[str] = []
+    done = threading.Event()
+    with pe.Client(amqp_url) as client:
+        loop_ = client._driver.loop
+
+        def in_loop() -> None:
+            container = loop_.container
+            container.at_rest(lambda: ran.append("first"))
+            container.at_rest(lambda: 1 / 0)
+            container.at_rest(lambda: (ran.append("third"), done.set()))
+            ran.append("work in hand")
+
+        loop_.call(in_loop).result(10)
+        assert done.wait(10)
+        client.send("at-rest-check", "still working", durable=False)  # the loop goes on
+        assert client.receive("at-rest-check", count=1, timeout=10)[0].body == "still working"
+    assert ran == ["work in hand", "first", "third"]

@@ -597,8 +597,11 @@ class LoopContainer(_InlineQuiesced, Container):
         collector = self._collector
         if isinstance(collector, RawDeliveryCollector):
             collector.at_rest(fn)
-        else:
+            return
+        try:
             fn()
+        except Exception:  # noqa: BLE001 - the loop thread must go on
+            log.exception("error in a call made at the end of the loop's events")
 
     def _inline_quiesced(self) -> bool:
         return True  # the loop's own handlers take no quiesced
