@@ -54,12 +54,10 @@ class ConsumerJob(Receiver):
         self.notify_at = 1  # ... once this many are queued (a receive waits for its count)
         self.ended = False  # the end marker is queued (set on the loop, before the put)
         self._staged: List[Tuple[Any, Any]] = []  # arrived in this pass of the loop
-
-    @property
-    def ack_batch(self) -> int:
+        self.ack_batch = max(1, self.window // 2)
         """How many handled messages the consuming thread collects before it hands them to
         the loop (half the credit: the other half keeps the broker sending meanwhile)."""
-        return max(1, self.window // 2)
+
 
     def deliver(self, msg: Message, dlv: Any) -> None:
         _raw.hold(dlv)
@@ -102,6 +100,7 @@ class ConsumerJob(Receiver):
         ``kept_up``: the consuming thread ran out of messages, so an adaptive window grows."""
         if kept_up and self.window < self.max_window:
             self.window = min(self.max_window, 2 * self.window)
+            self.ack_batch = max(1, self.window // 2)
         acks, settle = self.acks, self._settle
         if self._tel is not None and acks:  # a settle span for the batch
             self._tel.settle_batch(self, len(acks))

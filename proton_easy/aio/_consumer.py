@@ -14,6 +14,7 @@ from proton import Delivery
 
 from .. import _otel
 from .._consumer import _END, ConsumerJob
+from .._driver import Driver
 from .._message import Message
 from ._wait import Face, Inbox, result
 
@@ -49,6 +50,7 @@ class Consumer:
         self._subscription: Dict[str, Any] = dict(subscription=subscription, durable=durable,
                                                   shared=shared)
         self._job: Optional[ConsumerJob] = None
+        self._driver: Optional[Driver] = None
         self._inbox: Optional[Inbox] = None
         self._fut: Any = None
         self._idle: Optional[float] = None
@@ -76,6 +78,7 @@ class Consumer:
         self._idle, job = client._consumer_job(*self._args, notify=self._inbox.notify,
                                                **self._subscription)
         self._fut = client._driver.start(job)
+        self._driver = client._driver
         self._job = job
         return job
 
@@ -83,8 +86,8 @@ class Consumer:
         if self._closed:
             raise StopAsyncIteration
         job = self._job if self._job is not None else await self._start()
-        assert self._inbox is not None and self._client is not None
-        driver = self._client._sync()._driver
+        assert self._inbox is not None and self._driver is not None
+        driver = self._driver
         acks = job.acks
         if self._pending is not None:  # the loop body is done with it
             if self._proc is not None:
