@@ -97,9 +97,12 @@ class Consumer:
             self._pending = None
             if len(acks) >= job.ack_batch:
                 driver.post(job.accept_acks)
-        if job.queue.empty() and acks:  # about to wait: accept, which also grants credit
-            driver.post(functools.partial(job.accept_acks, True))  # (and grows the window)
-        item = await self._inbox.get(job.queue, self._idle)
+        try:
+            item: Optional[Tuple[Any, Any]] = job.queue.get_nowait()  # (no wait: no await)
+        except queue.Empty:
+            if acks:  # about to wait: accept, which also grants credit (and grows the window)
+                driver.post(functools.partial(job.accept_acks, True))
+            item = await self._inbox.get(job.queue, self._idle)
         if item is None:
             await self.aclose()
             raise StopAsyncIteration
