@@ -264,10 +264,11 @@ async def test_concurrent_waits_each_end_at_their_own_limit() -> None:
     tasks.append(asyncio.create_task(waits(5, answered)))
     threading.Timer(0.4, answered.set_result, ("answer",)).start()
     await asyncio.gather(*tasks)
-    assert ended[0][:2] == ("timeout", 0.2) and ended[0][2] < 0.6, ended[0]
+    # the short limit is not held up by the long ones' timer; none ends before its limit
+    assert ended[0][:2] == ("timeout", 0.2) and 0.2 <= ended[0][2] < 1.2, ended[0]
     assert ended[1] == ("answer", 5)
     assert sorted(ended[2:]) == [("timeout", 1.5, e[2]) for e in sorted(ended[2:])]
-    assert all(1.5 <= e[2] < 2.5 for e in ended[2:]), ended[2:]
+    assert all(1.5 <= e[2] < 4 for e in ended[2:]), ended[2:]
 
 
 # -- cancellation and asyncio's own timeouts --------------------------------------------------
