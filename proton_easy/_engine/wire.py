@@ -473,24 +473,15 @@ def _header_fields(value: Any) -> Optional[Tuple[Any, ...]]:
     if type(value) is not list:
         return None
     value = value + [None] * 5
-    durable, priority, ttl, count = value[0], value[1], value[2], value[4]
-    # Each field null (its default) or of its type
-    if durable is None:
-        durable = False
-    elif type(durable) is not bool:
-        return None
-    if priority is None:
-        priority = 4
-    elif type(priority) is not ubyte:
-        return None
-    if ttl is None:
-        ttl = 0
-    elif type(ttl) is not uint:
-        return None
-    if count is None:
-        count = 0
-    elif type(count) is not uint:
-        return None
+    fields = []
+    for field, kind, default in ((value[0], bool, False), (value[1], ubyte, 4),
+                                 (value[2], uint, 0), (value[4], uint, 0)):
+        if field is None:
+            field = default  # null: the field's default
+        elif type(field) is not kind:
+            return None
+        fields.append(field)
+    durable, priority, ttl, count = fields  # (read once per header seen: see _HEADERS)
     return (durable, None if priority == 4 else int(priority), ttl / 1000.0 or None,
             int(count), count > 0)
 
