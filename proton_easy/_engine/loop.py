@@ -405,7 +405,19 @@ def _attachments(record: Any) -> Any:
     return None if record == ffi.NULL else ffi.from_handle(record)
 
 
-_QUIET: Dict[Tuple[type, ...], bool] = {}
+_QUIET: Dict[Tuple[Any, ...], bool] = {}
+
+
+def _all_quiet(parts: List[Any], method: str, receiver: bool = False) -> bool:
+    """:func:`_quiet` for each handler of ``parts`` (None ones left out), remembered by the
+    handlers' types and their children's (the answer per event would cost more than the
+    event)."""
+    key = (method, receiver) + tuple(type(h) for h in parts) + tuple(
+        type(c) for h in parts if h is not None for c in getattr(h, "handlers", ()))
+    quiet = _QUIET.get(key)
+    if quiet is None:
+        quiet = _QUIET[key] = all(_quiet(h, method, receiver) for h in parts if h is not None)
+    return quiet
 
 
 def _ignores_transport(attrs: Any) -> bool:
@@ -417,13 +429,7 @@ def _ignores_transport(attrs: Any) -> bool:
     handler = attrs.get("_handler")
     if handler is None:
         return False
-    parts = [handler, attrs.get("_overrides")]
-    key = tuple(type(h) for h in parts) + tuple(
-        type(c) for h in parts if h is not None for c in getattr(h, "handlers", ()))
-    quiet = _QUIET.get(key)
-    if quiet is None:
-        quiet = _QUIET[key] = all(_quiet(h) for h in parts if h is not None)
-    return quiet
+    return _all_quiet([handler, attrs.get("_overrides")], "on_transport")
 
 
 def _quiet(handler: Any, method: str = "on_transport", receiver: bool = False) -> bool:
@@ -439,9 +445,6 @@ def _quiet(handler: Any, method: str = "on_transport", receiver: bool = False) -
     return all(_quiet(child, method, receiver) for child in getattr(handler, "handlers", ()))
 
 
-_QUIET_FLOW: Dict[Tuple[Any, ...], bool] = {}
-
-
 def _ignores_flow(handler: Any, link: Any, sender: bool) -> bool:
     """True when a ``PN_LINK_FLOW`` event of ``link`` (a ``pn_link_t``), whose handler is
     ``handler``, would call nothing: neither the handler (with its children), nor the
@@ -453,29 +456,14 @@ def _ignores_flow(handler: Any, link: Any, sender: bool) -> bool:
     attrs = _attachments(lib.pn_connection_attachments(
         lib.pn_session_connection(lib.pn_link_session(link))))
     overrides = attrs.get("_overrides") if attrs is not None else None
-    parts = [handler, overrides]
-    key = (sender,) + tuple(type(h) for h in parts) + tuple(
-        type(c) for h in parts if h is not None for c in getattr(h, "handlers", ()))
-    quiet = _QUIET_FLOW.get(key)
-    if quiet is None:
-        quiet = _QUIET_FLOW[key] = all(
-            _quiet(h, "on_link_flow", not sender) for h in parts if h is not None)
-    return quiet
-
-
-_QUIET_AT_REST: Dict[Tuple[type, ...], bool] = {}
+    return _all_quiet([handler, overrides], "on_link_flow", receiver=not sender)
 
 
 def _ignores_quiesced(root: Any) -> bool:
     """True when the handlers under a container's root handler take no ``REACTOR_QUIESCED``
     (so that only the IO handler does: see :class:`_InlineQuiesced`)."""
-    children = getattr(root, "handlers", ())
-    key = (type(root),) + tuple(type(c) for c in children) + tuple(
-        type(g) for c in children for g in getattr(c, "handlers", ()))
-    quiet = _QUIET_AT_REST.get(key)
-    if quiet is None:
-        quiet = _QUIET_AT_REST[key] = _quiet(root, "on_reactor_quiesced")
-    return quiet
+    # (its children as parts too: the answer is remembered by two levels of types)
+    return _all_quiet([root, *getattr(root, "handlers", ())], "on_reactor_quiesced")
 
 
 def _guarded(event: Any) -> Any:
