@@ -14,7 +14,7 @@ import queue
 import threading
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Callable, Dict, Optional, Protocol, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
 from . import _otel
 from ._driver import Driver
@@ -67,6 +67,7 @@ class RequestChannel(Requester):
         self._waiters: Dict[Any, ReplyWaiter] = {}
         self._linger = linger
         self._quick = True  # the last wait for a next request ended with one
+        self._answered: List[Tuple[ReplyWaiter, Message]] = []  # in this pass of the loop
 
     def submit(self, msg: Message, address: str, waiter: ReplyWaiter,
                payload: Optional[bytes] = None) -> None:
@@ -85,15 +86,31 @@ class RequestChannel(Requester):
 
     def on_reply(self, request: Message, reply: Message) -> None:
         waiter = self._waiters.pop(request.correlation_id, None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(reply)
-            if self._linger is not None and not self._waiters:
-                # the only caller waiting got its reply: a caller making one request after
-                # the other makes the next at once, which then needs no wake-up of the loop
-                if self._quick:
-                    self._quick = self._linger(LINGER)
-                else:
-                    self._quick = True  # try again next time
+        if waiter is None or waiter.done():
+            return
+        answered = self._answered
+        answered.append((waiter, reply))
+        if len(answered) == 1:
+            # handed over once the loop has processed what it read: the replies of one pass
+            # wake their callers together (an event loop once, not once per reply)
+            at_rest = getattr(self.container, "at_rest", None)
+            if at_rest is None:
+                self._hand_over()
+            else:
+                at_rest(self._hand_over)
+
+    def _hand_over(self) -> None:
+        answered, self._answered = self._answered, []
+        for waiter, reply in answered:
+            if not waiter.done():
+                waiter.set_result(reply)
+        if answered and self._linger is not None and not self._waiters:
+            # the only caller waiting got its reply: a caller making one request after
+            # the other makes the next at once, which then needs no wake-up of the loop
+            if self._quick:
+                self._quick = self._linger(LINGER)
+            else:
+                self._quick = True  # try again next time
 
     def on_request_failed(self, request: Message, error: BaseException) -> None:
         waiter = self._waiters.pop(request.correlation_id, None)
@@ -101,6 +118,7 @@ class RequestChannel(Requester):
             waiter.set_exception(error)
 
     def on_finished(self) -> None:
+        self._hand_over()  # replies read in the pass that ended the channel still count
         error = self.error or AMQPError("the client was closed while waiting for a reply")
         waiters, self._waiters = self._waiters, {}
         for waiter in waiters.values():
@@ -123,6 +141,9 @@ class Requests:
 
     def channel(self) -> RequestChannel:
         """The job owning the reply queue, started if needed."""
+        channel = self._channel
+        if channel is not None and not channel.done:
+            return channel  # (the common case, without the lock)
         with self._lock:
             channel = self._channel
             if channel is None or channel.done:

@@ -269,6 +269,20 @@ async def test_concurrent_waits_each_end_at_their_own_limit() -> None:
     assert ended[1] == ("answer", 5)
     assert sorted(ended[2:]) == [("timeout", 1.5, e[2]) for e in sorted(ended[2:])]
     assert all(1.5 <= e[2] < 4 for e in ended[2:]), ended[2:]
+    # a limit of 0 ends at once (not in a loop of the timer), and the timer still works after
+    begun = loop.time()
+    with pytest.raises(asyncio.TimeoutError):
+        await _wait.result(Future(), 0)
+    with pytest.raises(asyncio.TimeoutError):
+        await _wait.result(Future(), 0.1)
+    assert loop.time() - begun < 1
+    # time spent reconnecting does not count: the limit runs from where the reconnect ended
+    from proton_easy._driver import Patience
+    reconnected_at = loop.time() + 0.5
+    begun = loop.time()
+    patience = Patience(0.2, None, lambda: loop.time() < reconnected_at, begun)
+    assert not await _wait._settled(Future(), patience)
+    assert 0.5 <= loop.time() - begun < 2
 
 
 # -- cancellation and asyncio's own timeouts --------------------------------------------------

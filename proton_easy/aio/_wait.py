@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import heapq
-import itertools
 import logging
 import math
 import queue
@@ -21,6 +19,7 @@ from typing import (
     Any,
     Callable,
     Deque,
+    Dict,
     List,
     Optional,
     Protocol,
@@ -97,22 +96,26 @@ class _Relay(_OneWakeUp):
 class _Patiences:
     """The limits of one event loop's waits, on one timer of the event loop (not one per
     wait): each wait is asked again every slice of its :class:`Patience`, and woken (with
-    its future not done) once its patience has run out.
+    its future not done) once its patience has run out. Waits with the same slice are kept in
+    one queue, in the order they are due (no heap: most waits end long before they are asked).
 
     >>> _relay(asyncio.get_running_loop()).patiences.watch(waiter, patience)   # doctest: +SKIP
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._due: List[Tuple[float, int, asyncio.Future[None], Patience]] = []  # a heap
-        self._order = itertools.count()  # (ties never compare the futures)
+        self._due: Dict[float, Deque[Tuple[float, asyncio.Future[None], Patience]]] = {}
         self._timer: Optional[asyncio.TimerHandle] = None
         self._at = math.inf
 
     def watch(self, waiter: asyncio.Future[None], patience: Patience) -> None:
         """Wake ``waiter`` once ``patience`` runs out (nothing happens to a done waiter)."""
-        at = self._loop.time() + patience.slice
-        heapq.heappush(self._due, (at, next(self._order), waiter, patience))
+        step = patience.slice
+        at = self._loop.time() + step
+        line = self._due.get(step)
+        if line is None:
+            line = self._due[step] = collections.deque()
+        line.append((at, waiter, patience))
         if at < self._at:
             self._arm(at)
 
@@ -125,19 +128,24 @@ class _Patiences:
     def _check(self) -> None:
         self._timer, self._at = None, math.inf
         now = self._loop.time()
-        due = self._due
-        while due and (due[0][0] <= now or due[0][2].done()):
-            _, _, waiter, patience = heapq.heappop(due)
-            if waiter.done():
-                continue
-            if patience.expired(now):
-                waiter.set_result(None)
-            else:  # progress, or a reconnect: the limit has moved on
-                heapq.heappush(due, (now + patience.slice, next(self._order), waiter, patience))
-                if patience.slice <= 0:
-                    break  # (asked again at the next run, not in a loop here)
-        if due:
-            self._arm(due[0][0])
+        soonest = math.inf
+        for step, line in list(self._due.items()):
+            again = []
+            while line and (line[0][0] <= now or line[0][1].done()):
+                _, waiter, patience = line.popleft()
+                if waiter.done():
+                    continue
+                if patience.expired(now):
+                    waiter.set_result(None)
+                else:  # progress, or a reconnect: the limit has moved on
+                    again.append((now + step, waiter, patience))
+            line.extend(again)  # (due after everything still queued: its time is the latest)
+            if line:
+                soonest = min(soonest, line[0][0])
+            else:
+                del self._due[step]
+        if soonest < math.inf:  # (a slice of 0 is asked again at the next run, not here)
+            self._arm(soonest)
 
 
 class Reply:
