@@ -285,6 +285,40 @@ async def test_concurrent_waits_each_end_at_their_own_limit() -> None:
     assert 0.5 <= loop.time() - begun < 2
 
 
+async def test_an_inbox_wait_wakes_on_a_put_and_ends_at_its_own_limit() -> None:
+    """A consumer's wait: woken by the loop thread's put, else ended at its limit, the limit
+    of each wait its own (the one timer moved on by later waits, or brought forward)."""
+    import queue
+    import threading
+
+    from proton_easy.aio._wait import Inbox
+
+    loop = asyncio.get_running_loop()
+    inbox, q = Inbox(), queue.SimpleQueue()  # type: ignore[var-annotated]
+
+    def put(item: Any) -> None:
+        q.put(item)
+        inbox.notify()
+
+    put((0, "queued while nobody waits"))  # found when it looks, no wake-up needed
+    assert await inbox.get(q, 5) == (0, "queued while nobody waits")
+    threading.Timer(0.2, put, ((1, "from the loop thread"),)).start()
+    begun = loop.time()
+    assert await inbox.get(q, 5) == (1, "from the loop thread")
+    assert loop.time() - begun < 2  # woken by the put, not by its limit
+    # the first wait's timer (5 s) is still armed: a shorter wait brings it forward ...
+    begun = loop.time()
+    assert await inbox.get(q, 0.3) is None
+    assert 0.3 <= loop.time() - begun < 2
+    # ... and a longer wait after a short one is not ended by the short one's timer
+    threading.Timer(0.1, put, ((2, "soon"),)).start()
+    assert await inbox.get(q, 0.5) == (2, "soon")  # leaves its timer at 0.5 s
+    begun = loop.time()
+    assert await inbox.get(q, 1.0) is None
+    assert 1.0 <= loop.time() - begun < 3
+    assert await inbox.until(lambda: True, None)  # no limit: ready at once
+
+
 # -- cancellation and asyncio's own timeouts --------------------------------------------------
 async def test_cancel_mid_consume_a_hundred_times_loses_nothing(amqp_url: str,
                                                                 amqp_address: str) -> None:

@@ -274,7 +274,9 @@ async def wait(driver: Driver, fut: Waitable, timeout: Optional[float] = None, *
 class Inbox(_OneWakeUp):
     """Waits on a job's hand-over queue (a ``queue.SimpleQueue`` the loop thread fills) from
     the event loop: the job calls :meth:`notify` on the loop thread after each put, which wakes
-    the waiting coroutine with ``call_soon_threadsafe`` (at most one wake-up in flight).
+    the waiting coroutine with ``call_soon_threadsafe`` (at most one wake-up in flight, and
+    none while no coroutine waits: a busy one finds the item when it looks). The limit of a
+    wait is one timer, moved on by the next wait rather than made anew for each.
 
     >>> inbox = Inbox()                                    # doctest: +SKIP
     >>> job = ConsumerJob(notify=inbox.notify, address="orders")   # doctest: +SKIP
@@ -284,16 +286,36 @@ class Inbox(_OneWakeUp):
     def __init__(self) -> None:
         super().__init__(asyncio.get_running_loop())
         self._waiter: Optional[asyncio.Future[None]] = None
+        self._deadline = math.inf  # the waiting coroutine's
+        self._timer: Optional[asyncio.TimerHandle] = None
+        self._timer_at = math.inf
 
     def notify(self) -> None:
-        """Wake the waiting coroutine (called on the loop thread, after a put)."""
-        self._once(self._wake)  # a wake-up on its way runs after this put
+        """Wake the waiting coroutine, if one waits (called on the loop thread, after a put)."""
+        if self._waiter is not None:  # (set before the waiter looks again: see until)
+            self._once(self._wake)  # a wake-up on its way runs after this put
 
     def _wake(self) -> None:
         self._pending = False
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def _time_up(self) -> None:
+        self._timer, self._timer_at = None, math.inf
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # nobody waits: the next wait sets its own limit
+        if self._loop.time() >= self._deadline:
+            waiter.set_result(None)
+        elif self._deadline < math.inf:  # a later wait moved the limit on
+            self._arm(self._deadline)
+
+    def _arm(self, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = self._loop.call_at(at, self._time_up)
 
     async def until(self, ready: Callable[[], bool], timeout: Optional[float]) -> bool:
         """Wait until ``ready()`` (checked after each wake-up), at most ``timeout`` seconds
@@ -303,26 +325,24 @@ class Inbox(_OneWakeUp):
         >>> await inbox.until(lambda: job.queue.qsize() >= 10, timeout=5)   # doctest: +SKIP
         True
         """
-        deadline = None if timeout is None else self._loop.time() + timeout
+        loop = self._loop
+        deadline = math.inf if timeout is None else loop.time() + timeout
         while not ready():
-            waiter: asyncio.Future[None] = self._loop.create_future()
+            waiter: asyncio.Future[None] = loop.create_future()
             self._waiter = waiter
             if ready():  # look again once armed: a put before this line woke nobody
                 self._waiter = None
                 return True
-            timer = None
-            if deadline is not None:
-                remaining = deadline - self._loop.time()
-                if remaining <= 0:
-                    self._waiter = None
-                    return False
-                timer = self._loop.call_later(remaining, _expire, waiter)
+            if deadline <= loop.time():
+                self._waiter = None
+                return False
+            self._deadline = deadline
+            if deadline < self._timer_at:  # (a later one: the timer, when it fires, moves on)
+                self._arm(deadline)
             try:
                 await waiter
             finally:
                 self._waiter = None
-                if timer is not None:
-                    timer.cancel()
         return True
 
     async def get(self, q: queue.SimpleQueue[Tuple[Any, Any]],
@@ -339,8 +359,3 @@ class Inbox(_OneWakeUp):
             return True
 
         return got[0] if await self.until(taken, timeout) else None
-
-
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
