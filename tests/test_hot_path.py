@@ -121,6 +121,7 @@ def test_decoder_matches_proton_decoding() -> None:
         expected = Message.from_proton(pm)
         got = decoder.decode(data)
         assert got == expected
+        assert decoder.decode(bytearray(data)) == decoder.decode(memoryview(data)) == expected
         for name in ("annotations", "delivery_count", "redelivered"):
             assert getattr(got, name) == getattr(expected, name)
         assert type(got.body) is type(expected.body)

@@ -446,9 +446,15 @@ def _text(value: Any) -> Optional[str]:
     raise _Unsupported
 
 
+_COPIED = 4096
+"""A bytearray up to this size is read as bytes (copied once); a longer one as it is."""
+
+
 def decode_into(out: Any, data: Any) -> bool:
     """Decode ``data`` onto ``out``'s fields as :class:`~proton_easy._engine.codec.Reader` does;
     False (``out`` half written) when the message needs proton's decoder."""
+    if type(data) is not bytes and (type(data) is not bytearray or len(data) <= _COPIED):
+        data = bytes(data)  # (bytes slice cheaper; a memoryview slice has no decode)
     try:
         return _decode_into(out, data)
     except (_Unsupported, IndexError, TypeError, ValueError, struct.error, UnicodeError):
