@@ -526,6 +526,34 @@ def _section(data: bytes, pos: int) -> Tuple[Any, int]:
     return value, end
 
 
+def _fields(data: bytes, pos: int) -> Tuple[Any, int]:
+    """The value of a properties section at ``pos`` (a list8 of mostly nulls and str8s read
+    here, anything else by :func:`_value`); and the next pos."""
+    if data[pos] != 0xc0:
+        return _value(data, pos)
+    end = pos + 2 + data[pos + 1]
+    count = data[pos + 2]
+    pos += 3
+    fields: List[Any] = []
+    for _ in range(count):
+        code = data[pos]
+        if code == 0x40:
+            fields.append(None)
+            pos += 1
+        elif code == 0xa1:
+            stop = pos + 2 + data[pos + 1]
+            if stop > len(data):
+                raise _Unsupported  # cut short
+            fields.append(data[pos + 2:stop].decode())
+            pos = stop
+        else:
+            field, pos = _value(data, pos)
+            fields.append(field)
+    if pos != end:
+        raise _Unsupported  # sizes that do not add up: let proton say what is wrong
+    return fields, pos
+
+
 def _decode_into(out: Any, data: Any) -> bool:
     end = len(data)
     pos = 0
@@ -539,6 +567,9 @@ def _decode_into(out: Any, data: Any) -> bool:
         if data[pos] != 0 or data[pos + 1] != 0x53:
             return False
         code = data[pos + 2]
+        if code == 0x73:
+            props, pos = _fields(data, pos + 3)
+            continue
         if code == 0x70 and data[pos + 3] == 0x45:  # an empty header: a message not durable
             header = _NO_HEADER
             pos += 4
@@ -559,8 +590,6 @@ def _decode_into(out: Any, data: Any) -> bool:
             if has_body or (code == 0x75 and type(value) is not bytes):
                 return False
             body, has_body = value, True
-        elif code == 0x73:
-            props = value
         elif code != 0x71:  # delivery annotations: not kept (nor by proton's Message fields)
             return False  # amqp-sequence, footer, or something else
     if pos != end:
