@@ -121,6 +121,7 @@ def test_decoder_matches_proton_decoding() -> None:
         expected = Message.from_proton(pm)
         got = decoder.decode(data)
         assert got == expected
+        assert decoder.decode(bytearray(data)) == decoder.decode(memoryview(data)) == expected
         for name in ("annotations", "delivery_count", "redelivered"):
             assert getattr(got, name) == getattr(expected, name)
         assert type(got.body) is type(expected.body)
@@ -180,22 +181,103 @@ def test_python_decoder_reads_what_proton_reads() -> None:
 
 
 def test_a_cut_message_decodes_as_proton_decodes_it_or_fails() -> None:
-    data = bytes(encode(Message({"k": [1, "two"]}, properties={"p": "q"}, id="i",
-                                reply_to="r", durable=True)))
-    for end in range(len(data)):
-        try:
-            expected: Any = Message.from_proton(_decoded(data[:end]))
-        except Exception as exc:  # noqa: BLE001 - proton refuses it: so must we
-            with pytest.raises(type(exc)):
-                Decoder().decode(data[:end])
-            continue
-        assert Decoder().decode(data[:end]) == expected
+    request = bytes(encode(Message({"k": [1, "two"]}, properties={"p": "q"}, id="i",
+                                   reply_to="r", durable=True)))
+    for data in (request, ARTEMIS_REPLY, bytes(encode(Message(
+            "x", properties={"p": "q"}, annotations={"x-opt-a": 1}, durable=True)))):
+        Decoder().decode(data)  # its sections whole, seen before
+        for end in range(len(data)):
+            try:
+                expected: Any = Message.from_proton(_decoded(data[:end]))
+            except Exception as exc:  # noqa: BLE001 - proton refuses it: so must we
+                with pytest.raises(type(exc)):
+                    Decoder().decode(data[:end])
+                continue
+            assert Decoder().decode(data[:end]) == expected
 
 
 def _decoded(data: bytes) -> proton.Message:
     pm = proton.Message()
     pm.decode(data)
     return pm
+
+
+# A reply as ActiveMQ Artemis sends it: the same map32 annotations on every message.
+ARTEMIS_REPLY = (
+    b"\x00SpE\x00Sr\xd1\x00\x00\x00\x16\x00\x00\x00\x02\xa3\x0ex-opt-jms-destQ\x00\x00Ss\xc0;"
+    b"\x06@@\xa1$574adc4c-43f4-4db1-acd4-0d53d3e6ee7c@@\xa1\x0e44adeb26cbcf-2\x00Sw\xa1\x05reply")
+
+
+def _repeated_sections() -> List[bytes]:
+    """Messages whose annotation and application property sections repeat, or nearly."""
+    jms = {proton.symbol("x-opt-jms-dest"): proton.byte(0)}
+    return [ARTEMIS_REPLY, ARTEMIS_REPLY] + [
+        _proton_encoded(body=n, annotations=annotations, properties=properties, durable=True)
+        for n in range(3)
+        for annotations, properties in (
+            (jms, {"colour": "green", "n": proton.int32(1)}),
+            ({proton.symbol("x-opt-jms-dest"): proton.byte(1)}, {"colour": "red", "n": 2}),
+            (jms, {"nested": [1, "two"], "map": {"k": "v"}}),
+            ({}, {}), ({proton.symbol("k" * 300): "v" * 300}, {"big": "v" * 2000}))]
+
+
+def test_repeated_sections_decode_as_proton_decodes_them() -> None:
+    reader, decoder = codec.Reader(), Decoder()
+
+    class Fields:
+        pass
+
+    datas = _repeated_sections()
+    for data in datas + [bytearray(d) for d in datas] + [memoryview(d) for d in datas]:
+        assert decoder.decode(data) == Message.from_proton(_decoded(bytes(data)))
+        ours, theirs = Fields(), Fields()
+        reader.read_into(theirs, bytes(data))
+        assert wire.decode_into(ours, data)
+        for name, value in vars(theirs).items():
+            got = getattr(ours, name)
+            assert got == value and type(got) is type(value), name
+            if isinstance(value, dict):
+                assert [(type(k), type(v)) for k, v in got.items()] == \
+                    [(type(k), type(v)) for k, v in value.items()], name
+
+
+def test_repeated_sections_are_each_messages_own() -> None:
+    decoder = Decoder()
+    green = encode(Message("x", properties={"colour": "green"}, annotations={"x-opt-a": 1}))
+    red = encode(Message("x", properties={"colour": "red"}, annotations={"x-opt-a": 2}))
+    for data in (green, red):  # the first message read with these sections, then the next
+        first = decoder.decode(data)
+        first.properties["colour"] = "blue"
+        first.annotations["x-opt-a"] = 3
+        assert decoder.decode(data) == decode(data) == Message.from_proton(_decoded(data))
+    for _ in range(3):
+        assert decoder.decode(green).properties == {"colour": "green"}
+        assert decoder.decode(red).properties == {"colour": "red"}
+        assert decoder.decode(green).annotations == {"x-opt-a": 1}
+        assert decoder.decode(red).annotations == {"x-opt-a": 2}
+    first = decoder.decode(green)
+    first.properties["colour"] = "blue"
+    first.annotations["x-opt-b"] = 3
+    second = decoder.decode(green)
+    assert second.properties == {"colour": "green"} and second.annotations == {"x-opt-a": 1}
+    assert second.properties is not first.properties
+    reply = decoder.decode(ARTEMIS_REPLY)
+    reply.annotations.clear()
+    assert decoder.decode(ARTEMIS_REPLY).annotations == {proton.symbol("x-opt-jms-dest"): 0}
+
+
+def test_a_map_with_a_nested_value_is_read_anew_each_time() -> None:
+    decoder = Decoder()
+    data = _proton_encoded(body="x", properties={"list": [1, "two"], "map": {"k": "v"}},
+                           annotations={proton.symbol("x-opt-l"): [proton.byte(1)]})
+    for _ in range(3):
+        msg = decoder.decode(data)
+        assert msg == Message.from_proton(_decoded(data))
+        assert msg.properties == {"list": [1, "two"], "map": {"k": "v"}}
+        assert msg.annotations == {"x-opt-l": [1]}
+        msg.properties["list"].append(3)
+        msg.properties["map"]["k"] = "changed"
+        msg.annotations["x-opt-l"].clear()
 
 
 def test_unencodable_values_still_raise_type_error() -> None:

@@ -446,9 +446,15 @@ def _text(value: Any) -> Optional[str]:
     raise _Unsupported
 
 
+_COPIED = 4096
+"""A bytearray up to this size is read as bytes (copied once); a longer one as it is."""
+
+
 def decode_into(out: Any, data: Any) -> bool:
     """Decode ``data`` onto ``out``'s fields as :class:`~proton_easy._engine.codec.Reader` does;
     False (``out`` half written) when the message needs proton's decoder."""
+    if type(data) is not bytes and (type(data) is not bytearray or len(data) <= _COPIED):
+        data = bytes(data)  # (bytes slice cheaper; a memoryview slice has no decode)
     try:
         return _decode_into(out, data)
     except (_Unsupported, IndexError, TypeError, ValueError, struct.error, UnicodeError):
@@ -458,11 +464,18 @@ def decode_into(out: Any, data: Any) -> bool:
 _NO_HEADER = (False, None, None, 0, False)
 """The header fields of a message without a header (or with an empty one)."""
 
-_HEADERS: Dict[bytes, Tuple[Any, ...]] = {_EMPTY_LIST: _NO_HEADER}
-"""Header sections read before (their bytes) -> their fields: a stream of messages mostly
-repeats one or two headers (durable or not, the same priority and time to live)."""
+_SECTIONS: Dict[bytes, Any] = {}
+"""Header, message annotation and application property sections read before (their bytes) ->
+the header's fields, or the map (copied for each message): a stream of messages mostly repeats
+one or two of each (durable or not, the same priority and time to live, a reply's
+``x-opt-jms-dest``)."""
 
-_HEADERS_KEPT = 64
+_SECTIONS_KEPT = 64
+_SECTION_KEPT_SIZE = 1024
+
+_SCALARS = frozenset((type(None), bool, str, bytes, symbol, uuid.UUID, float, long, timestamp,
+                      ulong, uint, int32, ubyte, byte, ushort, short, float32))
+"""The immutable types of the values :func:`_value` reads: a map of only these can be kept."""
 
 
 def _header_fields(value: Any) -> Optional[Tuple[Any, ...]]:
@@ -481,9 +494,64 @@ def _header_fields(value: Any) -> Optional[Tuple[Any, ...]]:
         elif type(field) is not kind:
             return None
         fields.append(field)
-    durable, priority, ttl, count = fields  # (read once per header seen: see _HEADERS)
+    durable, priority, ttl, count = fields  # (read once per header seen: see _SECTIONS)
     return (durable, None if priority == 4 else int(priority), ttl / 1000.0 or None,
             int(count), count > 0)
+
+
+def _section(data: bytes, pos: int) -> Tuple[Any, int]:
+    """The header's fields or the map of the section at ``pos``, kept in :data:`_SECTIONS` when
+    it can be; and the next pos. None for a header proton must read."""
+    kind = data[pos + 3]
+    if kind == 0xc0 or kind == 0xc1:  # list8, map8
+        stop = pos + 5 + data[pos + 4]
+    elif kind == 0xd0 or kind == 0xd1:  # list32, map32
+        stop = pos + 8 + _unpack_I(data, pos + 4)[0]
+    else:
+        stop = pos + 4  # list0, null, or what _value reads or refuses
+    key = bytes(data[pos:stop])
+    seen = _SECTIONS.get(key)
+    if seen is not None and stop <= len(data):
+        return (seen if type(seen) is tuple else dict(seen)), stop
+    value, end = _value(data, pos + 3)
+    if data[pos + 2] == 0x70:
+        value = _header_fields(value)
+        kept = value is not None
+    else:  # message annotations, application properties
+        kept = type(value) is dict and _SCALARS.issuperset(map(type, value.values()))
+    if kept and end == stop and stop - pos <= _SECTION_KEPT_SIZE:
+        if len(_SECTIONS) >= _SECTIONS_KEPT:
+            _SECTIONS.clear()
+        _SECTIONS[key] = value if type(value) is tuple else dict(value)
+    return value, end
+
+
+def _fields(data: bytes, pos: int) -> Tuple[Any, int]:
+    """The value of a properties section at ``pos`` (a list8 of mostly nulls and str8s read
+    here, anything else by :func:`_value`); and the next pos."""
+    if data[pos] != 0xc0:
+        return _value(data, pos)
+    end = pos + 2 + data[pos + 1]
+    count = data[pos + 2]
+    pos += 3
+    fields: List[Any] = []
+    for _ in range(count):
+        code = data[pos]
+        if code == 0x40:
+            fields.append(None)
+            pos += 1
+        elif code == 0xa1:
+            stop = pos + 2 + data[pos + 1]
+            if stop > len(data):
+                raise _Unsupported  # cut short
+            fields.append(data[pos + 2:stop].decode())
+            pos = stop
+        else:
+            field, pos = _value(data, pos)
+            fields.append(field)
+    if pos != end:
+        raise _Unsupported  # sizes that do not add up: let proton say what is wrong
+    return fields, pos
 
 
 def _decode_into(out: Any, data: Any) -> bool:
@@ -499,36 +567,29 @@ def _decode_into(out: Any, data: Any) -> bool:
         if data[pos] != 0 or data[pos + 1] != 0x53:
             return False
         code = data[pos + 2]
-        if code == 0x70:  # a header: most likely one seen before
-            start = pos + 3
-            kind = data[start]
-            stop = start + 2 + data[start + 1] if kind == 0xc0 else start + 1
-            key = bytes(data[start:stop]) if kind == 0xc0 or kind == 0x45 else None
-            header = _HEADERS.get(key) if key is not None else None
-            if header is not None:
-                pos = stop
-                continue
-            value, pos = _value(data, start)
-            header = _header_fields(value)
-            if header is None:
-                return False
-            if key is not None and pos == stop:  # (a list8 or list0, read whole)
-                if len(_HEADERS) >= _HEADERS_KEPT:
-                    _HEADERS.clear()
-                    _HEADERS[_EMPTY_LIST] = _NO_HEADER
-                _HEADERS[key] = header
+        if code == 0x73:
+            props, pos = _fields(data, pos + 3)
+            continue
+        if code == 0x70 and data[pos + 3] == 0x45:  # an empty header: a message not durable
+            header = _NO_HEADER
+            pos += 4
+            continue
+        if code == 0x70 or code == 0x72 or code == 0x74:  # most likely seen before
+            value, pos = _section(data, pos)
+            if code == 0x70:
+                if value is None:
+                    return False
+                header = value
+            elif code == 0x72:
+                ann = value
+            else:
+                app = value
             continue
         value, pos = _value(data, pos + 3)
         if code == 0x77 or code == 0x75:  # amqp-value, data
             if has_body or (code == 0x75 and type(value) is not bytes):
                 return False
             body, has_body = value, True
-        elif code == 0x73:
-            props = value
-        elif code == 0x74:
-            app = value
-        elif code == 0x72:
-            ann = value
         elif code != 0x71:  # delivery annotations: not kept (nor by proton's Message fields)
             return False  # amqp-sequence, footer, or something else
     if pos != end:
