@@ -36,7 +36,9 @@ log = logging.getLogger("proton_easy")
 _JMS_DEST = symbol("x-opt-jms-dest")  # tells Artemis the routing type of an anonymous-relay send
 _SENDER_CACHE = 64  # senders kept open per requester or responder (least recently used closed)
 _REFUSAL_GRACE = 1.0  # seconds to wait for the detach that follows a refusing attach
+_ROUTES_KEPT = 1024  # reply addresses whose routing a responder remembers
 _ACCEPTED = _raw.ACCEPTED
+_DEST_QUEUE, _DEST_TOPIC = byte(0), byte(1)
 
 
 class _Request:
@@ -485,6 +487,10 @@ class Responder(_Lean, Job):
             _SENDER_CACHE, idle=lambda lnk: not lnk.unsettled, evict=self._close_reply_sender)
         self._reply_links: Dict[Any, Optional[str]] = {}
         self._replies: Dict[Any, str] = {}
+        self._routes: Dict[str, Tuple[Optional[str], byte]] = {}  # reply_to: (name, JMS dest)
+        self._relay_handle: Any = None
+        self._receiver_of: Any = None  # the receiver link whose raw handle is _receiver_handle
+        self._receiver_handle: Any = None
         self._tags = itertools.count(1)
         self._decoder = Decoder()
         self._go_lean()
@@ -509,7 +515,11 @@ class Responder(_Lean, Job):
         wanted = self.window
         if self.count is not None:
             wanted = min(wanted, self.count - self.served)
-        _links.top_up(self.receiver, wanted, self.inflight)  # (a flow per few requests)
+        recv = self.receiver
+        if self._receiver_of is not recv:
+            self._receiver_of, self._receiver_handle = recv, _raw.link_impl(recv)
+        _links.top_up(recv, wanted, self.inflight,  # (a flow per few requests)
+                      handle=self._receiver_handle)
 
     def _idle(self) -> None:
         if self.inflight:
@@ -596,7 +606,8 @@ class Responder(_Lean, Job):
                         self.address, type(error).__name__, error, exc_info=error)
             self._settle_held(dlv, _raw.REJECTED, error)
         else:
-            self._settle_held(dlv, _raw.ACCEPTED)
+            _raw.settle(dlv, _ACCEPTED)
+            _raw.release(dlv)
         self.served += 1
         if self.stopping:
             if not self._replies and not self.inflight:
@@ -606,7 +617,8 @@ class Responder(_Lean, Job):
             self.stop()
             return
         self._top_up()
-        self.set_timer("idle", self.idle_timeout, self._idle)
+        if self.idle_timeout is not None or "idle" in self._timers:
+            self.set_timer("idle", self.idle_timeout, self._idle)
 
     def put_back(self, dlv: Any) -> None:
         """Put one request back on the queue unanswered (on the loop thread)."""
@@ -632,16 +644,30 @@ class Responder(_Lean, Job):
         if reply.correlation_id is None:
             reply.correlation_id = (request.correlation_id if request.correlation_id is not None
                                     else request.id)
-        name, kind = _links.resolve(reply_to)
         if self._use_relay():
-            reply.address = name
-            reply.annotations = {**reply.annotations, _JMS_DEST: byte(1 if kind == "topic" else 0)}
-            sender = self._relay_sender()
+            route = self._routes.get(reply_to)
+            if route is None:
+                route = self._route(reply_to)
+            reply.address = route[0]
+            annotations = reply.annotations
+            reply.annotations = {**annotations, _JMS_DEST: route[1]} if annotations \
+                else {_JMS_DEST: route[1]}
+            handle = self._relay_handle
+            if handle is None:
+                handle = self._relay_handle = _raw.link_impl(self._relay_sender())
         else:
             reply.address = reply_to
-            sender = self._reply_sender(reply_to)
-        dlv = _raw.send(_raw.link_impl(sender), b"%d" % next(self._tags), encode(reply))
+            handle = _raw.link_impl(self._reply_sender(reply_to))
+        dlv = _raw.send(handle, b"%d" % next(self._tags), encode(reply))
         self._replies[dlv] = reply_to
+
+    def _route(self, reply_to: str) -> Tuple[Optional[str], byte]:
+        """(node name, JMS destination type) of a reply address, for the anonymous relay."""
+        name, kind = _links.resolve(reply_to)
+        if len(self._routes) >= _ROUTES_KEPT:
+            self._routes.clear()
+        route = self._routes[reply_to] = (name, _DEST_TOPIC if kind == "topic" else _DEST_QUEUE)
+        return route
 
     def _use_relay(self) -> bool:
         if self.anonymous_relay is not None:
@@ -699,7 +725,7 @@ class Responder(_Lean, Job):
         reply_to = self._reply_links.pop(link)
         log.warning("cannot send replies to %s: %s", reply_to or "the anonymous relay", err)
         if reply_to is None:
-            self._relay = None
+            self._relay = self._relay_handle = None
             self.anonymous_relay = False
         elif reply_to in self._reply_senders and self._reply_senders[reply_to] == link:
             self._reply_senders.pop(reply_to)
