@@ -343,6 +343,32 @@ def test_requester_times_out_when_nobody_answers(amqp_url: str, amqp_address: st
     assert requester.pairs == []
 
 
+def test_requester_times_out_only_the_unanswered_requests_and_goes_on(
+        amqp_url: str, amqp_address: str) -> None:
+    class Patient(Collecting):
+        def __init__(self, url: str) -> None:
+            super().__init__(url, ["a", "skip 1", "b", "skip 2", "c"], timeout=1)
+            self.timed_out: List[str] = []
+
+        def on_timeout(self, request: pe.Message) -> None:  # no failure: the job goes on
+            self.timed_out.append(request.body)
+            if request.body == "skip 2":
+                self.request("d")  # a request made after the others' waits ended
+
+    def upper_unless_skip(msg: pe.Message) -> str:
+        if msg.body.startswith("skip"):
+            raise ValueError("not answered")  # rejected: no reply comes
+        return str(msg.body.upper())
+
+    url = url_for(amqp_url, amqp_address)
+    server_done = run_standalone(Responder(url, upper_unless_skip, count=6))
+    requester = run_standalone(Patient(url))()
+    assert requester.error is None
+    assert requester.timed_out == ["skip 1", "skip 2"]
+    assert sorted(requester.pairs) == [("a", "A"), ("b", "B"), ("c", "C"), ("d", "D")]
+    assert server_done().result == 6
+
+
 def test_requester_hook_can_send_follow_up_requests(amqp_url: str, amqp_address: str) -> None:
     class Countdown(Requester):
         def __init__(self, url: str) -> None:

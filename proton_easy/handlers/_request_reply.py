@@ -12,10 +12,13 @@ request/reply ``Client`` and ``Server`` as classes to subclass (re-exported by
 
 from __future__ import annotations
 
+import bisect
+import collections
 import itertools
 import logging
+import time
 import uuid
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from proton import byte, symbol
 
@@ -33,6 +36,9 @@ log = logging.getLogger("proton_easy")
 _JMS_DEST = symbol("x-opt-jms-dest")  # tells Artemis the routing type of an anonymous-relay send
 _SENDER_CACHE = 64  # senders kept open per requester or responder (least recently used closed)
 _REFUSAL_GRACE = 1.0  # seconds to wait for the detach that follows a refusing attach
+_ROUTES_KEPT = 1024  # reply addresses whose routing a responder remembers
+_ACCEPTED = _raw.ACCEPTED
+_DEST_QUEUE, _DEST_TOPIC = byte(0), byte(1)
 
 
 class _Request:
@@ -100,6 +106,10 @@ class Requester(_Lean, Job):
             _SENDER_CACHE, idle=lambda lnk: lnk is not self.sender and not lnk.unsettled,
             evict=self._close_sender)
         self._sender_addresses: Dict[Any, str] = {}
+        self._last_sender: Optional[Tuple[str, Any]] = None  # (address, raw handle) sent to last
+        self._receiver_of: Any = None  # the receiver link whose raw handle is _receiver_handle
+        self._receiver_handle: Any = None
+        self._deadlines: Deque[Tuple[float, str]] = collections.deque()  # (due, corr), in order
         self._prefix = uuid.uuid4().hex[:12]
         self._ids = itertools.count(1)
         self._tags = itertools.count(1)
@@ -155,18 +165,63 @@ class Requester(_Lean, Job):
 
     def _submit(self, msg: Message, address: str, payload: Optional[bytes] = None) -> None:
         corr = msg.correlation_id
-        self._unsent[corr] = _Request(msg, address, payload)
+        req = _Request(msg, address, payload)
         if self.reply_timeout is not None:
-            self.set_timer(f"reply {corr}", self.reply_timeout, lambda: self._expire(corr))
-        self._send_unsent()
+            self._arm(corr)
+        if (self._unsent or self._given is not None or self.reply_to is None or self.done
+                or (self.window is not None and len(self._pending) >= self.window)):
+            self._unsent[corr] = req
+            self._send_unsent()
+            return
+        self._send(req)  # (nothing queued ahead of it: straight out)
+        self._check_done()
+
+    # -- reply timeouts: one timer for all, requests in the order they were made -----------------
+    def _clock(self) -> float:
+        now = getattr(self.container, "now", None)
+        return now if isinstance(now, float) else time.monotonic()
+
+    def _arm(self, corr: str) -> None:
+        """Start the wait for the reply to ``corr`` (``reply_timeout`` seconds from now)."""
+        timeout: float = self.reply_timeout  # type: ignore[assignment]
+        due = self._clock() + timeout
+        deadlines = self._deadlines
+        if deadlines and due < deadlines[-1][0]:  # (a timeout shortened since: kept in order)
+            bisect.insort(deadlines, (due, corr))
+        else:
+            deadlines.append((due, corr))
+        if deadlines[0][1] == corr or "replies" not in self._timers:
+            self.set_timer("replies", timeout, self._expire_due)
+
+    def _waiting(self, corr: str) -> bool:
+        return corr in self._pending or corr in self._unsent
+
+    def _prune(self) -> None:
+        """Drop the deadlines of requests at the head that wait no more (answered, failed)."""
+        deadlines = self._deadlines
+        while deadlines and not self._waiting(deadlines[0][1]):
+            deadlines.popleft()
+
+    def _expire_due(self) -> None:
+        deadlines = self._deadlines
+        now = self._clock()
+        while deadlines and not self.done:
+            due, corr = deadlines[0]
+            if due > now:
+                self.set_timer("replies", due - now, self._expire_due)
+                return
+            deadlines.popleft()
+            self._expire(corr)
 
     def open_links(self) -> None:
+        self._last_sender = None
         self.receiver = _links.open_receiver(self, None, "replies", dynamic=True)
         self._top_up()
         if self.address:
             self.sender = self._sender_for(self.address)
 
     def _sender_for(self, address: str) -> Any:
+        self._last_sender = None
         sender = self._senders.get(address)
         if sender is None:
             sender = _links.open_sender(self, address, "requests")
@@ -175,16 +230,24 @@ class Requester(_Lean, Job):
         return sender
 
     def _close_sender(self, sender: Any) -> None:
+        self._last_sender = None
         self._sender_addresses.pop(sender, None)
         self._links.remove(sender)
         sender.close()
 
     def _top_up(self) -> None:
         if not self.done:
-            _links.top_up(self.receiver, self.window or 100)  # (a flow per few replies)
+            recv = self.receiver
+            if self._receiver_of is not recv:
+                self._receiver_of, self._receiver_handle = recv, _raw.link_impl(recv)
+            _links.top_up(recv, self.window or 100,  # (a flow per few replies)
+                          handle=self._receiver_handle)
 
     def _send_unsent(self) -> None:
         if self.reply_to is None or self.done:
+            return
+        if not self._unsent and self._given is None:  # (per reply: nothing to send)
+            self._check_done()
             return
         while self.window is None or len(self._pending) < self.window:
             if self._unsent:
@@ -196,8 +259,7 @@ class Requester(_Lean, Job):
                     break
                 msg = self._prepare(item)
                 if self.reply_timeout is not None:
-                    self.set_timer(f"reply {msg.correlation_id}", self.reply_timeout,
-                                   lambda c=msg.correlation_id: self._expire(c))
+                    self._arm(msg.correlation_id)
                 req = _Request(msg, self.address or "")
             else:
                 break
@@ -209,19 +271,25 @@ class Requester(_Lean, Job):
     def _send(self, req: _Request) -> None:
         msg = req.message
         payload = req.payload
+        address = req.address
+        last = self._last_sender
         try:
             if payload is None or msg.reply_to != self.reply_to:
                 msg.reply_to = self.reply_to
                 payload = encode(msg)
-            sender = self._sender_for(req.address)
+            if last is not None and last[0] == address:
+                handle = last[1]  # (the most recently used already: no cache look-up)
+            else:
+                handle = _raw.link_impl(self._sender_for(address))
+                self._last_sender = (address, handle)
         except (TypeError, ValueError) as exc:
             self._request_failed(req, exc)
             return
-        dlv = _raw.send(_raw.link_impl(sender), b"%d" % next(self._tags), payload)
-        self._outgoing[dlv] = msg.correlation_id
-        self._pending[msg.correlation_id] = req
+        corr = msg.correlation_id
+        self._outgoing[_raw.send(handle, b"%d" % next(self._tags), payload)] = corr
+        self._pending[corr] = req
         if "_otel_requests" in self.__dict__:
-            _otel.request_sent(self, msg.correlation_id)
+            _otel.request_sent(self, corr)
 
     def _check_done(self) -> None:
         if (self._finite and self._given is None and not self._unsent and not self._pending
@@ -229,7 +297,6 @@ class Requester(_Lean, Job):
             self.finish(self.replies)
 
     def _request_failed(self, req: _Request, error: BaseException) -> None:
-        self.set_timer(f"reply {req.message.correlation_id}", None, None)
         self._guard(self.on_request_failed, req.message, error)
 
     def _expire(self, corr: Any) -> None:
@@ -242,7 +309,6 @@ class Requester(_Lean, Job):
         """Stop waiting for the reply to one request (its reply will be dropped)."""
         self._pending.pop(corr, None)
         self._unsent.pop(corr, None)
-        self.set_timer(f"reply {corr}", None, None)
         if "_otel_requests" in self.__dict__:  # never sent: its span ends here
             _otel.request_sent(self, corr, Timeout("the caller stopped waiting"))
         self._send_unsent()
@@ -289,7 +355,7 @@ class Requester(_Lean, Job):
         try:
             reply = self._decoder.decode(data)
         finally:
-            _settle(dlv, _raw.ACCEPTED)
+            _raw.settle(dlv, _ACCEPTED)
             self._top_up()
         if self.done:
             return
@@ -301,7 +367,8 @@ class Requester(_Lean, Job):
         if req is None:
             log.debug("dropping a reply that no request waits for (correlation id %r)", corr)
             return
-        self.set_timer(f"reply {corr}", None, None)
+        if self._deadlines:
+            self._prune()
         if self._tel is not None:  # a receive span, in the trace the reply came with
             self._tel.received(self, reply, self.reply_to)
         self.on_reply(req.message, reply)
@@ -334,6 +401,7 @@ class Requester(_Lean, Job):
             super().on_link_ended(link)
 
     def _sender_lost(self, link: Any, err: BaseException) -> None:
+        self._last_sender = None
         address = self._sender_addresses.pop(link)
         self._senders.pop(address)
         if link is self.sender:
@@ -419,6 +487,10 @@ class Responder(_Lean, Job):
             _SENDER_CACHE, idle=lambda lnk: not lnk.unsettled, evict=self._close_reply_sender)
         self._reply_links: Dict[Any, Optional[str]] = {}
         self._replies: Dict[Any, str] = {}
+        self._routes: Dict[str, Tuple[Optional[str], byte]] = {}  # reply_to: (name, JMS dest)
+        self._relay_handle: Any = None
+        self._receiver_of: Any = None  # the receiver link whose raw handle is _receiver_handle
+        self._receiver_handle: Any = None
         self._tags = itertools.count(1)
         self._decoder = Decoder()
         self._go_lean()
@@ -443,7 +515,11 @@ class Responder(_Lean, Job):
         wanted = self.window
         if self.count is not None:
             wanted = min(wanted, self.count - self.served)
-        _links.top_up(self.receiver, wanted, self.inflight)  # (a flow per few requests)
+        recv = self.receiver
+        if self._receiver_of is not recv:
+            self._receiver_of, self._receiver_handle = recv, _raw.link_impl(recv)
+        _links.top_up(recv, wanted, self.inflight,  # (a flow per few requests)
+                      handle=self._receiver_handle)
 
     def _idle(self) -> None:
         if self.inflight:
@@ -530,7 +606,8 @@ class Responder(_Lean, Job):
                         self.address, type(error).__name__, error, exc_info=error)
             self._settle_held(dlv, _raw.REJECTED, error)
         else:
-            self._settle_held(dlv, _raw.ACCEPTED)
+            _raw.settle(dlv, _ACCEPTED)
+            _raw.release(dlv)
         self.served += 1
         if self.stopping:
             if not self._replies and not self.inflight:
@@ -540,7 +617,8 @@ class Responder(_Lean, Job):
             self.stop()
             return
         self._top_up()
-        self.set_timer("idle", self.idle_timeout, self._idle)
+        if self.idle_timeout is not None or "idle" in self._timers:
+            self.set_timer("idle", self.idle_timeout, self._idle)
 
     def put_back(self, dlv: Any) -> None:
         """Put one request back on the queue unanswered (on the loop thread)."""
@@ -566,16 +644,30 @@ class Responder(_Lean, Job):
         if reply.correlation_id is None:
             reply.correlation_id = (request.correlation_id if request.correlation_id is not None
                                     else request.id)
-        name, kind = _links.resolve(reply_to)
         if self._use_relay():
-            reply.address = name
-            reply.annotations = {**reply.annotations, _JMS_DEST: byte(1 if kind == "topic" else 0)}
-            sender = self._relay_sender()
+            route = self._routes.get(reply_to)
+            if route is None:
+                route = self._route(reply_to)
+            reply.address = route[0]
+            annotations = reply.annotations
+            reply.annotations = {**annotations, _JMS_DEST: route[1]} if annotations \
+                else {_JMS_DEST: route[1]}
+            handle = self._relay_handle
+            if handle is None:
+                handle = self._relay_handle = _raw.link_impl(self._relay_sender())
         else:
             reply.address = reply_to
-            sender = self._reply_sender(reply_to)
-        dlv = _raw.send(_raw.link_impl(sender), b"%d" % next(self._tags), encode(reply))
+            handle = _raw.link_impl(self._reply_sender(reply_to))
+        dlv = _raw.send(handle, b"%d" % next(self._tags), encode(reply))
         self._replies[dlv] = reply_to
+
+    def _route(self, reply_to: str) -> Tuple[Optional[str], byte]:
+        """(node name, JMS destination type) of a reply address, for the anonymous relay."""
+        name, kind = _links.resolve(reply_to)
+        if len(self._routes) >= _ROUTES_KEPT:
+            self._routes.clear()
+        route = self._routes[reply_to] = (name, _DEST_TOPIC if kind == "topic" else _DEST_QUEUE)
+        return route
 
     def _use_relay(self) -> bool:
         if self.anonymous_relay is not None:
@@ -633,7 +725,7 @@ class Responder(_Lean, Job):
         reply_to = self._reply_links.pop(link)
         log.warning("cannot send replies to %s: %s", reply_to or "the anonymous relay", err)
         if reply_to is None:
-            self._relay = None
+            self._relay = self._relay_handle = None
             self.anonymous_relay = False
         elif reply_to in self._reply_senders and self._reply_senders[reply_to] == link:
             self._reply_senders.pop(reply_to)
