@@ -9,6 +9,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Callable, Generator, Iterable, List, Optional
 
 from .._client import Client as _SyncClient
+from .._driver import Patience
 from .._errors import AMQPError, Timeout
 from .._message import Message
 from .._options import ConnectOptions
@@ -291,17 +292,21 @@ class Client:
         driver = sync._driver
         driver.check_open()
         limit = driver.timeout if timeout is None else timeout
-        waiter = Reply(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        waiter = Reply(loop)
         forget = sync._requests.submit(address, message, limit, waiter)
         try:
-            reply: Message = await wait(driver, waiter, limit)
-            return reply
-        except Timeout:
-            raise Requests.timed_out(address, waiter, forget, limit) from None
+            if not waiter.done():  # (wait()'s, without its coroutines: this runs per request)
+                waiter.watch(Patience(limit, None, lambda: driver.reconnecting, loop.time()))
+                await waiter.waiter
         except BaseException:
             if not waiter.done():
                 forget()
             raise
+        if not waiter.done():
+            raise Requests.timed_out(address, waiter, forget, limit)
+        reply: Message = waiter.result()
+        return reply
 
     async def serve(self, address: Optional[str], handler: Callable[[Message], Any],
                     count: Optional[int] = None, timeout: Optional[float] = None) -> int:

@@ -172,6 +172,11 @@ class Reply:
         """True once a result or an error was set."""
         return self._done
 
+    def watch(self, patience: Patience) -> None:
+        """Wake the task awaiting :attr:`waiter` once ``patience`` runs out, done or not (on
+        the event loop)."""
+        self._relay.patiences.watch(self.waiter, patience)
+
     def cancelled(self) -> bool:
         """Never: the task that awaits it gives up on its own (a Future's signature)."""
         return False
@@ -209,10 +214,18 @@ _RELAYS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Relay] = \
     weakref.WeakKeyDictionary()
 
 
+_LAST_RELAY: List[Any] = [lambda: None, None]  # (a weak reference to an event loop, its
+# relay): the one asked for last, found without the dictionary
+
+
 def _relay(loop: asyncio.AbstractEventLoop) -> _Relay:
+    last = _LAST_RELAY
+    if last[0]() is loop:
+        return last[1]  # type: ignore[no-any-return]
     relay = _RELAYS.get(loop)
     if relay is None:
         relay = _RELAYS[loop] = _Relay(loop)
+    last[:] = [weakref.ref(loop), relay]
     return relay
 
 
