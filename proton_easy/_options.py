@@ -442,6 +442,9 @@ def check_seconds(name: str, value: Any, *, allow_none: bool = False,
     ...
     ValueError: timeout must be a finite number of seconds, not inf
     """
+    kind = type(value)
+    if (kind is float or kind is int) and minimum <= value <= maximum and value > 0:
+        return  # (the common case; NaN, inf and the rest are told apart below)
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)):
