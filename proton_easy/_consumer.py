@@ -63,14 +63,8 @@ class ConsumerJob(Receiver):
         _raw.hold(dlv)
         staged = self._staged
         staged.append((msg, dlv))
-        if len(staged) == 1:
-            # handed over once the loop has processed what it read: the consuming thread
-            # (or task) wakes once for all the messages of one pass, not once per message
-            at_rest = getattr(self.container, "at_rest", None)
-            if at_rest is None:
-                self._hand_over()
-            else:
-                at_rest(self._hand_over)
+        if len(staged) == 1:  # the consuming thread (or task) wakes once for all the
+            self._at_rest(self._hand_over)  # messages of one pass, not once per message
 
     def _hand_over(self) -> None:
         staged, self._staged = self._staged, []

@@ -90,14 +90,8 @@ class RequestChannel(Requester):
             return
         answered = self._answered
         answered.append((waiter, reply))
-        if len(answered) == 1:
-            # handed over once the loop has processed what it read: the replies of one pass
-            # wake their callers together (an event loop once, not once per reply)
-            at_rest = getattr(self.container, "at_rest", None)
-            if at_rest is None:
-                self._hand_over()
-            else:
-                at_rest(self._hand_over)
+        if len(answered) == 1:  # the replies of one pass wake their callers together
+            self._at_rest(self._hand_over)  # (an event loop once, not once per reply)
 
     def _hand_over(self) -> None:
         answered, self._answered = self._answered, []

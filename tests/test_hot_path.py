@@ -157,6 +157,17 @@ FOREIGN: List[bytes] = [
 PROTON_DECODES = FOREIGN[-3:]
 
 
+def _assert_same_fields(ours: Any, theirs: Any) -> None:
+    """Every field proton-c read, read here with the same value and type (a map's keys and
+    values too)."""
+    for name, value in vars(theirs).items():
+        got = getattr(ours, name)
+        assert got == value and type(got) is type(value), name
+        if isinstance(value, dict):
+            assert [(type(k), type(v)) for k, v in got.items()] == \
+                [(type(k), type(v)) for k, v in value.items()], name
+
+
 def test_python_decoder_reads_what_proton_reads() -> None:
     """Field by field and type by type: the Python decoder against proton-c's."""
     datas = [bytes(encode(m)) for m in FIELD_MESSAGES + [Message(b) for b in BODIES]] + FOREIGN
@@ -172,12 +183,7 @@ def test_python_decoder_reads_what_proton_reads() -> None:
         assert read_here == (data not in PROTON_DECODES)
         if not read_here:
             continue
-        for name, value in vars(theirs).items():
-            got = getattr(ours, name)
-            assert got == value and type(got) is type(value), name
-            if isinstance(value, dict):
-                assert [(type(k), type(v)) for k, v in got.items()] == \
-                    [(type(k), type(v)) for k, v in value.items()], name
+        _assert_same_fields(ours, theirs)
 
 
 def test_a_cut_message_decodes_as_proton_decodes_it_or_fails() -> None:
@@ -233,12 +239,7 @@ def test_repeated_sections_decode_as_proton_decodes_them() -> None:
         ours, theirs = Fields(), Fields()
         reader.read_into(theirs, bytes(data))
         assert wire.decode_into(ours, data)
-        for name, value in vars(theirs).items():
-            got = getattr(ours, name)
-            assert got == value and type(got) is type(value), name
-            if isinstance(value, dict):
-                assert [(type(k), type(v)) for k, v in got.items()] == \
-                    [(type(k), type(v)) for k, v in value.items()], name
+        _assert_same_fields(ours, theirs)
 
 
 def test_repeated_sections_are_each_messages_own() -> None:

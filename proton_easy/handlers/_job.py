@@ -18,6 +18,7 @@ from concurrent.futures import Future, InvalidStateError
 from typing import (
     TYPE_CHECKING,
     Any,
+    Callable,
     Dict,
     FrozenSet,
     Iterable,
@@ -141,6 +142,16 @@ class Job(MessagingHandler):
         """Remember a link so that finishing the job closes it."""
         self._links.append(link)
         return link
+
+    def _at_rest(self, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` once the loop has processed the events it read (before it writes and
+        waits for its sockets): once for what one pass brought, say, a hand-over to another
+        thread that wakes it once. At once under a container without that call."""
+        at_rest = getattr(self.container, "at_rest", None)
+        if at_rest is None:
+            fn()
+        else:
+            at_rest(fn)
 
     def set_timer(self, name: str, seconds: Optional[float], callback: Any) -> None:
         """Call ``callback()`` on the loop after ``seconds`` unless the job is done first;
