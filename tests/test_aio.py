@@ -319,6 +319,31 @@ async def test_an_inbox_wait_wakes_on_a_put_and_ends_at_its_own_limit() -> None:
     assert await inbox.until(lambda: True, None)  # no limit: ready at once
 
 
+async def test_a_closed_inbox_leaves_no_timer_behind() -> None:
+    """A wait that ended with an item leaves its limit's timer armed for the next wait; closed
+    (a receive or a consumer done), the inbox keeps nothing on the event loop."""
+    import gc
+    import queue
+    import threading
+    import weakref
+
+    from proton_easy.aio._wait import Inbox
+
+    inbox, q = Inbox(), queue.SimpleQueue()  # type: ignore[var-annotated]
+    def put(item: Any, notify: Any) -> None:
+        q.put(item)
+        notify()
+
+    threading.Timer(0.1, put, ((1, "one"), inbox.notify)).start()
+    assert await inbox.get(q, 60) == (1, "one")  # its timer: due in a minute
+    await asyncio.sleep(0.05)  # (the timer thread has let go)
+    kept = weakref.ref(inbox)
+    inbox.close()
+    del inbox
+    gc.collect()
+    assert kept() is None
+
+
 # -- cancellation and asyncio's own timeouts --------------------------------------------------
 async def test_cancel_mid_consume_a_hundred_times_loses_nothing(amqp_url: str,
                                                                 amqp_address: str) -> None:

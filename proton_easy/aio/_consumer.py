@@ -121,6 +121,8 @@ class Consumer:
     def _settle_posts(self, keep: bool) -> None:
         """Hand the loop what settles this consumer's messages and ends its job."""
         job, client = self._job, self._client
+        if self._inbox is not None:
+            self._inbox.close()
         if job is None or client is None:
             return
         driver = client._sync()._driver
@@ -193,7 +195,10 @@ async def receive(client: Face, address: Optional[str], count: int, *,
     driver.start(job)
     got: List[Tuple[Message, Any]] = []
     try:
-        await inbox.until(lambda: job.ended or job.queue.qsize() >= count, limit)
+        try:
+            await inbox.until(lambda: job.ended or job.queue.qsize() >= count, limit)
+        finally:
+            inbox.close()
         while len(got) < count:
             try:
                 item = job.queue.get_nowait()

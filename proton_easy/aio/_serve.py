@@ -71,3 +71,5 @@ async def serve(client: Face, address: Optional[str], handler: Callable[[Message
             except Exception:  # noqa: BLE001 - the original error is what matters
                 log.debug("responder did not close cleanly", exc_info=True)
         raise
+    finally:
+        inbox.close()

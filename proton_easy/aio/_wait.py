@@ -314,6 +314,12 @@ class Inbox(_OneWakeUp):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def close(self) -> None:
+        """Cancel the limit's timer: no more waits come (the job's consumer is done)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer, self._timer_at = None, math.inf
+
     def _time_up(self) -> None:
         self._timer, self._timer_at = None, math.inf
         waiter = self._waiter
