@@ -167,8 +167,7 @@ class Requests:
         ``waiter``; returns a function that makes the channel forget the request, for a caller
         that gives up."""
         driver = self._driver
-        if limit is not driver.timeout:  # (the client's own was checked when it was made)
-            _check_seconds("timeout", limit)
+        _check_seconds("timeout", limit)
         channel = self.channel()
         msg = channel._prepare(message, address)  # a private copy, a fresh correlation id
         corr = msg.correlation_id

@@ -344,6 +344,33 @@ async def test_a_closed_inbox_leaves_no_timer_behind() -> None:
     assert kept() is None
 
 
+async def test_finished_verbs_leave_no_inbox_behind(amqp_url: str, amqp_address: str) -> None:
+    """What receive, consume and serve wait with is gone once they are done: nothing of
+    theirs stays armed on the event loop (an idle timer keeps its inbox alive until it fires)."""
+    import gc
+
+    from proton_easy.aio._wait import Inbox
+
+    async with aio.Client(amqp_url) as client:
+        await client.send_many(amqp_address, ["one", "two", "three"])
+        assert [m.body for m in await client.receive(amqp_address, count=1, timeout=60)] \
+            == ["one"]
+        async with client.consume(amqp_address, idle_timeout=60) as messages:
+            async for msg in messages:
+                assert msg.body == "two"
+                break
+        del messages, msg
+        service = amqp_address + ".service"
+        server = asyncio.create_task(client.serve(service, lambda m: m.body, count=1,
+                                                  timeout=60))
+        assert (await client.request(service, "ping", timeout=30)).body == "ping"
+        assert await server == 1
+        assert [m.body for m in await client.receive(amqp_address, count=1, timeout=5)] \
+            == ["three"]
+    gc.collect()
+    assert not [o for o in gc.get_objects() if type(o) is Inbox]
+
+
 # -- cancellation and asyncio's own timeouts --------------------------------------------------
 async def test_cancel_mid_consume_a_hundred_times_loses_nothing(amqp_url: str,
                                                                 amqp_address: str) -> None:

@@ -461,6 +461,17 @@ class _Lean:
     :class:`~proton_easy.Message`): only then does a message cost the extra objects."""
 
     _hooks: FrozenSet[str] = frozenset()
+    _credit_of: Any = None  # the receiver link whose raw handle is _credit_handle
+    _credit_handle: Any = None
+
+    def _grant(self, recv: Any, wanted: int, held: int = 0) -> int:
+        """:func:`_links.top_up` for ``recv``, its credit and queue read through its raw handle
+        (found once per link: this runs per message)."""
+        if recv is None:
+            return 0
+        if self._credit_of is not recv:
+            self._credit_of, self._credit_handle = recv, _raw.link_impl(recv)
+        return _links.top_up(recv, wanted, held, handle=self._credit_handle)
 
     def _go_lean(self) -> None:
         self.handlers.clear()  # type: ignore[attr-defined]

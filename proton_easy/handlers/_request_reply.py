@@ -107,8 +107,6 @@ class Requester(_Lean, Job):
             evict=self._close_sender)
         self._sender_addresses: Dict[Any, str] = {}
         self._last_sender: Optional[Tuple[str, Any]] = None  # (address, raw handle) sent to last
-        self._receiver_of: Any = None  # the receiver link whose raw handle is _receiver_handle
-        self._receiver_handle: Any = None
         self._deadlines: Deque[Tuple[float, str]] = collections.deque()  # (due, corr), in order
         self._prefix = uuid.uuid4().hex[:12]
         self._ids = itertools.count(1)
@@ -237,11 +235,7 @@ class Requester(_Lean, Job):
 
     def _top_up(self) -> None:
         if not self.done:
-            recv = self.receiver
-            if self._receiver_of is not recv:
-                self._receiver_of, self._receiver_handle = recv, _raw.link_impl(recv)
-            _links.top_up(recv, self.window or 100,  # (a flow per few replies)
-                          handle=self._receiver_handle)
+            self._grant(self.receiver, self.window or 100)  # (a flow per few replies)
 
     def _send_unsent(self) -> None:
         if self.reply_to is None or self.done:
@@ -489,8 +483,6 @@ class Responder(_Lean, Job):
         self._replies: Dict[Any, str] = {}
         self._routes: Dict[str, Tuple[Optional[str], byte]] = {}  # reply_to: (name, JMS dest)
         self._relay_handle: Any = None
-        self._receiver_of: Any = None  # the receiver link whose raw handle is _receiver_handle
-        self._receiver_handle: Any = None
         self._tags = itertools.count(1)
         self._decoder = Decoder()
         self._go_lean()
@@ -515,11 +507,7 @@ class Responder(_Lean, Job):
         wanted = self.window
         if self.count is not None:
             wanted = min(wanted, self.count - self.served)
-        recv = self.receiver
-        if self._receiver_of is not recv:
-            self._receiver_of, self._receiver_handle = recv, _raw.link_impl(recv)
-        _links.top_up(recv, wanted, self.inflight,  # (a flow per few requests)
-                      handle=self._receiver_handle)
+        self._grant(self.receiver, wanted, self.inflight)  # (a flow per few requests)
 
     def _idle(self) -> None:
         if self.inflight:

@@ -332,8 +332,6 @@ class Receiver(_Lean, Job):
         self.receiver: Any = None
         self._highest_id = 0
         self._decoder = Decoder()
-        self._handle_of: Any = None  # the receiver link whose raw handle is self._handle
-        self._handle: Any = None
         self._go_lean()
 
     def on_received(self, msg: Message) -> None:
@@ -382,9 +380,7 @@ class Receiver(_Lean, Job):
             if missing > 0:
                 recv.drain(missing)  # credit with the drain flag: "send what you have"
         else:  # (per message: credit and queue read through the link's raw handle)
-            if self._handle_of is not recv:
-                self._handle_of, self._handle = recv, _raw.link_impl(recv)
-            _links.top_up(recv, self._wanted(), self._held(), handle=self._handle)
+            self._grant(recv, self._wanted(), self._held())
 
     def on_link_remote_open(self, event: Any) -> None:
         super().on_link_remote_open(event)
