@@ -135,6 +135,71 @@ class SeedClient(MessagingHandler):
         self.injector.close()
 
 
+class PipelinedSeedClient(MessagingHandler):
+    """Example 3.7 grown to ``n`` requests a batch: :meth:`batch` sends them one after the
+    other (each once the last was answered) or all at once, and returns the seconds the batch
+    took. The hand-written peer of ``aio.request`` from ``n`` tasks at once."""
+
+    def __init__(self, url: str, address: str, n: int) -> None:
+        super().__init__(prefetch=2 * n)
+        self.url = url
+        self.address = address
+        self.n = n
+        self.injector = EventInjector()
+        self.ready = threading.Event()
+        self.finished = threading.Event()
+        self.together = False
+        self.sent = self.got = 0
+        self.started = self.seconds = 0.0
+
+    def on_start(self, event: Any) -> None:
+        event.container.selectable(self.injector)
+        self.conn = event.container.connect(self.url)
+        self.sender = event.container.create_sender(self.conn, self.address,
+                                                    options=QueueCapability())
+        self.receiver = event.container.create_receiver(self.conn, None, dynamic=True)
+
+    def on_link_opened(self, event: Any) -> None:
+        if event.receiver == self.receiver:
+            self.ready.set()
+
+    def batch(self, together: bool) -> float:
+        """Send a batch (from another thread); its seconds, from first send to last reply."""
+        self.together = together
+        self.finished.clear()
+        self.injector.trigger(ApplicationEvent("batch"))
+        if not self.finished.wait(30):
+            raise SystemExit("the pipelined hand-written client got no replies within 30 s")
+        return self.seconds
+
+    def _send(self) -> None:
+        self.sent += 1
+        self.sender.send(Message(reply_to=self.receiver.remote_source.address,
+                                 body="x" * 100, correlation_id=self.sent))
+
+    def on_batch(self, event: Any) -> None:
+        self.got = 0
+        self.started = time.perf_counter()
+        for _ in range(self.n if self.together else 1):
+            self._send()
+
+    def on_message(self, event: Any) -> None:
+        self.got += 1
+        if self.got == self.n:
+            self.seconds = time.perf_counter() - self.started
+            self.finished.set()
+        elif not self.together:
+            self._send()
+
+    def close(self) -> None:
+        """End its connection (from another thread)."""
+        self.injector.trigger(ApplicationEvent("stop_client"))
+
+    def on_stop_client(self, event: Any) -> None:
+        self.conn.close()
+        self.injector.close()
+
+
 def start_server(kind: str, url: str, address: str) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, __file__, url, "--serve", kind, "--address",
                              address], stdout=subprocess.PIPE, text=True)

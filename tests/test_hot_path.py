@@ -530,3 +530,4 @@ def test_benchmark_harness_smoke_run(amqp_url: str, tmp_path: Path) -> None:
     assert set(results["latency"]) >= {"hand-written pair", "Client.request + serve"}
     assert results["memory"]["count"] > 0
     assert results["aio_requests"]["concurrent_seconds"] > 0
+    assert results["aio_requests"]["hand_concurrent_seconds"] > 0

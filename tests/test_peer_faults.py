@@ -260,3 +260,27 @@ def test_a_send_many_timeout_counts_what_is_in_doubt() -> None:
         result = outcome(lambda: pe.send_many(peer.url + "/q", range(100), timeout=2))
         assert isinstance(result, pe.Timeout), result
         assert "(100 deliveries in doubt)" in str(result), result
+
+
+def test_a_long_burst_cut_by_a_dropped_socket_hands_over_whole_messages_in_order() -> None:
+    """The peer writes 300 messages of 2 KB (many socket reads, more than a pass of the loop
+    reads at once) and cuts the socket right after: the end of the stream is seen, whatever
+    read it falls in (consume ends at its idle timeout after the reconnect, no hang, no
+    untyped error), and what was handed over is whole and in order."""
+    bodies = [f"{n:04d}" + "x" * 2000 for n in range(300)]
+    seen: List[Any] = []
+    with _peer(queues={"q": bodies},
+               faults=[Fault(on="deliver", after=300, do="drop", times=1)]) as peer:
+        def run() -> int:
+            with pe.Client(peer.url, timeout=TIMEOUT) as client, \
+                    client.consume("q", idle_timeout=2, window=300) as messages:
+                for msg in messages:
+                    seen.append(msg.body)
+            return len(seen)
+
+        result = outcome(run)
+        _not_a_timeout(result)
+        assert isinstance(result, int), result
+        assert peer.record.opens >= 2  # the cut was seen: the client connected again
+    assert seen == bodies[:len(seen)]
+    assert set(peer.record.accepted) <= set(seen)

@@ -66,6 +66,31 @@ def test_plain_python_values_round_trip(amqp_url: str, amqp_address: str) -> Non
     assert type(got[-1].body["nested"]["bin"]) is bytes
 
 
+def _mixed_bodies() -> List[bytes]:
+    """Bodies around and far past one socket read (8 KiB here), between runs of small ones:
+    frames that straddle reads, and bursts longer than a pass of the loop reads at once."""
+    sizes = [1, 8191, 8192, 8193, 40_000, 200_000, 1_000_000] + [100] * 400
+    sizes = [size for pair in itertools.zip_longest(sizes[:7], sizes[7:], fillvalue=100)
+             for size in pair]
+    return [bytes([n % 251]) * size for n, size in enumerate(sizes)]
+
+
+def test_large_bodies_and_long_bursts_arrive_whole_and_in_order(amqp_url: str,
+                                                               amqp_address: str) -> None:
+    """What a pass of the loop reads (several socket reads while they come full) cuts frames
+    anywhere: every body comes back whole, in order, through receive and consume alike."""
+    bodies = _mixed_bodies()
+    url = url_for(amqp_url, amqp_address)
+    with pe.Client(url, timeout=30) as client:
+        assert client.send_many(None, bodies) == len(bodies)
+        got = client.receive(count=len(bodies) // 2, timeout=30)
+        for msg in client.consume(idle_timeout=5):
+            got.append(msg)
+            if len(got) == len(bodies):
+                break
+    assert [m.body for m in got] == bodies
+
+
 def test_message_fields_and_properties(amqp_url: str, amqp_address: str) -> None:
     msg = pe.Message("hi", properties={"colour": "green", "n": 3, "raw": b"b"}, id="m-1",
                      correlation_id=b"c-1", subject="greeting", durable=True,

@@ -106,6 +106,11 @@ class _GuardedHandler(Handler):
             route_error(event, exc)
 
 
+READS_PER_PASS = 4
+"""How many times a pass of the loop reads a socket that keeps filling what the transport takes
+(a full read means more is waiting): more per pass, fewer passes per message."""
+
+
 class _LeanIOHandler(IOHandler):
     """proton's IO handler, minus one event per change of a socket's interest.
 
@@ -176,6 +181,21 @@ class _LeanIOHandler(IOHandler):
                 if not data:
                     return False  # end of stream: the event's handling closes the transport
                 transport.push(data)
+                reads = READS_PER_PASS
+                while len(data) == capacity and reads > 1:  # a full read: more is waiting
+                    reads -= 1
+                    try:
+                        capacity = transport.capacity()
+                        if capacity <= 0:
+                            break
+                        data = sel.recv(capacity)
+                    except (BlockingIOError, InterruptedError):
+                        break  # nothing more: the socket is drained
+                    except (OSError, ProtonException):
+                        break  # the next pass's read meets it, and handles it as above
+                    if not data:
+                        break  # end of stream: the next pass's read sees it too
+                    transport.push(data)
         self.update(transport, sel, now)
         return True
 
