@@ -89,8 +89,8 @@ class SeedServer(MessagingHandler):
 class SeedClient(MessagingHandler):
     """Example 3.7, timing each round trip; a request goes out each time ``go()`` is called."""
 
-    def __init__(self, url: str, address: str) -> None:
-        super().__init__()
+    def __init__(self, url: str, address: str, prefetch: int = 10) -> None:
+        super().__init__(prefetch=prefetch)
         self.url = url
         self.address = address
         self.injector = EventInjector()
@@ -130,38 +130,27 @@ class SeedClient(MessagingHandler):
         self.latency = time.perf_counter() - self.sent_at
         self.replied.set()
 
+    def close(self) -> None:
+        """End its connection, and so its container's run (from another thread)."""
+        self.injector.trigger(ApplicationEvent("stop"))
+
     def on_stop(self, event: Any) -> None:
         self.conn.close()
         self.injector.close()
 
 
-class PipelinedSeedClient(MessagingHandler):
+class PipelinedSeedClient(SeedClient):
     """Example 3.7 grown to ``n`` requests a batch: :meth:`batch` sends them one after the
     other (each once the last was answered) or all at once, and returns the seconds the batch
     took. The hand-written peer of ``aio.request`` from ``n`` tasks at once."""
 
     def __init__(self, url: str, address: str, n: int) -> None:
-        super().__init__(prefetch=2 * n)
-        self.url = url
-        self.address = address
+        super().__init__(url, address, prefetch=2 * n)
         self.n = n
-        self.injector = EventInjector()
-        self.ready = threading.Event()
         self.finished = threading.Event()
         self.together = False
         self.sent = self.got = 0
         self.started = self.seconds = 0.0
-
-    def on_start(self, event: Any) -> None:
-        event.container.selectable(self.injector)
-        self.conn = event.container.connect(self.url)
-        self.sender = event.container.create_sender(self.conn, self.address,
-                                                    options=QueueCapability())
-        self.receiver = event.container.create_receiver(self.conn, None, dynamic=True)
-
-    def on_link_opened(self, event: Any) -> None:
-        if event.receiver == self.receiver:
-            self.ready.set()
 
     def batch(self, together: bool) -> float:
         """Send a batch (from another thread); its seconds, from first send to last reply."""
@@ -191,13 +180,6 @@ class PipelinedSeedClient(MessagingHandler):
         elif not self.together:
             self._send()
 
-    def close(self) -> None:
-        """End its connection (from another thread)."""
-        self.injector.trigger(ApplicationEvent("stop_client"))
-
-    def on_stop_client(self, event: Any) -> None:
-        self.conn.close()
-        self.injector.close()
 
 
 def start_server(kind: str, url: str, address: str) -> subprocess.Popen:
@@ -295,7 +277,7 @@ def measure(url: str, n: int = 1000, warmup: int = 100) -> Dict[str, List[float]
     finally:
         if blocking is not None:
             blocking.close()
-        seed.injector.trigger(ApplicationEvent("stop"))
+        seed.close()
         thread.join(10)
         for server in servers:
             server.terminate()
