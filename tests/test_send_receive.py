@@ -69,9 +69,10 @@ def test_plain_python_values_round_trip(amqp_url: str, amqp_address: str) -> Non
 def _mixed_bodies() -> List[bytes]:
     """Bodies around and far past one socket read (8 KiB here), between runs of small ones:
     frames that straddle reads, and bursts longer than a pass of the loop reads at once."""
-    sizes = [1, 8191, 8192, 8193, 40_000, 200_000, 1_000_000] + [100] * 400
-    sizes = [size for pair in itertools.zip_longest(sizes[:7], sizes[7:], fillvalue=100)
-             for size in pair]
+    sizes: List[int] = []
+    for big in (1, 8191, 8192, 8193, 40_000, 200_000, 1_000_000):
+        sizes += [100] * 50 + [big]
+    sizes += [100] * 50
     return [bytes([n % 251]) * size for n, size in enumerate(sizes)]
 
 
