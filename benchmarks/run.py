@@ -41,7 +41,7 @@ import time
 import traceback
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
@@ -249,41 +249,47 @@ def trial_pe_consume(url: str, address: str, n: int, size: int) -> Dict:
     return _result(since(started), count)
 
 
-def trial_aio_send_many(url: str, address: str, n: int, size: int, at_most_once: bool) -> Dict:
-    async def go() -> Dict:
-        body = payload(size)
-        async with aio.Client(url) as client:
-            started = now()
-            count = await client.send_many(address, itertools.repeat(body, n),
-                                           at_most_once=at_most_once)
-        return _result(since(started), count)
+async def _timed_aio(url: str, verb: Callable[[aio.Client], Awaitable[int]]) -> Dict:
+    """Time ``verb(client)`` and the client's close, as the blocking trials time their verb
+    and ``Client.close()`` (both connect before the clock starts)."""
+    client = aio.Client(url)
+    await client.connect()
+    started = now()
+    try:
+        count = await verb(client)
+    finally:
+        await client.close()
+    return _result(since(started), count)
 
-    return asyncio.run(go())
+
+def trial_aio_send_many(url: str, address: str, n: int, size: int, at_most_once: bool) -> Dict:
+    body = payload(size)
+
+    async def verb(client: aio.Client) -> int:
+        return await client.send_many(address, itertools.repeat(body, n),
+                                      at_most_once=at_most_once, durable=DURABLE)
+
+    return asyncio.run(_timed_aio(url, verb))
 
 
 def trial_aio_receive(url: str, address: str, n: int, size: int) -> Dict:
-    async def go() -> Dict:
-        async with aio.Client(url) as client:
-            started = now()
-            got = await client.receive(address, count=n, timeout=60)
-        return _result(since(started), len(got))
+    async def verb(client: aio.Client) -> int:
+        return len(await client.receive(address, count=n, timeout=60))
 
-    return asyncio.run(go())
+    return asyncio.run(_timed_aio(url, verb))
 
 
 def trial_aio_consume(url: str, address: str, n: int, size: int) -> Dict:
-    async def go() -> Dict:
+    async def verb(client: aio.Client) -> int:
         count = 0
-        async with aio.Client(url) as client:
-            started = now()
-            async with client.consume(address, idle_timeout=30) as messages:
-                async for _ in messages:
-                    count += 1
-                    if count == n:
-                        break
-        return _result(since(started), count)
+        async with client.consume(address, idle_timeout=30) as messages:
+            async for _ in messages:
+                count += 1
+                if count == n:
+                    break
+        return count
 
-    return asyncio.run(go())
+    return asyncio.run(_timed_aio(url, verb))
 
 
 def trial_aio_requests(url: str, address: str, n: int, size: int, repeats: int = 20) -> Dict:

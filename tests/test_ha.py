@@ -234,6 +234,11 @@ def test_every_job_carries_on_through_failover_and_failback(pair: ArtemisHAPair,
     jobs.progress("every job on the backup", at_kill, tx=10, answered=5, one=5)
     _until("send_many ends", lambda: jobs.send_result is not None, jobs.errors)
     jobs.progress("consume ends", {}, consumed=CONSUME)
+    # the consumer's last acknowledgements reached the broker: nothing is left on its queue
+    consume_url = pair.backup.address_url(jobs.q["consume"])
+    _until("the consumed queue is empty on the backup",
+           lambda: not pe.browse(consume_url, count=1, timeout=2), jobs.errors,
+           lambda: f"{len(pe.browse(consume_url, timeout=2))} messages still there")
     on_backup = dict(jobs.counts)
     active = pair.backup
     if pair.mode == "shared-store":
