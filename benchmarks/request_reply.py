@@ -181,7 +181,6 @@ class PipelinedSeedClient(SeedClient):
             self._send()
 
 
-
 def start_server(kind: str, url: str, address: str) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, __file__, url, "--serve", kind, "--address",
                              address], stdout=subprocess.PIPE, text=True)

@@ -782,7 +782,7 @@ class Bench:
         """Run each setup at each body size, taking turns, ``rounds`` times (default: the
         config's)."""
         self.titles[group] = title
-        self.rounds_of[group] = self.config.rounds if rounds is None else rounds
+        rounds = self.rounds_of[group] = self.config.rounds if rounds is None else rounds
         receiving = receiving or group == "receive"
         for size in self.sizes if sizes is None else sizes:
             cells = [Cell(group, s, size, counts[size] if counts else
@@ -791,7 +791,7 @@ class Bench:
             self.cells.extend(cells)
             workers = {c.setup.key: Worker() for c in cells}
             try:
-                for rnd in range(self.config.rounds if rounds is None else rounds):
+                for rnd in range(rounds):
                     shift = rnd % len(cells)
                     for cell in cells[shift:] + cells[:shift]:
                         address = self.address(group)

@@ -189,10 +189,8 @@ class _LeanIOHandler(IOHandler):
                         if capacity <= 0:
                             break
                         data = sel.recv(capacity)
-                    except (BlockingIOError, InterruptedError):
-                        break  # nothing more: the socket is drained
                     except (OSError, ProtonException):
-                        break  # the next pass's read meets it, and handles it as above
+                        break  # drained (would block), or an error the next pass's read meets
                     if not data:
                         break  # end of stream: the next pass's read sees it too
                     transport.push(data)
