@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 from proton.reactor import Container
@@ -162,10 +162,22 @@ def test_serve_returns_after_idle_timeout(amqp_url: str, amqp_address: str) -> N
     assert 1 <= time.monotonic() - started < 5
 
 
-def test_ctrl_c_stops_serve_cleanly_and_puts_the_request_in_hand_back(
-        amqp_url: str, amqp_address: str) -> None:
+@pytest.fixture
+def ctrl_c() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt in this test, as it does at a terminal, even when the
+    tests run where SIGINT is ignored (a background job of a non-interactive shell, nohup):
+    Python then starts with SIG_IGN, and a SIGINT would never reach the code under test."""
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("needs the main thread for SIGINT")
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_ctrl_c_stops_serve_cleanly_and_puts_the_request_in_hand_back(
+        amqp_url: str, amqp_address: str, ctrl_c: None) -> None:
     handling = threading.Event()
 
     def handler(msg: pe.Message) -> str:
@@ -190,15 +202,21 @@ def test_ctrl_c_stops_serve_cleanly_and_puts_the_request_in_hand_back(
     assert back.body == "work"
 
 
-def test_ctrl_c_stops_an_idle_serve_promptly(amqp_url: str, amqp_address: str) -> None:
-    if threading.current_thread() is not threading.main_thread():
-        pytest.skip("needs the main thread for SIGINT")
+def test_ctrl_c_stops_an_idle_serve_promptly(amqp_url: str, amqp_address: str,
+                                            ctrl_c: None) -> None:
     timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
     with pe.Client(amqp_url) as client:
+        # a serve the Ctrl-C missed would run forever: closing the client after 10 s ends
+        # it with an AMQPError, so the test fails instead of hanging
+        watchdog = threading.Timer(10, client.close)
         started = time.monotonic()
         timer.start()
-        with pytest.raises(KeyboardInterrupt):
-            client.serve(amqp_address, lambda msg: msg.body)  # no count, no timeout
+        watchdog.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                client.serve(amqp_address, lambda msg: msg.body)  # no count, no timeout
+        finally:
+            watchdog.cancel()
         assert time.monotonic() - started < 3
         client.send(amqp_address, "after the server stopped")
         (left,) = client.receive(amqp_address, count=1, timeout=5)  # nobody took it
