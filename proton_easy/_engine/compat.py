@@ -31,7 +31,7 @@ ffi: Any = None
 _NATIVE_FUNCTIONS = (
     "pn_collector_peek", "pn_collector_pop", "pn_event_type", "pn_event_delivery",
     "pn_delivery_link", "pn_link_attachments", "pn_record_get_py", "pn_delivery",
-    "pn_link_send", "pn_link_advance", "pn_link_recv", "pn_link_credit", "pn_link_queued",
+    "pn_link_send", "pn_link_advance", "pn_link_recv", "pn_link_credit",
     "pn_link_is_receiver", "pn_delivery_readable", "pn_delivery_partial",
     "pn_delivery_pending", "pn_link_remote_snd_settle_mode", "pn_delivery_settle",
     "pn_delivery_settled", "pn_delivery_updated", "pn_delivery_remote_state",

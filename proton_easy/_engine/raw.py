@@ -40,7 +40,6 @@ NATIVE = compat.NATIVE
 """True: handles are proton-c pointers; False: proton's ``Delivery``/``Link`` objects."""
 
 link_credit: Callable[[Any], int]
-link_queued: Callable[[Any], int]
 incoming: Callable[[Any], bool]
 updated: Callable[[Any], bool]
 remote_state: Callable[[Any], int]
@@ -52,7 +51,6 @@ if NATIVE:
     _SND_SETTLED = lib.PN_SND_SETTLED
 
     link_credit = lib.pn_link_credit
-    link_queued = lib.pn_link_queued
 
     def incoming(dlv: Any) -> bool:
         """True for a delivery that came in (on a receiver link), False for one sent."""
@@ -123,9 +121,6 @@ else:
 
     def link_credit(link: Any) -> int:
         return int(link.credit)
-
-    def link_queued(link: Any) -> int:
-        return int(link.queued)
 
     def incoming(dlv: Any) -> bool:
         return bool(dlv.link.is_receiver)
@@ -218,6 +213,6 @@ def set_condition(dlv: Any, name: str, description: str) -> None:
 
 
 __all__ = ["ACCEPTED", "REJECTED", "RELEASED", "MODIFIED", "REFUSED", "NATIVE", "link_credit",
-           "link_queued", "updated", "remote_state", "remote_settled", "settle_now",
+           "updated", "remote_state", "remote_settled", "settle_now",
            "link_impl", "delivery_impl", "send", "receive", "settle", "hold", "release", "wrap",
            "remote_condition", "set_condition", "incoming"]

@@ -284,17 +284,21 @@ def check_subscription(kind: Optional[str], subscription: Optional[str], durable
 # -- one credit policy --------------------------------------------------------------------------
 def top_up(link: Any, wanted: int, held: int = 0, *, batch: bool = True,
            handle: Any = None) -> int:
-    """Grant ``link`` credit so that credit + messages arrived (queued by proton, or ``held``
-    by the job) reach ``wanted``; return the credit granted. With ``batch`` credit goes out in
-    batches of half of ``wanted`` or more (one flow frame per few messages, not per message).
-    ``handle``: the link's ``_raw.link_impl``, when the caller has it (credit and queue are
-    then read through it: cheaper, for a check made per message)."""
+    """Grant ``link`` credit so that its credit + the messages ``held`` by the job reach
+    ``wanted``; return the credit granted. With ``batch`` credit goes out in batches of half
+    of ``wanted`` or more (one flow frame per few messages, not per message). ``handle``: the
+    link's ``_raw.link_impl``, when the caller has it (the credit is then read through it:
+    cheaper, for a check made per message).
+
+    A receiver's credit still counts the messages proton has queued (it drops as each is
+    read, not as it arrives): counted again, a burst that came with a re-attach held the
+    credit back, and a receive waiting for its count had nothing left to top it up."""
     if link is None or wanted <= 0:
         return 0
     if handle is None:
-        outstanding: int = link.credit + link.queued + held
+        outstanding: int = link.credit + held
     else:
-        outstanding = _raw.link_credit(handle) + _raw.link_queued(handle) + held
+        outstanding = _raw.link_credit(handle) + held
     missing = wanted - outstanding
     if missing <= 0 or (batch and 2 * missing < wanted and outstanding > 0):
         return 0

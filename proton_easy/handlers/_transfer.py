@@ -376,7 +376,7 @@ class Receiver(_Lean, Job):
         if recv is None or self.done:
             return
         if self.drain:
-            missing = self._wanted() - recv.credit - recv.queued
+            missing = self._wanted() - recv.credit  # (which counts what proton queued)
             if missing > 0:
                 recv.drain(missing)  # credit with the drain flag: "send what you have"
         else:  # (per message: credit and queue read through the link's raw handle)
