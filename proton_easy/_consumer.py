@@ -21,6 +21,9 @@ log = logging.getLogger("proton_easy")
 
 _END = object()
 
+_DROPPED = object()
+"""Queued after a drop of the connection: the messages ahead of it came on the lost one."""
+
 
 START_WINDOW = 10
 """The credit an adaptive consumer starts with: small, so that competing consumers share."""
@@ -53,6 +56,8 @@ class ConsumerJob(Receiver):
         self.notify = notify  # called on the loop after each put (the asyncio face's wake-up)
         self.notify_at = 1  # ... once this many are queued (a receive waits for its count)
         self.ended = False  # the end marker is queued (set on the loop, before the put)
+        self.drops = 0  # drops of the connection so far (counted on the loop) ...
+        self.taken_drops = 0  # ... and those whose marker the taking side has taken
         self._staged: List[Tuple[Any, Any]] = []  # arrived in this pass of the loop
         self.ack_batch = max(1, self.window // 2)
         """How many handled messages the consuming thread collects before it hands them to
@@ -114,8 +119,33 @@ class ConsumerJob(Receiver):
 
     def _dropped(self) -> None:
         # Unsettled messages not yet handed out come again after the reconnect: drop them here
-        # rather than hand out copies whose settlement can no longer reach the broker.
+        # rather than hand out copies whose settlement can no longer reach the broker (and
+        # ahead of the earlier ones that come again). The taking thread may take some of them
+        # while they are dropped: the marker after them tells it where they end (see stale).
+        # At-most-once messages were settled when sent: the only copies, handed out still.
+        if self.at_most_once:
+            return
+        self.drops += 1
         self._drop_queued()
+        self.queue.put((_DROPPED, None))
+
+    def stale(self, msg: Any, dlv: Any, post: Callable[[Callable[[], None]], Any]) -> bool:
+        """On the taking side, for what it just took while ``drops != taken_drops`` (the
+        connection dropped since the last marker it took): True when that is to be skipped,
+        a message that came on a lost connection (the broker sends it again) or a drop's
+        marker. The loop is told through ``post``: it releases the delivery and grants the
+        credit the skipped item held."""
+        if msg is _DROPPED:
+            self.taken_drops += 1
+        elif msg is _END:
+            return False
+        post(functools.partial(self._skipped, dlv))
+        return True
+
+    def _skipped(self, dlv: Any) -> None:
+        if dlv is not None:
+            _raw.release(dlv)
+        self._top_up()
 
     def _drop_queued(self) -> None:
         staged, self._staged = self._staged, []
@@ -123,10 +153,10 @@ class ConsumerJob(Receiver):
             _raw.release(dlv)
         while True:
             try:
-                msg, dlv = self.queue.get_nowait()
+                _, dlv = self.queue.get_nowait()
             except queue.Empty:
                 return
-            if msg is not _END:
+            if dlv is not None:  # (not a marker)
                 _raw.release(dlv)
 
     def _held(self) -> int:
@@ -199,6 +229,8 @@ def consume(driver: Driver, job: ConsumerJob, idle: Optional[float],
                 if item is None:
                     return
             msg, dlv = item
+            if job.drops != job.taken_drops and job.stale(msg, dlv, driver.post):
+                continue  # came on a connection since lost
             if msg is _END:
                 if job.error is not None:
                     raise job.error

@@ -15,6 +15,7 @@ import pytest
 
 import proton_easy as pe
 from proton_easy import aio
+from proton_easy._consumer import ConsumerJob
 
 from .procs import ROOT, describe, popen, run
 
@@ -510,6 +511,62 @@ async def test_send_under_asyncio_timeouts_says_what_became_of_it(
         elif fate == "not sent":
             assert n not in bodies, fates
     assert all(b in [n for n, _ in fates] for b in bodies[1:])
+
+
+# -- a connection lost with messages sent ahead --------------------------------------------------
+RACES = ["dropped by the loop", "taken by the task first"]
+"""Who gets the messages queued when the connection drops: the loop drops them, or (a race
+seen under load, here forced) the consuming task takes every one before the loop can."""
+
+
+def _force(race: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if race == RACES[1]:
+        monkeypatch.setattr(ConsumerJob, "_drop_queued", lambda job: None)
+
+
+def _kill_and_restart(broker: Any) -> None:
+    broker.kill()
+    broker.restart()
+
+
+@pytest.mark.parametrize("race", RACES)
+async def test_consume_hands_over_nothing_sent_ahead_on_a_lost_connection(
+        artemis_factory: Any, monkeypatch: pytest.MonkeyPatch, race: str) -> None:
+    """As the blocking consume: after the drop, the broker's sequence, one run in order."""
+    _force(race, monkeypatch)
+    broker = await asyncio.to_thread(artemis_factory)
+    await aio.send_many(broker.address_url("ahead-q"),
+                        (pe.Message(i, durable=True) for i in range(200)))
+    seen: List[int] = []
+    async with aio.Client(broker.url) as client:
+        async with client.consume("ahead-q", idle_timeout=30, window=100) as messages:
+            async for msg in messages:
+                seen.append(msg.body)
+                if len(seen) == 51:  # 50 more sent ahead and queued: the connection drops now
+                    await asyncio.to_thread(_kill_and_restart, broker)
+                if len(seen) > 51 and msg.body == 199:
+                    break
+    after = seen[51:]
+    assert after == list(range(after[0], 200)) and after[0] <= 51, after[:60]
+
+
+@pytest.mark.parametrize("race", RACES)
+async def test_receive_returns_nothing_sent_ahead_on_a_lost_connection(
+        artemis_factory: Any, monkeypatch: pytest.MonkeyPatch, race: str) -> None:
+    """A receive waiting for more when the connection drops returns each message once, in
+    order: those sent on the lost connection come again, and are taken then."""
+    _force(race, monkeypatch)
+    broker = await asyncio.to_thread(artemis_factory)
+    url = broker.address_url("ahead-q")
+    await aio.send_many(url, (pe.Message(i, durable=True) for i in range(100)))
+    receiving = asyncio.ensure_future(aio.receive(url, count=150, timeout=60))
+    await asyncio.sleep(2)  # the 100 are sent ahead, waiting for 50 more
+    assert not receiving.done()
+    await asyncio.to_thread(_kill_and_restart, broker)
+    await aio.send_many(url, (pe.Message(i, durable=True) for i in range(100, 150)))
+    got = await receiving
+    assert [m.body for m in got] == list(range(150))
+    assert await aio.receive(url, count=1, timeout=1) == []
 
 
 # -- the examples -----------------------------------------------------------------------------

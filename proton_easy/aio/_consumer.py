@@ -97,16 +97,19 @@ class Consumer:
             self._pending = None
             if len(acks) >= job.ack_batch:
                 driver.post(job.accept_acks)
-        try:
-            item: Optional[Tuple[Any, Any]] = job.queue.get_nowait()  # (no wait: no await)
-        except queue.Empty:
-            if acks:  # about to wait: accept, which also grants credit (and grows the window)
-                driver.post(functools.partial(job.accept_acks, True))
-            item = await self._inbox.get(job.queue, self._idle)
-        if item is None:
-            await self.aclose()
-            raise StopAsyncIteration
-        msg, dlv = item
+        while True:
+            try:
+                item: Optional[Tuple[Any, Any]] = job.queue.get_nowait()  # (no wait: no await)
+            except queue.Empty:
+                if acks:  # about to wait: accept, which also grants credit (and grows the window)
+                    driver.post(functools.partial(job.accept_acks, True))
+                item = await self._inbox.get(job.queue, self._idle)
+            if item is None:
+                await self.aclose()
+                raise StopAsyncIteration
+            msg, dlv = item
+            if job.drops == job.taken_drops or not job.stale(msg, dlv, driver.post):
+                break  # (else it came on a connection since lost)
         if msg is _END:
             await self.aclose()
             if job.error is not None:
@@ -194,21 +197,16 @@ async def receive(client: Face, address: Optional[str], count: int, *,
     job.notify_at = count  # one wake-up: when all are in, at the end, or at the deadline
     driver.start(job)
     got: List[Tuple[Message, Any]] = []
+    clock = asyncio.get_running_loop().time
+    deadline = clock() + limit
     try:
         try:
-            await inbox.until(lambda: job.ended or job.queue.qsize() >= count, limit)
+            while (not await _take(job, got, count, driver, inbox, deadline - clock())
+                   and clock() < deadline):
+                job.notify_at = count - len(got)  # (messages that came on a lost connection
+                # were skipped: the rest, sent again after the reconnect, within the time left)
         finally:
             inbox.close()
-        while len(got) < count:
-            try:
-                item = job.queue.get_nowait()
-            except queue.Empty:
-                break
-            if item[0] is _END:
-                if job.error is not None:
-                    raise job.error
-                break
-            got.append(item)
     except BaseException:
         # cancelled (or failed): nothing was handed over, so everything goes back
         driver.post(functools.partial(_settle_and_finish, job, got, Delivery.RELEASED))
@@ -219,6 +217,29 @@ async def receive(client: Face, address: Optional[str], count: int, *,
         for msg, _ in got:
             tel.received(job, msg)
     return [m for m, _ in got]
+
+
+async def _take(job: ConsumerJob, got: List[Tuple[Message, Any]], count: int, driver: Driver,
+                inbox: Inbox, limit: float) -> bool:
+    """``receive``'s wait (at most ``limit`` seconds) for ``count`` messages in all, then what
+    came taken into ``got``; False when some of it came on a connection since lost (skipped:
+    the rest may come again within the time left)."""
+    await inbox.until(lambda: job.ended or job.queue.qsize() >= count - len(got), max(0, limit))
+    skipped = False
+    while len(got) < count:
+        try:
+            item = job.queue.get_nowait()
+        except queue.Empty:
+            break
+        if job.drops != job.taken_drops and job.stale(item[0], item[1], driver.post):
+            skipped = True
+            continue
+        if item[0] is _END:
+            if job.error is not None:
+                raise job.error
+            return True
+        got.append(item)
+    return len(got) >= count or not skipped
 
 
 def _settle_and_finish(job: ConsumerJob, got: List[Tuple[Message, Any]], outcome: int) -> None:
