@@ -511,6 +511,25 @@ def test_messages_sent_ahead_on_a_lost_connection_are_never_handed_over(
     assert pe.receive(url, count=1, timeout=1) == []
 
 
+def test_at_most_once_messages_sent_ahead_are_still_handed_over_after_a_drop(
+        artemis_factory: Any) -> None:
+    """At-most-once messages were settled when the broker sent them: the only copies, so the
+    ones queued when the connection drops are handed over still, in order, none twice."""
+    broker = artemis_factory()
+    url = broker.address_url("ahead-amo-q")
+    pe.send_many(url, (pe.Message(i, durable=True) for i in range(200)))
+    seen: List[int] = []
+    with pe.Client(broker.url) as client, client.consume(
+            "ahead-amo-q", idle_timeout=10, window=100, at_most_once=True) as messages:
+        for msg in messages:
+            seen.append(msg.body)
+            if len(seen) == 51:  # 50 more sent ahead and queued: the connection drops now
+                broker.kill()
+                broker.restart()
+    assert seen[:60] == list(range(60))  # 51 and on: those queued at the drop
+    assert len(seen) == len(set(seen)) and set(seen) <= set(range(200))
+
+
 def test_connection_lost_when_the_broker_does_not_return(artemis_factory: Any) -> None:
     broker = artemis_factory()
     with pe.Client(broker.url, reconnect=2) as client:
