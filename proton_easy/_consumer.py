@@ -14,15 +14,13 @@ from . import _otel
 from ._driver import Driver
 from ._engine import raw as _raw
 from ._errors import AMQPError
+from ._handover import DropMarks
 from ._message import Message
 from .handlers._transfer import Receiver
 
 log = logging.getLogger("proton_easy")
 
 _END = object()
-
-_DROPPED = object()
-"""Queued after a drop of the connection: the messages ahead of it came on the lost one."""
 
 
 START_WINDOW = 10
@@ -32,7 +30,7 @@ MAX_WINDOW = 1000
 """The most credit an adaptive consumer grows to (while its loop body keeps up)."""
 
 
-class ConsumerJob(Receiver):
+class ConsumerJob(Receiver, DropMarks):
     """A receiver that hands messages to a waiting thread instead of a hook.
 
     Each delivery handed over is held (``_raw.hold``) until the loop settles it for the
@@ -56,8 +54,6 @@ class ConsumerJob(Receiver):
         self.notify = notify  # called on the loop after each put (the asyncio face's wake-up)
         self.notify_at = 1  # ... once this many are queued (a receive waits for its count)
         self.ended = False  # the end marker is queued (set on the loop, before the put)
-        self.drops = 0  # drops of the connection so far (counted on the loop) ...
-        self.taken_drops = 0  # ... and those whose marker the taking side has taken
         self._staged: List[Tuple[Any, Any]] = []  # arrived in this pass of the loop
         self.ack_batch = max(1, self.window // 2)
         """How many handled messages the consuming thread collects before it hands them to
@@ -120,29 +116,16 @@ class ConsumerJob(Receiver):
     def _dropped(self) -> None:
         # Unsettled messages not yet handed out come again after the reconnect: drop them here
         # rather than hand out copies whose settlement can no longer reach the broker (and
-        # ahead of the earlier ones that come again). The taking thread may take some of them
-        # while they are dropped: the marker after them tells it where they end (see stale).
-        # At-most-once messages were settled when sent: the only copies, handed out still.
+        # ahead of the earlier ones that come again); the taking side skips any it takes
+        # meanwhile (see DropMarks). At-most-once messages were settled when sent: the only
+        # copies, handed out still.
         if self.at_most_once:
             return
-        self.drops += 1
         self._drop_queued()
-        self.queue.put((_DROPPED, None))
+        self.mark_drop()
 
-    def stale(self, msg: Any, dlv: Any, post: Callable[[Callable[[], None]], Any]) -> bool:
-        """On the taking side, for what it just took while ``drops != taken_drops`` (the
-        connection dropped since the last marker it took): True when that is to be skipped,
-        a message that came on a lost connection (the broker sends it again) or a drop's
-        marker. The loop is told through ``post``: it releases the delivery and grants the
-        credit the skipped item held."""
-        if msg is _DROPPED:
-            self.taken_drops += 1
-        elif msg is _END:
-            return False
-        post(functools.partial(self._skipped, dlv))
-        return True
-
-    def _skipped(self, dlv: Any) -> None:
+    def skipped(self, dlv: Any) -> None:
+        """The taking side skipped ``dlv``: release it, grant the credit it held."""
         if dlv is not None:
             _raw.release(dlv)
         self._top_up()

@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 from . import _otel
 from ._driver import Driver
 from ._errors import AMQPError, Timeout
+from ._handover import DropMarks
 from ._message import Message, encode
 from .handlers._job import _check_seconds
 from .handlers._request_reply import Requester, Responder
@@ -205,7 +206,7 @@ class Requests:
                 pass
 
 
-class _Server(Responder):
+class _Server(Responder, DropMarks):
     """A responder that hands each request to the serving thread and replies when told.
 
     With ``linger`` (the loop's :meth:`~proton_easy._engine.loop.Loop.linger`), the loop
@@ -238,15 +239,28 @@ class _Server(Responder):
     def _release_queued(self) -> None:
         while True:  # requests taken ahead but not handled go back to the queue
             try:
-                msg, dlv = self.queue.get_nowait()
+                _, dlv = self.queue.get_nowait()
             except queue.Empty:
                 break
-            if msg is not _END:
+            if dlv is not None:  # (not a marker)
                 self.put_back(dlv)
 
     def stop(self) -> None:
         self._release_queued()
         super().stop()
+
+    def _dropped(self) -> None:
+        # Requests queued for the serving thread came on the lost connection: the broker sends
+        # them again after the reconnect. Handled now, they would be handled twice, and their
+        # settlements would reach no one; the serving thread skips any it takes meanwhile.
+        self._release_queued()
+        self.mark_drop()
+        super()._dropped()
+
+    def skipped(self, dlv: Any) -> None:
+        """The serving thread skipped ``dlv`` (a request from a lost connection)."""
+        if dlv is not None:
+            self.put_back(dlv)
 
     def on_finished(self) -> None:
         self._release_queued()
@@ -278,11 +292,14 @@ def serve(driver: Driver, address: str, handler: Callable[[Message], Any],
             try:
                 msg, dlv = job.queue.get(timeout=_SLICE)
             except queue.Empty:
+                msg = dlv = None
                 if driver.closed:
                     raise AMQPError("the client was closed while serving") from None
-            else:
-                if msg is _END:
-                    break
+            if job.drops != job.taken_drops and job.stale(msg, dlv, driver.post):
+                msg = None  # came on a connection since lost: skipped
+            if msg is _END:
+                break
+            if msg is not None:
                 in_hand = dlv
                 try:
                     result, error = (job.respond(msg) if tel is None

@@ -16,6 +16,7 @@ import pytest
 import proton_easy as pe
 from proton_easy import aio
 from proton_easy._consumer import ConsumerJob
+from proton_easy._request_reply import _Server
 
 from .procs import ROOT, describe, popen, run
 
@@ -567,6 +568,29 @@ async def test_receive_returns_nothing_sent_ahead_on_a_lost_connection(
     got = await receiving
     assert [m.body for m in got] == list(range(150))
     assert await aio.receive(url, count=1, timeout=1) == []
+
+
+@pytest.mark.parametrize("race", RACES)
+async def test_serve_handles_no_request_from_a_lost_connection_after_the_drop(
+        artemis_factory: Any, monkeypatch: pytest.MonkeyPatch, race: str) -> None:
+    """As the blocking serve: after the drop, the broker's sequence of requests, in order."""
+    if race == RACES[1]:
+        monkeypatch.setattr(_Server, "_release_queued", lambda job: None)
+    broker = await asyncio.to_thread(artemis_factory)
+    await aio.send_many(broker.address_url("svc-q"),
+                        (pe.Message(i, durable=True, reply_to="replies-q") for i in range(40)))
+    handled: List[int] = []
+
+    async def handler(msg: pe.Message) -> Any:
+        handled.append(msg.body)
+        if len(handled) == 5:  # more taken ahead and queued: the connection drops now
+            await asyncio.to_thread(_kill_and_restart, broker)
+        return msg.body
+
+    async with aio.Client(broker.url) as client:
+        await client.serve("svc-q", handler, timeout=5)
+    after = handled[5:]
+    assert after == list(range(after[0], 40)) and after[0] <= 5, after
 
 
 # -- the examples -----------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import pytest
 from proton.reactor import Container
 
 import proton_easy as pe
+from proton_easy._request_reply import _Server
 from proton_easy.handlers import Requester, Responder
 
 from .seed_peers import SeedClient, SeedServer, run, start
@@ -221,6 +222,33 @@ def test_ctrl_c_stops_an_idle_serve_promptly(amqp_url: str, amqp_address: str,
         client.send(amqp_address, "after the server stopped")
         (left,) = client.receive(amqp_address, count=1, timeout=5)  # nobody took it
     assert left.body == "after the server stopped"
+
+
+@pytest.mark.parametrize("race", ["dropped by the loop", "taken by the server first"])
+def test_serve_handles_no_request_from_a_lost_connection_after_the_drop(
+        artemis_factory: Any, monkeypatch: pytest.MonkeyPatch, race: str) -> None:
+    """Requests taken ahead for the serving thread when the connection drops are not handled
+    after it (the broker sends them again: each would be handled twice, its reply sent twice):
+    after the drop the handler gets the broker's sequence, one run in order. The second case
+    has the serving thread take every queued request before the loop can drop it."""
+    if race == "taken by the server first":
+        monkeypatch.setattr(_Server, "_release_queued", lambda job: None)
+    broker = artemis_factory()
+    pe.send_many(broker.address_url("svc-q"),
+                 (pe.Message(i, durable=True, reply_to="replies-q") for i in range(40)))
+    handled: List[int] = []
+
+    def handler(msg: pe.Message) -> Any:
+        handled.append(msg.body)
+        if len(handled) == 5:  # more taken ahead and queued: the connection drops now
+            broker.kill()
+            broker.restart()
+        return msg.body
+
+    with pe.Client(broker.url) as client:
+        client.serve("svc-q", handler, timeout=5)
+    after = handled[5:]
+    assert after == list(range(after[0], 40)) and after[0] <= 5, after
 
 
 def test_close_wakes_threads_waiting_for_replies(amqp_url: str, amqp_address: str) -> None:

@@ -41,6 +41,8 @@ async def serve(client: Face, address: Optional[str], handler: Callable[[Message
                     raise AMQPError("the client was closed while serving")
                 continue
             msg, dlv = item
+            if job.drops != job.taken_drops and job.stale(msg, dlv, driver.post):
+                continue  # came on a connection since lost
             if msg is _END:
                 break
             in_hand = dlv
