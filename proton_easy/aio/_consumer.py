@@ -201,7 +201,7 @@ async def receive(client: Face, address: Optional[str], count: int, *,
     deadline = clock() + limit
     try:
         try:
-            while (not await _take(job, got, count, driver, inbox, deadline - clock())
+            while (not await _wait_and_take(job, got, count, driver, inbox, deadline - clock())
                    and clock() < deadline):
                 job.notify_at = count - len(got)  # (messages that came on a lost connection
                 # were skipped: the rest, sent again after the reconnect, within the time left)
@@ -219,8 +219,8 @@ async def receive(client: Face, address: Optional[str], count: int, *,
     return [m for m, _ in got]
 
 
-async def _take(job: ConsumerJob, got: List[Tuple[Message, Any]], count: int, driver: Driver,
-                inbox: Inbox, limit: float) -> bool:
+async def _wait_and_take(job: ConsumerJob, got: List[Tuple[Message, Any]], count: int,
+                         driver: Driver, inbox: Inbox, limit: float) -> bool:
     """``receive``'s wait (at most ``limit`` seconds) for ``count`` messages in all, then what
     came taken into ``got``; False when some of it came on a connection since lost (skipped:
     the rest may come again within the time left)."""
@@ -231,10 +231,11 @@ async def _take(job: ConsumerJob, got: List[Tuple[Message, Any]], count: int, dr
             item = job.queue.get_nowait()
         except queue.Empty:
             break
-        if job.drops != job.taken_drops and job.stale(item[0], item[1], driver.post):
+        msg, dlv = item
+        if job.drops != job.taken_drops and job.stale(msg, dlv, driver.post):
             skipped = True
             continue
-        if item[0] is _END:
+        if msg is _END:
             if job.error is not None:
                 raise job.error
             return True
