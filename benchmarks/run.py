@@ -338,14 +338,66 @@ def trial_aio_requests(url: str, address: str, n: int, size: int, repeats: int =
                         keep(turn, "concurrent_seconds", time.perf_counter() - started)
                         keep(turn, "hand_sequential_seconds", hand.batch(together=False))
                         keep(turn, "hand_concurrent_seconds", hand.batch(together=True))
+                    # where the CPU goes while batches of concurrent requests follow each other
+                    batches = 5 * max(repeats, 4)
+                    before = _cpu_readings(server.pid)
+                    for _ in range(batches):
+                        await asyncio.gather(*(client.request(address, body, timeout=30)
+                                               for _ in range(n)))
+                    cpu.update(_cpu_split(before, _cpu_readings(server.pid), batches * n))
 
+        cpu: Dict[str, float] = {}
         asyncio.run(turns())
     finally:
         hand.close()
         thread.join(30)
         server.terminate()
         server.wait(30)
-    return {"seconds": best["concurrent_seconds"], "cpu_seconds": 0.0, "count": n, **best}
+    return {"seconds": best["concurrent_seconds"], "cpu_seconds": 0.0, "count": n, **best,
+            **cpu}
+
+
+CPU_KEYS = ("cpu_client_us", "cpu_server_us", "cpu_rest_us", "cores", "machine_busy")
+"""What :func:`_cpu_split` measures of concurrent requests."""
+
+
+def _cpu_line(reqs: Dict[str, float]) -> str:
+    return (f"client {reqs['cpu_client_us']:.0f} us, server {reqs['cpu_server_us']:.0f} us, "
+            f"the rest of the machine (the broker) {reqs['cpu_rest_us']:.0f} us; "
+            f"{reqs['machine_busy']:.0%} of {reqs['cores']:.0f} cores busy")
+
+
+def _cpu_readings(server_pid: int) -> Optional[Dict[str, float]]:
+    """CPU seconds so far: this process, the server process, and the whole machine (every
+    core, from /proc/stat), with the wall clock; None where /proc cannot tell."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(f) for f in stat.readline().split()[1:]]
+        with open(f"/proc/{server_pid}/stat") as proc:
+            own = proc.read().rsplit(")", 1)[1].split()
+    except (OSError, ValueError, IndexError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    busy = sum(fields[:8]) - fields[3] - fields[4]  # (all but idle and iowait)
+    return {"wall": time.perf_counter(), "client": time.process_time(),
+            "server": (int(own[11]) + int(own[12])) / tick, "machine": busy / tick}
+
+
+def _cpu_split(before: Optional[Dict[str, float]], after: Optional[Dict[str, float]],
+               requests: int) -> Dict[str, float]:
+    """CPU microseconds per request of the client, the server and the rest of the machine
+    (the broker, mostly) between two readings, the share of the machine's cores busy, and the
+    number of cores."""
+    if before is None or after is None:
+        return {}
+    d = {k: after[k] - before[k] for k in after}
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        (os.cpu_count() or 1)
+    rest = max(0.0, d["machine"] - d["client"] - d["server"])
+    return {"cpu_client_us": d["client"] / requests * 1e6,
+            "cpu_server_us": d["server"] / requests * 1e6,
+            "cpu_rest_us": rest / requests * 1e6, "cores": float(cores),
+            "machine_busy": d["machine"] / (d["wall"] * cores)}
 
 
 def trial_scaling(url: str, address: str, n: int, size: int, threads: int, verb: str) -> Dict:
@@ -840,6 +892,14 @@ class Bench:
         keys = ("sequential_seconds", "blocking_sequential_seconds", "concurrent_seconds",
                 "hand_sequential_seconds", "hand_concurrent_seconds")
         best = {k: min(t[k] for t in good) for k in keys}
+        # the CPU per request, the cheapest round's: what a client that cost nothing would
+        # still leave to the server and the broker on these cores
+        costed = [t for t in good if "cpu_client_us" in t]
+        if costed:
+            cheapest = min(costed, key=lambda t: t["cpu_server_us"] + t["cpu_rest_us"])
+            best.update({k: cheapest[k] for k in CPU_KEYS})
+            best["free_client_seconds"] = ((cheapest["cpu_server_us"] + cheapest["cpu_rest_us"])
+                                           * n / cheapest["cores"] / 1e6)
         self.extra["aio_requests"] = {"requests": n, **best,
                                       "speedup": best["sequential_seconds"]
                                       / best["concurrent_seconds"]}
@@ -848,6 +908,8 @@ class Bench:
               f"concurrent tasks {best['concurrent_seconds'] * 1000:.1f} ms; hand-written "
               f"client {best['hand_sequential_seconds'] * 1000:.0f} ms one by one, "
               f"{best['hand_concurrent_seconds'] * 1000:.1f} ms at once", flush=True)
+        if "free_client_seconds" in best:
+            print(f"  aio requests, CPU per request: {_cpu_line(best)}", flush=True)
 
     # -- request/reply -------------------------------------------------------------------------
     def latency(self) -> None:
@@ -1075,6 +1137,12 @@ def print_report(bench: Bench, rows: List[Dict]) -> None:
               f"{ms['hand_concurrent_seconds']:,.1f} ms at once, "
               f"{ms['hand_sequential_seconds']:,.0f} ms one by one "
               f"({ms['hand_sequential_seconds'] / ms['hand_concurrent_seconds']:.1f}x)")
+        if "free_client_seconds" in reqs:
+            print(f"   CPU per request while batches of them follow each other: "
+                  f"{_cpu_line(reqs)}\n"
+                  f"   a client costing nothing would leave the server and the broker "
+                  f"{ms['free_client_seconds']:,.1f} ms of these cores' work per batch: at "
+                  f"best {ms['sequential_seconds'] / ms['free_client_seconds']:.1f}x")
     scaling = bench.extra.get("scaling")
     if scaling:
         print("\n== threads sharing one Client (100 B, per-call latency; best of "
@@ -1175,6 +1243,9 @@ def goals(bench: Bench, rows: List[Dict]) -> List[Dict]:
                 f"{n} blocking Client.request", ms["blocking_sequential_seconds"], None)
         req_row(f"  hand-written client, {n} at once, ms", ms["hand_concurrent_seconds"],
                 "its own, one by one", ms["hand_sequential_seconds"], None)
+        if "free_client_seconds" in ms:
+            req_row(f"  a client costing nothing, {n}, ms", ms["free_client_seconds"],
+                    f"{n} awaited one by one", ms["sequential_seconds"], None)
     return out
 
 
