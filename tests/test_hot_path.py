@@ -531,3 +531,6 @@ def test_benchmark_harness_smoke_run(amqp_url: str, tmp_path: Path) -> None:
     assert results["memory"]["count"] > 0
     assert results["aio_requests"]["concurrent_seconds"] > 0
     assert results["aio_requests"]["hand_concurrent_seconds"] > 0
+    reqs = results["aio_requests"]  # the CPU split of the concurrent requests, and its bound
+    assert reqs["cpu_client_us"] > 0 and reqs["cpu_server_us"] > 0, reqs
+    assert 0 < reqs["free_client_seconds"] and 0 < reqs["machine_busy"] <= 1.05, reqs
