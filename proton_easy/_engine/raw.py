@@ -45,6 +45,7 @@ updated: Callable[[Any], bool]
 remote_state: Callable[[Any], int]
 remote_settled: Callable[[Any], bool]
 settle_now: Callable[[Any], None]
+settle_sent: Callable[[Any], None]
 
 if NATIVE:
     lib, ffi = compat.lib, compat.ffi
@@ -103,6 +104,18 @@ if NATIVE:
             lib.pn_disposition_set_failed(lib.pn_delivery_local(dlv), True)
         lib.pn_delivery_update(dlv, outcome)
         lib.pn_delivery_settle(dlv)
+
+    def abort(dlv: Any) -> None:
+        """Give up an outgoing delivery whose connection dropped: proton settles it and never
+        sends it (its job sends the message again itself). Without this, proton sends one it
+        had not written yet on the next connection after the reconnect: twice in all."""
+        lib.pn_delivery_abort(dlv)
+
+    settle_sent = lib.pn_delivery_abort
+    """Settle here an outgoing delivery the broker settled. For a delivery written already an
+    abort is the same settle; but when the connection ended before proton wrote that settle,
+    proton keeps the delivery to write on the next connection, and the reconnect's unbind
+    has reset it to "not sent": a plain settle would then go out as a new, empty message."""
 
     def hold(dlv: Any) -> None:
         """Keep a delivery alive after its event (until :func:`release`)."""
@@ -174,6 +187,14 @@ else:
             dlv.local.failed = True
         dlv.update(outcome)
         dlv.settle()
+
+    def abort(dlv: Any) -> None:
+        """Give up an outgoing delivery whose connection dropped (see the native one)."""
+        dlv.abort()
+
+    def settle_sent(dlv: Any) -> None:
+        """Settle here an outgoing delivery the broker settled (see the native one)."""
+        dlv.abort()
 
     # A ``Delivery`` frees its proton-c object when its last reference goes, on whichever
     # thread drops it; proton-c's reference counts are not thread-safe. A consuming thread

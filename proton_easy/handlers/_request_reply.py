@@ -343,7 +343,7 @@ class Requester(_Lean, Job):
             elif state in _raw.REFUSED:
                 self._guard(self._refused, dlv)
             if _raw.remote_settled(dlv):
-                _raw.settle_now(dlv)
+                _raw.settle_sent(dlv)
 
     def _replied(self, dlv: Any, data: bytearray) -> None:
         try:
@@ -417,6 +417,8 @@ class Requester(_Lean, Job):
             log.info("connection lost: %d requests will be sent again", len(self._pending))
         self._unsent = {**self._pending, **self._unsent}
         self._pending = {}
+        for dlv in self._outgoing:  # sent again by the job: proton must not send them too
+            _raw.abort(dlv)
         self._outgoing.clear()
 
     def _reconnected(self) -> None:
@@ -552,7 +554,7 @@ class Responder(_Lean, Job):
                 self._reply_refused(dlv)
             if _raw.remote_settled(dlv):
                 self._reply_settled(dlv)
-                _raw.settle_now(dlv)
+                _raw.settle_sent(dlv)
 
     def _arrived(self, dlv: Any, data: bytearray) -> None:
         try:

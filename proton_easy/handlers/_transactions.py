@@ -318,14 +318,19 @@ class TxJob(Job):
         in_doubt = self._discharging is not None and not self._discharging[1]
         lost = self._discharging[4] if in_doubt and self._discharging else self._batch_work
         had_tx = self.txn_id is not None or self._declaring is not None or self._then_declare
-        for dlv in list(self._tx_sends) + self._tx_accepts:
-            dlv.settle()  # forget them: the broker forgot them with the connection
+        # Forget them: the broker forgot them with the connection. What was sent is aborted,
+        # not settled: proton would send one it had not written yet on the next connection
+        # (a declare nobody waits for, a message in a transaction that no longer exists).
+        for dlv in self._tx_sends:
+            dlv.abort()
+        for dlv in self._tx_accepts:
+            dlv.settle()
         if self._discharging is not None:
             for dlv in self._discharging[2]:
                 dlv.settle()
-            self._discharging[0].settle()
+            self._discharging[0].abort()
         if self._declaring is not None:
-            self._declaring.settle()
+            self._declaring.abort()
         self._tx_sends.clear()
         self._tx_accepts = []
         self._discharging = self._declaring = None
@@ -442,7 +447,7 @@ class _TxSenderLink(proton.Handler):
         if _raw.remote_state(dlv) in _OUTCOMES or settled:
             job._guard(job._outcome, _raw.wrap(dlv))
         if settled:
-            _raw.settle_now(dlv)
+            _raw.settle_sent(dlv)
 
     def on_unhandled(self, method: str, *args: Any) -> None:
         args[0].dispatch(self.job)

@@ -186,7 +186,7 @@ class Sender(_Lean, Job):
         if _raw.remote_settled(dlv):
             if self._hooks:
                 self._emit("on_settled", dlv)
-            _raw.settle_now(dlv)
+            _raw.settle_sent(dlv)
         self._guard(self._check_done)  # on_all_accepted is user code
 
     def _pump(self, sender: Any) -> None:
@@ -236,6 +236,8 @@ class Sender(_Lean, Job):
         # The seed's sent = confirmed: whatever was not confirmed goes out again, first and in
         # order, once the connection is back.
         pending = list(self._unsettled.values())
+        for dlv in self._unsettled:  # proton must not send them itself after the reconnect
+            _raw.abort(dlv)
         self._unsettled.clear()
         self._waiting.extendleft(reversed(pending))
         self.sent -= len(pending)
