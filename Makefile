@@ -13,7 +13,7 @@ PORT ?=
 # and with proton's private API switched off.
 # (the seed's examples, run as processes and stopped with Ctrl-C, run in the whole suite)
 ENGINE_TESTS ?= tests/test_send_receive.py tests/test_request_reply.py tests/test_transactions.py \
-	tests/test_hot_path.py tests/test_failover.py tests/test_engine.py
+	tests/test_hot_path.py tests/test_failover.py tests/test_engine.py tests/test_drop_window.py
 VENV039 ?= .venv-proton039
 STAMP039 := $(VENV039)/.installed
 
