@@ -10,8 +10,11 @@ a real Artemis got once the client has reconnected.
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import Future
 from typing import Any, Callable, TypeVar
+
+import pytest
 
 import proton_easy as pe
 from proton_easy._message import encode
@@ -82,3 +85,27 @@ def test_a_request_made_as_the_connection_ends_reaches_the_service_once(
         assert client._conn.drops == 1
     assert served == ["warm-up", "ping"]
     assert pe.receive(artemis.address_url(service), count=10, timeout=2) == []
+
+
+def test_a_transaction_message_sent_as_the_connection_ends_leaves_the_next_batch_working(
+        artemis: Any, amqp_address: str, caplog: Any) -> None:
+    """proton wrote the lost batch's message on the next connection, pre-settled, in a
+    transaction that connection never declared: Artemis closed the whole connection
+    ("AMQ119014: Transaction not found"), and the next batch failed with ConnectionLost.
+    And the settlement of the discharge before the drop went out again as an empty message on
+    the coordinator, which left proton counting one delivery queued on it for ever: it never
+    detached it, and leaving the ``with`` block waited out the client's timeout."""
+    caplog.set_level(logging.DEBUG, logger="proton_easy")
+    with pe.Client(artemis.url, timeout=20) as client:
+        with client.transaction(amqp_address) as tx:
+            tx.send("first batch")
+            tx.commit()
+            _as_the_connection_ends(client, lambda: tx.send("lost with the connection"))
+            with pytest.raises(pe.TransactionError, match="rolled the batch back"):
+                tx.commit()
+            tx.send("next batch")
+            tx.commit()
+        assert client._conn.drops == 1
+    assert "did not close cleanly" not in caplog.text  # its links closed: nothing waited
+    got = pe.receive(artemis.address_url(amqp_address), count=10, timeout=3)
+    assert [m.body for m in got] == ["first batch", "next batch"]

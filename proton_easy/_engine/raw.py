@@ -105,11 +105,16 @@ if NATIVE:
         lib.pn_delivery_update(dlv, outcome)
         lib.pn_delivery_settle(dlv)
 
-    def abort(dlv: Any) -> None:
+    def abort(dlv: Any) -> Optional[Any]:
         """Give up an outgoing delivery whose connection dropped: proton settles it and never
         sends it (its job sends the message again itself). Without this, proton sends one it
-        had not written yet on the next connection after the reconnect: twice in all."""
+        had not written yet on the next connection after the reconnect: twice in all.
+
+        Returns the handle of its link when proton had not written all of it: proton then
+        counts it queued on the link for ever, and holds that link's detach back."""
+        unwritten = lib.pn_delivery_pending(dlv) > 0
         lib.pn_delivery_abort(dlv)
+        return lib.pn_delivery_link(dlv) if unwritten else None
 
     settle_sent = lib.pn_delivery_abort
     """Settle here an outgoing delivery the broker settled. For a delivery written already an
@@ -188,9 +193,11 @@ else:
         dlv.update(outcome)
         dlv.settle()
 
-    def abort(dlv: Any) -> None:
+    def abort(dlv: Any) -> Optional[Any]:
         """Give up an outgoing delivery whose connection dropped (see the native one)."""
+        unwritten = dlv.pending > 0
         dlv.abort()
+        return dlv.link if unwritten else None
 
     def settle_sent(dlv: Any) -> None:
         """Settle here an outgoing delivery the broker settled (see the native one)."""

@@ -217,8 +217,22 @@ class Job(MessagingHandler):
     def _awaiting_close(self) -> Iterator[Any]:
         if self._conn is None or not self._conn.up:
             return iter(())
+        held = self._held_back
         return (lnk for lnk in self._links
-                if lnk.state & lnk.REMOTE_ACTIVE and lnk not in self._gone)
+                if lnk.state & lnk.REMOTE_ACTIVE and lnk not in self._gone
+                and (not held or _raw.link_impl(lnk) not in held))
+
+    _held_back: FrozenSet[Any] = frozenset()
+    """Handles of links whose detach proton holds back (see :meth:`_abort_sent`)."""
+
+    def _abort_sent(self, deliveries: Iterable[Any]) -> None:
+        """At a drop: abort the job's outgoing deliveries that the broker did not settle
+        (:func:`~proton_easy._engine.raw.abort`: proton must not write them on the next
+        connection, the job sends them again). A link that had one proton had not written is
+        not waited for when the job ends: proton never sends its detach."""
+        held = {link for link in map(_raw.abort, deliveries) if link is not None}
+        if held:
+            self._held_back = self._held_back | held
 
     def _complete(self) -> None:
         if self._conn is not None:

@@ -417,8 +417,7 @@ class Requester(_Lean, Job):
             log.info("connection lost: %d requests will be sent again", len(self._pending))
         self._unsent = {**self._pending, **self._unsent}
         self._pending = {}
-        for dlv in self._outgoing:  # sent again by the job: proton must not send them too
-            _raw.abort(dlv)
+        self._abort_sent(self._outgoing)  # sent again by the job: not by proton too
         self._outgoing.clear()
 
     def _reconnected(self) -> None:

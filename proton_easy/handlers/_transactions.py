@@ -243,6 +243,8 @@ class TxJob(Job):
 
     def on_settled(self, event: Any) -> None:
         self._guard(self._outcome, event.delivery)
+        if event.delivery.link.is_sender:  # a declare or a discharge: settled here before
+            event.delivery.abort()  # proton's auto-settle, the way _raw.settle_sent does
 
     def _outcome(self, dlv: Any) -> None:
         token = self._tx_sends.pop(dlv, _NOT_SENT)
@@ -321,16 +323,16 @@ class TxJob(Job):
         # Forget them: the broker forgot them with the connection. What was sent is aborted,
         # not settled: proton would send one it had not written yet on the next connection
         # (a declare nobody waits for, a message in a transaction that no longer exists).
-        for dlv in self._tx_sends:
-            dlv.abort()
+        sent = list(self._tx_sends)
         for dlv in self._tx_accepts:
             dlv.settle()
         if self._discharging is not None:
             for dlv in self._discharging[2]:
                 dlv.settle()
-            self._discharging[0].abort()
+            sent.append(self._discharging[0])
         if self._declaring is not None:
-            self._declaring.abort()
+            sent.append(self._declaring)
+        self._abort_sent(_raw.delivery_impl(dlv) for dlv in sent)
         self._tx_sends.clear()
         self._tx_accepts = []
         self._discharging = self._declaring = None

@@ -236,8 +236,7 @@ class Sender(_Lean, Job):
         # The seed's sent = confirmed: whatever was not confirmed goes out again, first and in
         # order, once the connection is back.
         pending = list(self._unsettled.values())
-        for dlv in self._unsettled:  # proton must not send them itself after the reconnect
-            _raw.abort(dlv)
+        self._abort_sent(self._unsettled)  # proton must not send them after the reconnect
         self._unsettled.clear()
         self._waiting.extendleft(reversed(pending))
         self.sent -= len(pending)
