@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -28,7 +29,9 @@ def test_each_failover_url_logs_in_with_its_own_credentials(artemis: Any, amqp_a
         client.send(amqp_address, "via the second URL")
         assert repr(client).startswith("<proton_easy.Client amqp://")
         assert f"127.0.0.1:{artemis.port}" in repr(client)
-        assert artemis.password not in repr(client)
+        # (the user name is shown: a broker whose password is its user name, as admin:admin
+        # of a broker given with PROTON_EASY_TEST_URL, would otherwise fail this)
+        assert artemis.password not in repr(client).replace(f"{artemis.user}@", "@")
     (got,) = pe.receive(artemis.address_url(amqp_address), timeout=5)
     assert got.body == "via the second URL"
 
@@ -44,7 +47,8 @@ def test_an_unreachable_failover_list_names_every_url(caplog: Any) -> None:
 
 
 def test_a_wrong_password_on_the_second_url_names_that_url(artemis: Any) -> None:
-    wrong = artemis.url.replace(artemis.password, "not-the-password")
+    wrong = artemis.url.replace(f":{quote(artemis.password, safe='')}@", ":not-the-password@")
+    assert wrong != artemis.url
     with pytest.raises(pe.AuthenticationError) as info:
         pe.Client(urls=[_dead_url(), wrong], timeout=10)
     assert f"127.0.0.1:{artemis.port}" in str(info.value)
