@@ -27,6 +27,7 @@ from proton_easy.testing import _broker as broker_module
 from proton_easy.testing import _docker as docker_module
 
 from . import fake_docker
+from .logins import without_user
 
 pytest_plugins = ["pytester"]
 
@@ -95,7 +96,7 @@ def test_wrong_password_is_refused(artemis):
 
 def test_repr_never_shows_the_password(artemis):
     if artemis.password:
-        assert artemis.password not in repr(artemis)
+        assert artemis.password not in without_user(repr(artemis), artemis.user)
     broker = ArtemisBroker(mode="local", password="very-secret-pw")
     assert "very-secret-pw" not in repr(broker)
     config = docker_container_config(user="u", password="very-secret-pw")
